@@ -1,0 +1,26 @@
+"""``train``: contrastive image-report training on synthetic data (reproduces the demo model)."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+
+def configure(p) -> None:
+    from ..train import TrainConfig
+
+    defaults = TrainConfig()
+    p.add_argument("--out", required=True, help="output folder (open_clip local-dir layout)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        kind = float if f.name in ("lr", "weight_decay", "max_minutes") else type(value) if value is not None else str
+        p.add_argument(flag, type=kind, default=value, help=f"default {value}")
+
+
+def run(args) -> int:
+    from ..train import TrainConfig, train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    summary = train(config, out_dir=args.out)
+    print(f"saved {args.out}: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> "
+          f"{summary['last_loss']:.3f}, {summary['train_minutes']} min")
+    return 0

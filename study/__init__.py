@@ -1,0 +1,1 @@
+"""The reader study: data, designs, workflow, analysis and reports. Never imports Streamlit."""

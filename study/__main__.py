@@ -1,0 +1,7 @@
+"""Allows ``python -m study``."""
+
+import sys
+
+from study.cli import main
+
+sys.exit(main())

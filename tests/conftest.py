@@ -1,0 +1,46 @@
+"""Shared fixtures: small open_clip models saved as real checkpoint files."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference"
+
+TINY_VIT = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_arch(tmp_path_factory) -> str:
+    """Register a tiny ViT config with open_clip (any open_clip architecture must load)."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("model_configs")
+    (folder / "test-vit-tiny.json").write_text(json.dumps(TINY_VIT))
+    open_clip.add_model_config(folder)
+    return "test-vit-tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised revision-tiny-cnn saved as safetensors."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    import revision_core.model  # noqa: F401  (registers configs and towers)
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("revision-tiny-cnn")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path

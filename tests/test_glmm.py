@@ -1,0 +1,224 @@
+"""study.analysis.glmm: agreement with lme4::glmer, and behaviour that needs no R."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from study.analysis._crossed import CrossedStructure
+from study.analysis._design import build_design
+from study.analysis.glmm import _LaplaceFit, fit_glmm, fit_lmm_log_time, simulate_reader_study
+from tests.glmer_reference import INSTALL_HINT, glmer_available, run_glmer
+
+FORMULA = "correct ~ condition * experience + (1|reader) + (1|case)"
+
+
+@pytest.fixture(scope="module")
+def study() -> pd.DataFrame:
+    return simulate_reader_study(30, 150, effect_log_odds=0.4, reader_sd=0.35, case_sd=1.0, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fitted(study):
+    return fit_glmm(FORMULA, study)
+
+
+# --- agreement with glmer ------------------------------------------------------------------
+
+
+def test_matches_glmer_laplace(study, fitted):
+    if not glmer_available():
+        pytest.skip(INSTALL_HINT)
+    ref = run_glmer(study, FORMULA)
+    assert ref["converged"]
+    fe = fitted.fixed_effects.set_index("term")
+    assert sorted(fe.index) == sorted(r["term"] for r in ref["fixed_effects"])
+    for r in ref["fixed_effects"]:
+        ours = fe.loc[r["term"]]
+        assert abs(ours.estimate - r["estimate"]) < 0.02, (r["term"], ours.estimate, r["estimate"])
+        assert abs(ours.se / r["se"] - 1) < 0.10, (r["term"], ours.se, r["se"])
+    assert abs(fitted.reader_sd / ref["random_effects"]["reader_sd"] - 1) < 0.10
+    assert abs(fitted.case_sd / ref["random_effects"]["case_sd"] - 1) < 0.10
+    # Same objective: our maximum of the Laplace log-likelihood is at least glmer's.
+    assert fitted.loglik > ref["loglik"] - 0.05
+
+
+def _unbalanced(seed: int = 7) -> pd.DataFrame:
+    """20 readers, 30% of readings missing at random: the shape that once stalled at SD = 0."""
+    df = simulate_reader_study(20, 100, 0.4, 0.3, 1.0, seed=seed)
+    return df.sample(frac=0.7, random_state=1).reset_index(drop=True)
+
+
+def test_matches_glmer_on_unbalanced_small_study():
+    if not glmer_available():
+        pytest.skip(INSTALL_HINT)
+    df = _unbalanced()
+    ours = fit_glmm(FORMULA, df)
+    ref = run_glmer(df, FORMULA)
+    fe = ours.fixed_effects.set_index("term")
+    for r in ref["fixed_effects"]:
+        assert abs(fe.loc[r["term"]].estimate - r["estimate"]) < 0.02
+        assert abs(fe.loc[r["term"]].se / r["se"] - 1) < 0.10
+    assert abs(ours.reader_sd / ref["random_effects"]["reader_sd"] - 1) < 0.10
+    assert ours.loglik > ref["loglik"] - 0.05
+
+
+# --- estimation without R -------------------------------------------------------------------
+
+
+def test_small_reader_sd_is_not_a_stall_at_zero():
+    # A bounded optimiser used to land on SD = 0 (zero gradient there) for these data.
+    df = _unbalanced()
+    res = fit_glmm(FORMULA, df)
+    assert res.reader_sd > 0.05 and res.converged
+    only_reader = fit_glmm("correct ~ condition + (1|reader)", simulate_reader_study(20, 100, 0.4, 0.3, 1.0, seed=7))
+    assert only_reader.groups == ("reader",)
+    assert only_reader.reader_sd > 0.05
+
+
+
+def test_recovers_known_effect_and_variance_components(fitted):
+    fe = fitted.fixed_effects.set_index("term")
+    aided = fe.loc["condition[T.aided]"]
+    assert aided.ci_low < 0.4 < aided.ci_high
+    assert abs(aided.estimate - 0.4) < 0.2
+    assert fitted.converged
+    assert 0.15 < fitted.reader_sd < 0.6
+    assert 0.8 < fitted.case_sd < 1.25
+    for term in ("condition[T.aided]:experience[T.junior]", "condition[T.aided]:experience[T.senior]"):
+        assert abs(fe.loc[term].estimate) < 0.3
+
+
+def test_term_names_and_default_reference_levels(fitted):
+    assert list(fitted.fixed_effects.term) == [
+        "Intercept",
+        "condition[T.aided]",
+        "experience[T.junior]",
+        "experience[T.senior]",
+        "condition[T.aided]:experience[T.junior]",
+        "condition[T.aided]:experience[T.senior]",
+    ]
+    assert list(fitted.fixed_effects.columns) == ["term", "estimate", "se", "z", "p", "ci_low", "ci_high", "odds_ratio"]
+    np.testing.assert_allclose(fitted.fixed_effects.odds_ratio, np.exp(fitted.fixed_effects.estimate))
+
+
+def test_reference_levels_argument_and_groups_argument(study):
+    res = fit_glmm("correct ~ condition * experience", study, groups=("reader", "case"),
+                   reference_levels={"experience": "junior"})
+    assert "experience[T.intermediate]" in set(res.fixed_effects.term)
+    assert "experience[T.junior]" not in set(res.fixed_effects.term)
+    assert res.n_groups == {"reader": 30, "case": 150}
+
+
+def test_gradient_matches_finite_differences():
+    df = simulate_reader_study(8, 40, 0.5, 0.4, 0.9, seed=2)
+    d = build_design("correct ~ condition * experience", df, ("reader", "case"), None, binary_response=True)
+    fit = _LaplaceFit(d.y, d.X, CrossedStructure(d.codes, [len(lv) for lv in d.levels]))
+    x = np.array([0.5, 0.8, 0.7, 0.3, -0.2, 0.1, 0.05, -0.1])
+    f0, g = fit.fun_grad(x)
+    h = 1e-5
+    fd = [(fit.fun_grad(x + e)[0] - fit.fun_grad(x - e)[0]) / (2 * h) for e in np.eye(len(x)) * h]
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_reader_variance_is_a_flagged_boundary_fit():
+    df = simulate_reader_study(12, 60, 0.4, reader_sd=0.0, case_sd=1.0, seed=5)
+    res = fit_glmm(FORMULA, df)
+    assert res.reader_sd < 0.15
+    assert np.isfinite(res.fixed_effects.se).all()
+
+
+def test_to_dict_is_json_with_the_agreed_shape(fitted):
+    d = json.loads(json.dumps(fitted.to_dict()))
+    assert set(d["random_effects"]) == {"reader_sd", "case_sd"}
+    assert d["random_effects"]["case_sd"] == pytest.approx(fitted.case_sd)
+    first = d["fixed_effects"][1]
+    assert set(first) == {"term", "estimate", "se", "ci", "p"}
+    assert first["term"] == "condition[T.aided]"
+    assert first["ci"][0] < first["estimate"] < first["ci"][1]
+    assert d["n_obs"] == 30 * 150 * 2
+
+
+def test_marginal_effects_match_beta_contrasts_and_integration(fitted):
+    me = fitted.marginal_effects(by="experience").set_index("experience")
+    fe = fitted.fixed_effects.set_index("term").estimate
+    assert me.loc["intermediate", "log_or"] == pytest.approx(fe["condition[T.aided]"])
+    assert me.loc["senior", "log_or"] == pytest.approx(
+        fe["condition[T.aided]"] + fe["condition[T.aided]:experience[T.senior]"]
+    )
+    # Percentage points = population-averaged probabilities: check against Monte Carlo.
+    rng = np.random.default_rng(0)
+    b = rng.normal(0, 1, 400_000) * np.hypot(fitted.reader_sd, fitted.case_sd)
+    eta_u = fe["Intercept"] + fe["experience[T.senior]"]
+    eta_a = eta_u + fe["condition[T.aided]"] + fe["condition[T.aided]:experience[T.senior]"]
+    mc = 100 * (expit(eta_a + b).mean() - expit(eta_u + b).mean())
+    assert me.loc["senior", "pp_diff"] == pytest.approx(mc, abs=0.1)
+    assert (me.pp_ci_low < me.pp_diff).all() and (me.pp_diff < me.pp_ci_high).all()
+    assert (me.or_ci_low < me.odds_ratio).all() and (me.odds_ratio < me.or_ci_high).all()
+    overall = fitted.marginal_effects(by=None)
+    assert len(overall) == 1 and me.pp_diff.min() <= overall.pp_diff.iloc[0] <= me.pp_diff.max()
+
+
+# --- input validation -----------------------------------------------------------------------
+
+
+def test_missing_column_is_a_clear_error(study):
+    with pytest.raises(ValueError, match="missing column.*experience"):
+        fit_glmm(FORMULA, study.drop(columns="experience"))
+    with pytest.raises(ValueError, match="missing column.*reader"):
+        fit_glmm(FORMULA, study.drop(columns="reader"))
+
+
+def test_condition_with_one_level_is_rejected(study):
+    with pytest.raises(ValueError, match="condition"):
+        fit_glmm(FORMULA, study[study.condition == "aided"])
+
+
+def test_condition_without_unaided_reference_is_rejected(study):
+    df = study.assign(condition=study.condition.map({"aided": "AI", "unaided": "none"}))
+    with pytest.raises(ValueError, match="unaided"):
+        fit_glmm(FORMULA, df)
+
+
+def test_non_binary_outcome_is_rejected(study):
+    with pytest.raises(ValueError, match="binary"):
+        fit_glmm(FORMULA, study.assign(correct=study.correct * 2))
+    with pytest.raises(ValueError, match="binary"):
+        fit_glmm(FORMULA, study.assign(correct=np.where(study.correct == 1, "yes", "no")))
+
+
+# --- log reading time LMM -------------------------------------------------------------------
+
+
+def test_lmm_log_time_matches_statsmodels_reml():
+    import statsmodels.formula.api as smf
+
+    df = simulate_reader_study(10, 30, 0.4, 0.3, 1.0, seed=3)
+    res = fit_lmm_log_time("seconds ~ condition * experience + (1|reader) + (1|case)", df)
+    df = df.assign(log_s=np.log(df.seconds), all=1)
+    sm = smf.mixedlm(
+        "log_s ~ C(condition, Treatment('unaided')) * experience", df, groups="all", re_formula="0",
+        vc_formula={"reader": "0 + C(reader)", "case": "0 + C(case)"},
+    ).fit(reml=True)
+    np.testing.assert_allclose(res.fixed_effects.estimate, sm.fe_params.to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(res.fixed_effects.se, sm.bse_fe.to_numpy(), rtol=1e-3)
+    vc = dict(zip(sm.model.exog_vc.names, np.sqrt(sm.vcomp)))
+    assert res.reader_sd == pytest.approx(vc["reader"], rel=1e-3)
+    assert res.case_sd == pytest.approx(vc["case"], rel=1e-3)
+    assert res.residual_sd == pytest.approx(np.sqrt(sm.scale), rel=1e-3)
+    assert "condition[T.aided]" in set(res.fixed_effects.term)
+
+
+def test_lmm_recovers_time_effect_and_rejects_nonpositive_times():
+    df = simulate_reader_study(20, 80, 0.4, 0.3, 1.0, seed=4, time_effect_log=-0.2)
+    res = fit_lmm_log_time("seconds ~ condition", df)
+    row = res.fixed_effects.set_index("term").loc["condition[T.aided]"]
+    assert abs(row.estimate + 0.2) < 4 * row.se  # 40 seeds: mean -0.203, 95% CI coverage 0.95
+    assert row.se < 0.03
+    assert row.time_ratio == pytest.approx(np.exp(row.estimate))
+    with pytest.raises(ValueError, match="positive"):
+        fit_lmm_log_time("seconds ~ condition", df.assign(seconds=0.0))
