@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("zero-shot AUROC with DeLong CIs on synthetic or labelled images", "revision_core.commands.evaluate"),
     "fewshot": ("few-shot linear-probe label-efficiency table against zero-shot", "revision_core.commands.fewshot"),
     "train": ("train a CLIP model on synthetic image-report pairs (the demo model)", "revision_core.commands.train"),
+    "saliency": ("saliency overlay (IG, SmoothGrad, Grad-CAM, occlusion) of one finding", "revision_core.commands.saliency"),
+    "saliency-check": ("faithfulness of saliency maps on synthetic lesion masks", "revision_core.commands.saliency_check"),
 }
 
 

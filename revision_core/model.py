@@ -9,6 +9,7 @@ the file format).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -180,6 +181,18 @@ def _local_dir_config(folder: Path) -> tuple[dict, dict, Path, str]:
     return model_cfg, config.get("preprocess_cfg", {}), weights[0], name
 
 
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip warns on the root logger that no pretrained weights were loaded; we load our own next."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def load_model(spec: str | None = None, checkpoint: str | Path | None = None, *,
                device: str | None = None) -> LoadedModel:
     """Load a model for inference.
@@ -204,7 +217,8 @@ def load_model(spec: str | None = None, checkpoint: str | Path | None = None, *,
         model_cfg, preprocess_cfg, weights_path, name = _local_dir_config(folder)
         architecture = model_cfg.get("vision_cfg", {}).get("timm_model_name") or name
         architecture = json.loads((folder / "open_clip_config.json").read_text()).get("architecture", architecture)
-        model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)
+        with _quiet_open_clip():
+            model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)
         source = str(folder)
         is_demo = folder.resolve() == DEMO_MODEL_DIR.resolve()
     else:
@@ -217,7 +231,8 @@ def load_model(spec: str | None = None, checkpoint: str | Path | None = None, *,
                 f"Architecture {spec!r} needs its weights, and nothing is downloaded here. Pass a local "
                 f"checkpoint file: --model {spec} --checkpoint /path/to/weights.safetensors (.pt/.bin too).")
         weights_path = Path(checkpoint)
-        model = open_clip.create_model(spec, load_weights=False)
+        with _quiet_open_clip():
+            model = open_clip.create_model(spec, load_weights=False)
         preprocess_cfg, name, source, is_demo = {}, f"{spec} ({weights_path.name})", str(weights_path), False
     state_dict = read_state_dict(weights_path)
     _apply_state_dict(model, state_dict, weights_path, architecture)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,10 +52,14 @@ def findings_signature(labels: dict[str, int], severity: dict[str, str]) -> int:
     return code * 4 + {"": 0, "mild": 1, "moderate": 2, "severe": 3}.get(dr, 0)
 
 
+MIN_RENDER_SIZE = 224  # the generator's smallest size; smaller model inputs are downsampled from it
+
+
 def _render(args):
     seed, size = args
-    case = generate_case(seed, size=size)
-    return case.image, case.report, [case.labels[k] for k in FINDINGS], findings_signature(case.labels, case.severity)
+    case = generate_case(seed, size=max(size, MIN_RENDER_SIZE))
+    image = case.image if size >= MIN_RENDER_SIZE else cv2.resize(case.image, (size, size), interpolation=cv2.INTER_AREA)
+    return image, case.report, [case.labels[k] for k in FINDINGS], findings_signature(case.labels, case.severity)
 
 
 @dataclass
@@ -113,7 +118,8 @@ class TrainConfig:
     threads: int = 2
     workers: int = 2
     false_negatives: str = "mask"  # "mask" (ReportAwareClipLoss) or "none" (plain ClipLoss)
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # a safety budget; stop_step is what makes a shortened run reproducible
+    stop_step: int | None = None  # stop after this many steps without changing the schedule
     validate_every: int = 500
     n_validation: int = 400
     cache_dir: str | None = "runs/cache"
@@ -191,7 +197,7 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, log=print) -> 
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        history.append(float(loss))
+        history.append(loss.item())
         if step % config.log_every == 0 or step == config.steps - 1:
             rate = (step + 1) * config.batch_size / (time.time() - t_train)
             log(f"step {step:5d} loss {np.mean(history[-config.log_every:]):.4f} scale {scale.item():.1f} "
@@ -200,6 +206,9 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, log=print) -> 
             aucs = validation_auroc(model, tokenizer, val, mean, std)
             log("validation AUROC " + " ".join(f"{k}={v:.3f}" for k, v in aucs.items())
                 + f" mean={np.nanmean(list(aucs.values())):.3f}")
+        if config.stop_step and step + 1 >= config.stop_step:
+            log(f"stopping at step {step}: --stop-step {config.stop_step}")
+            break
         if config.max_minutes and (time.time() - t_train) / 60 > config.max_minutes:
             log(f"stopping at step {step}: time budget of {config.max_minutes} min reached")
             break

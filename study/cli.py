@@ -37,6 +37,13 @@ COMMANDS: dict[str, Command] = {
         "Obuchowski-Rockette MRMC analysis (Hillis ddf) of a fully crossed reader study",
         "study.commands.mrmc",
     ),
+    "init": Command("create the study database (migrations) and a study from CONFIG.toml", "study.commands.init"),
+    "import-cases": Command("import cases and images from a manifest CSV (all or nothing)",
+                            "study.commands.import_cases"),
+    "add-readers": Command("add readers from a CSV and print their access codes once", "study.commands.add_readers"),
+    "design": Command("build the study's assignments from its seed (or --verify them)", "study.commands.design"),
+    "precompute": Command("store zero-shot AI suggestions for every case (resumable)", "study.commands.precompute"),
+    "status": Command("cases, readers, assignments, answers and per-reader progress", "study.commands.status"),
 }
 
 

@@ -21,16 +21,15 @@ def configure(p) -> None:
 
 def grade_breakdown(labels, scores, grades) -> dict:
     """AUROC of each grade's positives against all negatives (e.g. mild DR vs no DR)."""
-    from ..evaluate import auroc_ci
+    from ..evaluate import evaluate_scores
 
     out = {}
     for finding, grade in grades.items():
         neg = labels[finding] == 0
         for g in sorted(set(grade[labels[finding] == 1])):
             keep = neg | (grade == g)
-            res = auroc_ci(labels[finding][keep], scores[finding][keep])
-            out.setdefault(finding, {})[g] = {"auc": res.auc, "ci": list(res.ci),
-                                              "n_pos": int((grade == g).sum())}
+            res = evaluate_scores({finding: labels[finding][keep]}, {finding: scores[finding][keep]})
+            out.setdefault(finding, {})[g] = res["auroc"][finding]
     return out
 
 

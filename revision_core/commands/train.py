@@ -12,7 +12,7 @@ def configure(p) -> None:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
-        kind = float if f.name in ("lr", "weight_decay", "max_minutes") else type(value) if value is not None else str
+        kind = {"lr": float, "weight_decay": float, "max_minutes": float, "stop_step": int}.get(f.name) or type(value)
         p.add_argument(flag, type=kind, default=value, help=f"default {value}")
 
 

@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make run` (the app on the embedded default) and `make test`.
+# Both create .venv and install requirements.txt when it changed; `make test` also installs the
+# system packages the tests need (R with lme4 as the mixed-model reference) when it can.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+PORT ?= 8501
+
+.PHONY: run test system-deps bench
+
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+
+system-deps:
+	bash scripts/install_system_deps.sh
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

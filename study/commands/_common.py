@@ -1,0 +1,40 @@
+"""Options and helpers shared by the study database commands (``--db``, ``--study``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqlalchemy import select
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL", default=None,
+                        help="database URL (default: $REVISION_DB_URL, then .streamlit/secrets.toml [database] url, "
+                             "then the embedded SQLite file data/study.sqlite)")
+
+
+def add_study_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", metavar="NAME_OR_ID", default=None,
+                        help="which study (default: the only study in the database)")
+
+
+def open_session(args: argparse.Namespace):
+    """Migrate the database to the current schema and return a session (caller closes it)."""
+    from study import db
+
+    _engine, factory = db.open_database(args.db)
+    return factory()
+
+
+def pick_study(session, choice: str | None):
+    from study.cli import UsageError
+    from study.models import Study
+    from study.studies import get_study
+
+    if choice is not None:
+        return get_study(session, int(choice) if choice.isdigit() else choice)
+    studies = list(session.scalars(select(Study).order_by(Study.id)))
+    if len(studies) != 1:
+        names = ", ".join(s.name for s in studies) or "none; run `python -m study init CONFIG.toml` first"
+        raise UsageError(f"choose a study with --study (studies: {names})")
+    return studies[0]

@@ -1,0 +1,36 @@
+"""``python -m study design``: build the study's assignments from its seed, or verify the stored ones."""
+
+from __future__ import annotations
+
+import argparse
+
+from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_db_option(parser)
+    add_study_option(parser)
+    parser.add_argument("--verify", action="store_true",
+                        help="only check that the stored assignments are what the stored seed produces")
+    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail")
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.cli import UsageError
+    from study.design import build_design, verify_design
+    from study.studies import DesignLocked
+
+    with open_session(args) as session:
+        study = pick_study(session, args.study)
+        if args.verify:
+            problems = verify_design(session, study.id)
+            for p in problems[:50]:
+                print(p)
+            print(f"{len(problems)} difference(s) between the database and the seed's plan")
+            return 1 if problems else 0
+        try:
+            n = build_design(session, study.id, actor=args.actor)
+        except DesignLocked as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"built {n} assignments for study {study.name!r} ({study.design}, seed {study.seed})")
+    return 0

@@ -1,0 +1,29 @@
+"""``python -m study precompute``: zero-shot AI suggestions for every case lacking them (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_db_option(parser)
+    add_study_option(parser)
+    parser.add_argument("--store", metavar="DIR", default=None, help="root of the image store (default: data/store)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per batch and per commit (default 16)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.precompute import precompute
+
+    with open_session(args) as session:
+        study = pick_study(session, args.study)
+        report = precompute(session, study.id, store_root=args.store, batch_size=args.batch_size, device=args.device)
+    print(f"model {report.model_version}: stored {report.stored}, already done {report.already_done}, "
+          f"failed {len(report.failed)}")
+    for key, reason in report.failed.items():
+        print(f"  {key}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0

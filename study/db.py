@@ -1,0 +1,157 @@
+"""Engine, sessions, migrations and retries for the study database.
+
+SQLite is the zero-setup default (a WAL file under ``data/``); PostgreSQL is used when a URL is given
+(``--db``, env ``REVISION_DB_URL`` or ``[database] url`` in ``.streamlit/secrets.toml``, read here with
+tomllib so that ``study`` never imports Streamlit). The same code runs on both.
+
+Why ``BEGIN IMMEDIATE`` on SQLite: a deferred transaction that reads and then writes can fail with
+"database is locked" without waiting when another writer got there first; taking the write lock at
+BEGIN makes concurrent submits queue on ``busy_timeout`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE = REPO_ROOT / "data" / "study.sqlite"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+ENV_VAR = "REVISION_DB_URL"
+BUSY_TIMEOUT_MS = 30_000
+
+T = TypeVar("T")
+
+
+def default_url() -> str:
+    """The database URL from the environment, then Streamlit secrets, then the embedded SQLite file."""
+    url = os.environ.get(ENV_VAR)
+    if url:
+        return url
+    secrets = REPO_ROOT / ".streamlit" / "secrets.toml"
+    if secrets.is_file():
+        data = tomllib.loads(secrets.read_text("utf-8"))
+        url = (data.get("database") or {}).get("url")
+        if url:
+            return url
+    return f"sqlite:///{DEFAULT_SQLITE}"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """Normalise a URL: default when None, and the psycopg 3 driver for plain ``postgresql://``."""
+    url = url or default_url()
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" hook emit BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")  # an acknowledged commit survives a crash
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+POOL = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 60}  # one web process serves dozens of readers
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    """An engine for ``url`` (default: :func:`default_url`), configured for safe concurrent use."""
+    url = resolve_url(url)
+    parsed = make_url(url)
+    if parsed.database not in (None, "", ":memory:"):
+        for key, value in POOL.items():
+            kwargs.setdefault(key, value)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        _sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (results outlive the transaction)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", resolve_url(url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` with the Alembic migrations."""
+    from alembic import command
+
+    command.upgrade(alembic_config(resolve_url(url)), revision)
+
+
+def downgrade(url: str | None, revision: str) -> None:
+    """Take the database at ``url`` back to ``revision`` ("base": no study tables); for migration tests."""
+    from alembic import command
+
+    command.downgrade(alembic_config(resolve_url(url)), revision)
+
+
+def open_database(url: str | None = None, *, migrate: bool = True) -> tuple[Engine, sessionmaker[Session]]:
+    """Migrate (by default) and return an engine plus its session factory."""
+    url = resolve_url(url)
+    if migrate:
+        upgrade(url)
+    engine = make_engine(url)
+    return engine, session_factory(engine)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True for errors meaning the connection dropped (server restart, network), not bad data."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc).lower()
+        return any(s in text for s in ("terminat", "connection", "server closed", "shutdown",
+                                       "could not connect", "the database system is"))
+    return False
+
+
+def run_with_retry(factory: sessionmaker[Session], fn: Callable[[Session], T], *, attempts: int = 5,
+                   delay: float = 0.5) -> T:
+    """Run ``fn(session)`` in a fresh session, retrying on a dropped connection.
+
+    Only for idempotent operations (``workflow.submit`` with its idempotency key, reads): a retry after
+    a commit whose acknowledgement was lost must not write twice.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with factory() as session:
+                return fn(session)
+        except (OperationalError, DBAPIError) as exc:
+            if attempt == attempts or not is_disconnect(exc):
+                raise
+            time.sleep(delay * attempt)
+    raise AssertionError("unreachable")

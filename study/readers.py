@@ -1,0 +1,133 @@
+"""Readers and their access codes.
+
+Why a lookup prefix: argon2 is deliberately slow (tens of ms), so verifying a typed code against every
+reader would make sign-in O(readers). A code is three groups of four characters; the first group is
+stored in clear as ``code_lookup`` (it is not secret on its own: the remaining eight characters, ~40
+bits, are what the argon2 hash protects), sign-in verifies only the few readers sharing that prefix.
+The plain code is returned once by :func:`add_reader` / :func:`issue_code` and stored nowhere.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from study import audit
+from study.models import Reader, utcnow
+from study.studies import get_study, study_config
+
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: typable from a printout
+GROUPS, GROUP_LEN = 3, 4
+HASHER = PasswordHasher()  # module-level so tests can use cheaper parameters
+
+
+def generate_code() -> str:
+    """A fresh access code like ``K7QX-3MNP-W9RT``."""
+    return "-".join("".join(secrets.choice(ALPHABET) for _ in range(GROUP_LEN)) for _ in range(GROUPS))
+
+
+def normalise_code(code: str) -> str | None:
+    """Uppercase without separators/spaces; None if it cannot be a code (wrong length or characters)."""
+    if not isinstance(code, str):
+        return None
+    flat = re.sub(r"[\s\-_.]", "", code).upper()
+    if len(flat) != GROUPS * GROUP_LEN or any(c not in ALPHABET for c in flat):
+        return None
+    return flat
+
+
+def _snapshot(reader: Reader) -> dict:
+    return {"pseudonym": reader.pseudonym, "display_name": reader.display_name,
+            "years_experience": reader.years_experience, "level": reader.level, "specialty": reader.specialty,
+            "site": reader.site, "code_issued_at": reader.code_issued_at, "revoked_at": reader.revoked_at}
+
+
+def _next_pseudonym(session: Session, study_id: int) -> str:
+    count = session.scalar(select(func.count()).select_from(Reader).where(Reader.study_id == study_id)) or 0
+    taken = set(session.scalars(select(Reader.pseudonym).where(Reader.study_id == study_id)))
+    n = count + 1
+    while f"R{n:03d}" in taken:
+        n += 1
+    return f"R{n:03d}"
+
+
+def _set_code(reader: Reader, now) -> str:
+    code = generate_code()
+    flat = normalise_code(code)
+    reader.code_lookup = flat[:GROUP_LEN]
+    reader.code_hash = HASHER.hash(flat)
+    reader.code_issued_at = now
+    reader.revoked_at = None
+    return code
+
+
+def add_reader(session: Session, study_id: int, *, display_name: str, years_experience: float,
+               specialty: str | None = None, site: str | None = None, pseudonym: str | None = None,
+               actor: str = "investigator") -> tuple[Reader, str]:
+    """Add a reader with a level from the study's bins; returns the reader and the plain code (shown once)."""
+    study = get_study(session, study_id)
+    if not isinstance(display_name, str) or not display_name.strip():
+        raise ValueError("display_name must be a non-empty string")
+    level = study_config(study).level_for(years_experience)
+    now = utcnow()
+    reader = Reader(study_id=study.id, pseudonym=pseudonym or _next_pseudonym(session, study.id),
+                    display_name=display_name.strip(), years_experience=float(years_experience), level=level,
+                    specialty=specialty, site=site)
+    code = _set_code(reader, now)
+    session.add(reader)
+    session.flush()
+    audit.record(session, actor=actor, action="reader.added", entity="reader", entity_id=reader.id,
+                 study_id=study.id, at=now, after=_snapshot(reader))
+    session.commit()
+    return reader, code
+
+
+def issue_code(session: Session, reader_id: int, *, actor: str = "investigator") -> str:
+    """Replace a reader's code (the old one stops working; also lifts a revocation); returns the new code."""
+    reader = _get(session, reader_id)
+    before, now = _snapshot(reader), utcnow()
+    code = _set_code(reader, now)
+    audit.record(session, actor=actor, action="reader.code_issued", entity="reader", entity_id=reader.id,
+                 study_id=reader.study_id, at=now, before=before, after=_snapshot(reader))
+    session.commit()
+    return code
+
+
+def revoke(session: Session, reader_id: int, *, actor: str = "investigator") -> None:
+    """Disable a reader's access code; their answers stay."""
+    reader = _get(session, reader_id)
+    before, now = _snapshot(reader), utcnow()
+    reader.revoked_at, reader.code_hash, reader.code_lookup = now, None, None
+    audit.record(session, actor=actor, action="reader.revoked", entity="reader", entity_id=reader.id,
+                 study_id=reader.study_id, at=now, before=before, after=_snapshot(reader))
+    session.commit()
+
+
+def authenticate(session: Session, code: str, *, study_id: int | None = None) -> Reader | None:
+    """The active reader whose code this is, or None; verifies argon2 only for readers sharing the prefix."""
+    flat = normalise_code(code)
+    if flat is None:
+        return None
+    query = select(Reader).where(Reader.code_lookup == flat[:GROUP_LEN], Reader.revoked_at.is_(None),
+                                 Reader.code_hash.is_not(None))
+    if study_id is not None:
+        query = query.where(Reader.study_id == study_id)
+    for reader in session.scalars(query):
+        try:
+            if HASHER.verify(reader.code_hash, flat):
+                return reader
+        except (VerificationError, InvalidHashError):
+            continue
+    return None
+
+
+def _get(session: Session, reader_id: int) -> Reader:
+    reader = session.get(Reader, reader_id)
+    if reader is None:
+        raise ValueError(f"no reader with id {reader_id}")
+    return reader

@@ -1,0 +1,86 @@
+"""Precompute with a real (tiny) model: stored with its version, resumable, a bad image reported not fatal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from study import cases, db, precompute, studies
+from study.config import parse_text
+from study.models import AIOutput, AuditEvent
+from tests.study.helpers import study_toml
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_cnn_checkpoint):
+    from revision_core.model import load_model
+
+    return load_model("revision-tiny-cnn", tiny_cnn_checkpoint, device="cpu")
+
+
+def test_precompute_stores_versioned_resumable_and_reports_failures(tmp_path, tiny_model):
+    _engine, Session = db.open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    rng = np.random.default_rng(0)
+    lines = ["case_id,image_path,label"]
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        lines.append(f"c{i},{i}.png,normal")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    store = tmp_path / "store"
+    with Session() as s:
+        t = study_toml()
+        st = studies.create_study(s, parse_text(t), t)
+        imported = cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=store)
+        # corrupt one stored image after import: precompute must report it and go on
+        (cases.study_store(st.id, store) / imported[3].image_ref).write_bytes(b"garbage")
+        first = precompute.precompute(s, st.id, loaded=tiny_model, store_root=store, batch_size=2)
+        assert first.stored == 4 and list(first.failed) == ["c3"] and first.already_done == 0
+        assert first.model_version == tiny_model.card.version
+        rows = list(s.scalars(select(AIOutput)))
+        assert len(rows) == 4
+        for row in rows:
+            assert row.model_version == tiny_model.card.version and row.model_card["version"] == row.model_version
+            assert set(row.probabilities) == {"diabetic_retinopathy", "amd", "glaucoma", "rvo", "pathologic_myopia"}
+            assert all(0.0 <= p <= 1.0 for p in row.probabilities.values())
+        assert studies.get_study(s, st.id).model_version == tiny_model.card.version
+        again = precompute.precompute(s, st.id, loaded=tiny_model, store_root=store)
+        assert (again.stored, again.already_done, list(again.failed)) == (0, 4, ["c3"])
+        assert s.scalar(select(func.count()).select_from(AIOutput)) == 4
+        assert s.scalar(select(func.count()).select_from(AuditEvent)
+                        .where(AuditEvent.action == "ai_output.stored")) == 4
+
+
+def test_precompute_saliency_for_a_saliency_arm(tmp_path, tiny_model):
+    _engine, Session = db.open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
+    with Session() as s:
+        t = study_toml("multi_arm")
+        st = studies.create_study(s, parse_text(t), t)
+        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
+        assert report.stored == 1 and report.failed == {} and report.saliency_failed == {}
+        row = s.scalar(select(AIOutput))
+        assert row.saliency_png.startswith(b"\x89PNG")
+        overlay = Image.open(__import__("io").BytesIO(row.saliency_png))
+        assert overlay.size == (64, 64)
+
+
+def test_saliency_failure_reported_not_fatal(tmp_path, tiny_model, monkeypatch):
+    _engine, Session = db.open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
+
+    def boom(*a, **k):
+        raise RuntimeError("no layer")
+
+    monkeypatch.setattr(precompute, "_overlay", boom)
+    with Session() as s:
+        t = study_toml("multi_arm")
+        st = studies.create_study(s, parse_text(t), t)
+        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
+        assert report.stored == 1 and report.saliency_failed == {"A": "RuntimeError: no layer"}
+        assert s.scalar(select(AIOutput)).saliency_png is None

@@ -1,0 +1,20 @@
+"""The Streamlit app, driven headless with AppTest: the playground shows the demo model's suggestion
+with its disclaimer, and a broken upload gets a clear message instead of a traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def test_playground_shows_a_labelled_demo_suggestion():
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Model playground"
+    assert any("Demo model" in w.value and "not for clinical use" in w.value for w in at.warning)
+    assert any("version" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1
+    at.number_input[0].set_value(3).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
