@@ -1,12 +1,37 @@
 """ReVision Reader Study: the Streamlit entry point. Navigation only; pages draw widgets and call
-``revision_core`` and ``study``."""
+``revision_core`` and ``study``.
+
+Roles are separated here: a visitor sees the public demo pages and the two sign-in pages; a signed-in
+reader sees only the reading page; a signed-in investigator only the investigator pages. A page that
+is not in the navigation cannot be opened (Streamlit serves only the pages given to ``st.navigation``),
+and every reader/investigator page also checks the role itself (``pages/_shared.require_role``).
+"""
 import streamlit as st
+
+from pages._shared import role, sign_out
 
 st.set_page_config(page_title="ReVision Reader Study", page_icon="👁", layout="wide")
 
-pages = {
-    "Demo": [
-        st.Page("pages/demo_playground.py", title="Model playground", icon="🔬", default=True),
-    ],
-}
+demo = [
+    st.Page("pages/demo_playground.py", title="Model playground", icon="🔬"),
+    st.Page("pages/demo_evaluation.py", title="Model evaluation", icon="📈"),
+    st.Page("pages/demo_try_study.py", title="Try the study", icon="🧪"),
+]
+current = role()
+if current == "reader":
+    pages = {"Reading": [st.Page("pages/reader_study.py", title="Reading", icon="👁", default=True)]}
+elif current == "investigator":
+    pages = {"Investigator": [
+        st.Page("pages/investigator_setup.py", title="Study set-up", icon="🛠", default=True),
+        st.Page("pages/investigator_monitor.py", title="Live monitor", icon="📋"),
+        st.Page("pages/investigator_analysis.py", title="Analysis and exports", icon="📊"),
+    ]}
+else:
+    demo[0] = st.Page("pages/demo_playground.py", title="Model playground", icon="🔬", default=True)
+    pages = {"Demo": demo, "Study": [
+        st.Page("pages/reader_signin.py", title="Reader sign-in", icon="🔑"),
+        st.Page("pages/investigator_signin.py", title="Investigator sign-in", icon="🔐"),
+    ]}
+if current is not None:
+    st.sidebar.button("Sign out", on_click=sign_out, key="sign_out")
 st.navigation(pages).run()

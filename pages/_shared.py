@@ -1,11 +1,69 @@
-"""Resources loaded once per server process and shared by every page and session."""
-import streamlit as st
+"""Resources loaded once per server process and shared by every page and session, plus the role checks.
 
-from revision_core.model import load_model
-from revision_core.zeroshot import ZeroShotClassifier
+Heavy imports (torch, the model) happen inside :func:`classifier` only, so reader and investigator
+pages never load the model. The model is the bundled demo by default; ``REVISION_APP_MODEL`` (an
+open_clip architecture) with ``REVISION_APP_CHECKPOINT`` selects another (the tests use a tiny one).
+"""
+import os
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+# A ``pages/`` folder next to app.py makes Streamlit treat every file in it as a page (the old
+# multipage mode) until app.py's st.navigation runs; if a server's very first request named a page
+# URL, app.py would never run and the role-based navigation would be bypassed for the whole process.
+# This module is imported by every page, so the first such run switches that mode off for good (each
+# page also checks the role itself, so even that first run shows nothing it should not).
+PagesManager.uses_pages_directory = False
+
+ROLE = "role"  # session_state key: None (visitor), "reader" or "investigator"
+
+
+def model_spec() -> tuple[str, str | None]:
+    return os.environ.get("REVISION_APP_MODEL", "demo"), os.environ.get("REVISION_APP_CHECKPOINT") or None
 
 
 @st.cache_resource(show_spinner="Loading the model ...")
-def classifier(spec: str = "demo") -> ZeroShotClassifier:
+def _classifier(spec: str, checkpoint: str | None):
+    from revision_core.model import load_model
+    from revision_core.zeroshot import ZeroShotClassifier
+
+    return ZeroShotClassifier(load_model(spec, checkpoint))
+
+
+def classifier(spec: str | None = None):
     """The model and its label-set prompt embeddings, computed once per process."""
-    return ZeroShotClassifier(load_model(spec))
+    default_spec, checkpoint = model_spec()
+    return _classifier(spec or default_spec, checkpoint if spec is None else None)
+
+
+@st.cache_resource(show_spinner=False)
+def _database(url: str):
+    from study import db
+
+    return db.open_database(url)[1]
+
+
+def database():
+    """The session factory for the configured database (env, secrets.toml, else embedded SQLite), migrated once."""
+    from study import db
+
+    return _database(db.resolve_url(None))
+
+
+def role() -> str | None:
+    return st.session_state.get(ROLE)
+
+
+def require_role(wanted: str) -> None:
+    """Stop the page unless this browser session is signed in as ``wanted`` (defence in depth: the
+    navigation already hides other roles' pages)."""
+    if role() != wanted:
+        st.error(f"This page is for signed-in {wanted}s only.")
+        st.stop()
+
+
+def sign_out() -> None:
+    for key in list(st.session_state.keys()):
+        if key != "signin_throttle":  # the lockout survives a sign-out in the same browser session
+            del st.session_state[key]

@@ -5,10 +5,15 @@ from PIL import Image
 
 from pages._shared import classifier
 from revision_core.imageio import ImageLoadError, load_image
+from revision_core.model import ModelLoadError
 from revision_core.synthetic import generate_case
 
 st.title("Model playground")
-clf = classifier()
+try:
+    clf = classifier()
+except ModelLoadError as exc:
+    st.error(f"The model is not available: {exc}")
+    st.stop()
 card = clf.loaded.card
 if card.is_demo:
     st.warning(f"**Demo model.** {card.disclaimer}", icon="⚠️")
@@ -42,3 +47,28 @@ if image is not None:
             present = [clf.label_set.finding(k).name for k in clf.findings if truth.labels.get(k)]
             st.write("Findings: " + (", ".join(present) or "normal"))
             st.write(truth.report)
+
+if image is not None:
+    with st.expander("Saliency: where does the model look for a finding?"):
+        from revision_core.saliency import METHODS
+
+        c1, c2 = st.columns(2)
+        finding = c1.selectbox("Finding", clf.findings, format_func=lambda k: clf.label_set.finding(k).name,
+                               index=int(probs.argmax()), key="sal_finding")
+        method = c2.selectbox("Method", METHODS, index=METHODS.index("gradcam"), key="sal_method")
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="sal_opacity")
+        if st.button("Explain", key="sal_run"):
+            from revision_core.saliency import explain
+            from revision_core.saliency_render import render_overlay
+
+            with st.spinner(f"Computing {method} ..."):
+                try:
+                    sal = explain(clf.loaded, clf, image, finding, method)
+                    st.session_state["sal_result"] = (sal.map, finding, method)
+                except ValueError as exc:
+                    st.error(str(exc))
+        result = st.session_state.get("sal_result")
+        if result is not None and result[0].shape == (image.height, image.width):
+            st.image(render_overlay(image, result[0], opacity=opacity), width="stretch",
+                     caption=f"{result[2]} saliency for {clf.label_set.finding(result[1]).name}: brighter = more "
+                             "influence on the score. Saliency maps can mislead; they are not a localisation.")

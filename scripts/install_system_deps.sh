@@ -6,6 +6,7 @@ need=()
 command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !requireNamespace("lme4", quietly = TRUE))' >/dev/null 2>&1 \
     || need+=(r-base-core r-cran-lme4)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)   # end-to-end browser tests (tests/test_e2e_browser.py)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -44,6 +44,13 @@ COMMANDS: dict[str, Command] = {
     "design": Command("build the study's assignments from its seed (or --verify them)", "study.commands.design"),
     "precompute": Command("store zero-shot AI suggestions for every case (resumable)", "study.commands.precompute"),
     "status": Command("cases, readers, assignments, answers and per-reader progress", "study.commands.status"),
+    "simulate": Command("add simulated readers and answer their items through the reader workflow",
+                        "study.commands.simulate"),
+    "export": Command("export answers as CSV, Parquet or an iMRMC input file", "study.commands.export"),
+    "demo": Command("create the demo study with synthetic cases, AI suggestions and simulated readers",
+                    "study.commands.demo"),
+    "analyze": Command("accuracy by experience level, mixed models, MRMC and AI interaction: HTML + JSON",
+                       "study.commands.analyze"),
 }
 
 

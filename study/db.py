@@ -7,11 +7,17 @@ tomllib so that ``study`` never imports Streamlit). The same code runs on both.
 Why ``BEGIN IMMEDIATE`` on SQLite: a deferred transaction that reads and then writes can fail with
 "database is locked" without waiting when another writer got there first; taking the write lock at
 BEGIN makes concurrent submits queue on ``busy_timeout`` instead.
+
+Why also an in-process write lock on SQLite: SQLite's busy handler makes a waiting writer sleep in
+growing steps (up to 100 ms) and lets newcomers overtake it, so under 33 concurrent readers a few
+submits waited seconds. Threads of one process (the web server) now queue on a Python lock before
+``BEGIN IMMEDIATE``; other processes still queue on ``busy_timeout``.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -66,9 +72,31 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
+    lock = _WRITE_LOCKS.setdefault(engine.url.database or ":memory:", threading.Lock())
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.info["holds_write_lock"] = lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(conn)
+            raise
+
+    def _release(conn, *_):
+        if conn.info.pop("holds_write_lock", False):
+            lock.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):  # a connection closed mid-transaction must not keep the lock
+        if record.info.pop("holds_write_lock", False):
+            lock.release()
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
 
 
 POOL = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 60}  # one web process serves dozens of readers

@@ -73,7 +73,8 @@ def _overlay(loaded, classifier, path: Path, probs: dict[str, float], method: st
 
 def precompute(session: Session, study_id: int, *, loaded=None, store_root: str | Path | None = None,
                batch_size: int = 16, actor: str = "precompute", device: str | None = None,
-               saliency: bool | None = None, saliency_method: str = "gradcam") -> PrecomputeReport:
+               saliency: bool | None = None, saliency_method: str = "gradcam",
+               on_progress=None) -> PrecomputeReport:
     """Zero-shot probabilities (and saliency overlays where the design shows them) for every case of the
     study that lacks them for this model version. ``saliency=None``: only if an arm is ``ai_saliency``."""
     from revision_core.zeroshot import ZeroShotClassifier
@@ -119,6 +120,8 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
                             saliency_png=png, actor=actor, commit=False)
             report.stored += 1
         session.commit()  # one batch at a time: an interrupted run keeps every finished batch
+        if on_progress is not None:  # e.g. a web page's progress bar: (cases handled, cases to do)
+            on_progress(min(start + batch_size, len(todo)), len(todo))
     if study.model_version != version:
         before = study.model_version
         study.model_version = version

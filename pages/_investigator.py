@@ -1,0 +1,28 @@
+"""The investigator pages' common header: role check and the study picker (sidebar)."""
+import streamlit as st
+
+from pages._shared import database, require_role
+
+
+def header(title: str):
+    """Check the role, draw the title and the study picker; returns (session factory, study id or None, actor)."""
+    require_role("investigator")
+    from study.web import list_studies
+
+    st.title(title)
+    factory = database()
+    with factory() as session:
+        studies = list_studies(session)
+    actor = f"investigator:{st.session_state.get('investigator_user', '?')}"
+    if not studies:
+        return factory, None, actor
+    names = dict(studies)
+    ids = list(names)
+    pending = st.session_state.pop("study_id_pending", None)  # a study just created: select it
+    if pending in ids:
+        st.session_state["study_pick"] = pending
+    current = st.session_state.get("study_id")
+    study_id = st.sidebar.selectbox("Study", ids, index=ids.index(current) if current in ids else len(ids) - 1,
+                                    format_func=lambda i: f"{names[i]} (#{i})", key="study_pick")
+    st.session_state["study_id"] = study_id
+    return factory, study_id, actor

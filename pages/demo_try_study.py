@@ -1,0 +1,90 @@
+"""Demo: try a 10-case mini reader study (half with the AI suggestion, half without), then compare your
+accuracy in each condition with the model's. Kept in this browser session only; nothing is stored."""
+import secrets
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages._shared import classifier
+from revision_core.model import ModelLoadError
+from study import ministudy
+from study.viewer import ViewSettings, render_view
+
+N_CASES = 10
+st.title("Try the study")
+try:
+    clf = classifier()
+except ModelLoadError as exc:
+    st.error(f"The model is not available: {exc}")
+    st.stop()
+
+
+@st.cache_data(show_spinner="Preparing the cases ...", max_entries=16)
+def _cases(seed: int, version: str):
+    from PIL import Image
+
+    from revision_core.demo_eval import mini_study_cases
+
+    cases = mini_study_cases(N_CASES, seed=seed)
+    images = [Image.fromarray(c.image) for c in cases]
+    probs = clf.predict_images(images)
+    return images, [c.labels for c in cases], [dict(zip(clf.findings, map(float, p))) for p in probs]
+
+
+names = {k: clf.label_set.finding(k).name for k in clf.findings}
+names[ministudy.NORMAL] = "Normal"
+mini = st.session_state.get("mini")
+if mini is None:
+    st.write(f"You will read {N_CASES} synthetic fundus photographs. For half of them you will also see the "
+             "model's suggestion. At the end you see your accuracy with and without the AI beside the model's. "
+             "Nothing is stored.")
+    if st.button("Start", type="primary", key="mini_start"):
+        seed = secrets.randbelow(10_000)
+        _, labels, probs = _cases(seed, clf.loaded.card.version)
+        st.session_state["mini"] = ministudy.start(seed, labels, probs)
+        st.rerun()
+    st.stop()
+
+images, _, probs = _cases(mini.seed, clf.loaded.card.version)
+if mini.done:
+    st.header("Your results")
+    table = pd.DataFrame(ministudy.results(mini))
+    st.dataframe(table, hide_index=True)
+    long = table.melt(id_vars=["condition"], value_vars=["your accuracy", "model accuracy"], var_name="who",
+                      value_name="accuracy")
+    st.plotly_chart(px.bar(long, x="condition", y="accuracy", color="who", barmode="group", range_y=[0, 1]),
+                    width="stretch", key="mini_results")
+    st.caption("Ten synthetic cases are far too few to conclude anything: this only shows how the study works.")
+    if st.button("Try again", key="mini_restart"):
+        del st.session_state["mini"]
+        st.rerun()
+    st.stop()
+
+i = mini.position
+aided = mini.conditions[i] == "ai"
+st.progress(i / N_CASES, text=f"Case {i + 1} of {N_CASES}")
+left, right = st.columns([3, 2])
+with left:
+    zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.5, key="mini_zoom")
+    red_free = st.toggle("Red-free (green channel)", key="mini_redfree")
+    st.image(render_view(images[i], ViewSettings(zoom=zoom, red_free=red_free)), width="stretch")
+with right:
+    if aided:
+        with st.container(border=True):
+            st.markdown("#### AI suggestion")
+            st.info("A suggestion from a demo model trained on synthetic images only; it can be wrong.", icon="💡")
+            top = sorted(probs[i].items(), key=lambda kv: kv[1], reverse=True)[:5][::-1]
+            st.plotly_chart(px.bar(x=[p for _, p in top], y=[names[k] for k, _ in top], orientation="h",
+                                   range_x=[0, 1], labels={"x": "probability", "y": ""}, height=240),
+                            width="stretch", key=f"mini_ai_{i}")
+    else:
+        st.caption("Unaided case: read it on your own.")
+    with st.form(f"mini_form_{i}"):
+        choice = st.radio("Primary diagnosis", list(names), format_func=names.get, index=None, key=f"mini_q_{i}")
+        if st.form_submit_button("Submit", type="primary"):
+            if choice is None:
+                st.error("Choose a diagnosis first.")
+            else:
+                mini.answers.append(choice)
+                st.rerun()

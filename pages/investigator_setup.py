@@ -1,0 +1,98 @@
+"""Investigator: study set-up from TOML, case import with its validation report, readers and their codes
+(shown once), the design, and the AI precompute with a progress bar."""
+import pandas as pd
+import streamlit as st
+
+from pages._investigator import header
+
+factory, study_id, actor = header("Study set-up")
+from study import web  # noqa: E402
+
+with st.expander("1. New study from a TOML file", expanded=study_id is None):
+    upload = st.file_uploader("Study configuration (.toml)", type=["toml"], key="toml_upload")
+    if upload is not None and st.button("Create the study", key="create_study"):
+        new_id, problems = web.create_study_from_toml(factory, upload.getvalue().decode("utf-8", "replace"), actor)
+        if problems:
+            st.error(f"The configuration has {len(problems)} problem(s); nothing was created.")
+            st.dataframe(pd.DataFrame({"problem": problems}), hide_index=True)
+        else:
+            st.session_state["study_id_pending"] = new_id
+            st.success(f"Study #{new_id} created.")
+            st.rerun()
+if study_id is None:
+    st.info("No study yet: create one from a TOML file (see studies/demo.toml).")
+    st.stop()
+
+with factory() as session:
+    summary = web.study_summary(session, study_id)
+cols = st.columns(5)
+for col, (label, key) in zip(cols, [("Cases", "cases"), ("AI outputs", "ai_outputs"), ("Readers", "readers"),
+                                    ("Assignments", "assignments"), ("Answers", "answers")]):
+    value = summary[key]
+    col.metric(label, len(value) if isinstance(value, list) else value)
+st.caption(f"Design {summary['design']}, seed {summary['seed']}; "
+           + (f"locked since {summary['locked_at']}" if summary["locked_at"] else "not locked (no answers yet)"))
+
+with st.expander("2. Import cases (manifest CSV, or a ZIP with manifest.csv and the images)"):
+    st.caption("Columns: case_id, image_path, label (+ findings, eye, patient_pseudonym, split). All or nothing: "
+               "any problem rejects the whole file and every problem is listed.")
+    cases = st.file_uploader("Manifest", type=["csv", "zip"], key="manifest_upload")
+    if cases is not None and st.button("Validate and import", key="import_cases"):
+        with st.spinner("Checking every row and image ..."):
+            n, problems = web.import_cases_upload(factory, study_id, cases.name, cases.getvalue(), actor)
+        if problems:
+            st.error(f"Rejected, nothing imported: {len(problems)} problem(s).")
+            st.dataframe(pd.DataFrame({"problem": problems}), hide_index=True, width="stretch")
+        else:
+            st.success(f"{n} cases imported.")
+
+with st.expander("3. Readers and access codes"):
+    st.caption("CSV columns: display_name, years_experience (+ specialty, site). Codes are shown once, here, "
+               "and can be downloaded once; they are stored only as argon2 hashes.")
+    readers = st.file_uploader("Readers CSV", type=["csv"], key="readers_upload")
+    if readers is not None and st.button("Add readers", key="add_readers"):
+        rows, problems = web.add_readers_csv(factory, study_id, readers.getvalue().decode("utf-8-sig"), actor)
+        if problems:
+            st.error("Nothing added: " + "; ".join(problems))
+        else:
+            st.session_state["new_codes"] = web.ReaderCodes(rows)
+    codes = st.session_state.get("new_codes")
+    if codes is not None and codes.rows:
+        st.warning("Copy or download these codes now: they will not be shown again.", icon="🔑")
+        st.dataframe(pd.DataFrame(codes.rows), hide_index=True)
+
+        def _forget():
+            st.session_state["new_codes"] = web.ReaderCodes([], downloaded=True)
+
+        st.download_button("Download the codes as CSV (once)", web.codes_csv(codes.rows), "reader_codes.csv",
+                           "text/csv", on_click=_forget, key="codes_download")
+        if st.button("I have saved the codes: hide them", key="codes_hide"):
+            _forget()
+            st.rerun()
+    if summary["readers"]:
+        st.dataframe(pd.DataFrame(summary["readers"]), hide_index=True)
+
+with st.expander("4. Design and AI precompute"):
+    if st.button("Build (or rebuild) the design", key="build_design", disabled=bool(summary["locked_at"])):
+        try:
+            st.success(f"{web.build_design(factory, study_id, actor)} assignments stored.")
+        except ValueError as exc:
+            st.error(str(exc))
+    st.caption("Precompute stores the model's suggestion (and saliency overlays for an ai_saliency arm) for every "
+               "case; it resumes where it stopped.")
+    if st.button("Run the AI precompute", key="precompute"):
+        bar = st.progress(0.0, text="Loading the model ...")
+
+        def _progress(done: int, todo: int) -> None:
+            bar.progress(done / todo if todo else 1.0, text=f"{done} of {todo} cases")
+
+        try:
+            report, total = web.run_precompute(factory, study_id, actor=actor, on_progress=_progress)
+        except Exception as exc:  # a missing model or a locked design: say so, do not crash the page
+            st.error(f"Precompute failed: {exc}")
+        else:
+            bar.progress(1.0, text="done")
+            st.success(f"Model {report.model_version}: {report.stored} stored, {report.already_done} already done.")
+            if report.failed or report.saliency_failed:
+                st.dataframe(pd.DataFrame([{"case": k, "problem": v} for k, v in
+                                           {**report.failed, **report.saliency_failed}.items()]), hide_index=True)

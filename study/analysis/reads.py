@@ -1,0 +1,197 @@
+"""Load and validate a reads table: one row per reader x case x condition (x step).
+
+Why one loader: every analysis (descriptive, GLMM, MRMC, AI interaction, power) must agree on
+which rows count (latest answer versions only), on the reference condition (unaided) and on the
+order of experience levels, so they all start from :func:`load_reads`.
+
+Columns (extra columns are kept but ignored):
+
+required  reader, level, case, condition, correct (0/1)
+optional  years, session, step (1 = first read; in a sequential design step 2 is the aided
+          re-read of the same reader x case), version, is_latest, seconds,
+          answer (reader's primary diagnosis), reference (true primary label),
+          truth (0/1 abnormal; derived as reference != normal_label when absent),
+          call (0/1 reader says abnormal; derived as answer != normal_label when absent),
+          confidence (0-100), ai_label (AI top suggestion), ai_prob (AI probability that the
+          case is abnormal / has the reference finding), ai_correct (0/1),
+          answer_<finding> and truth_<finding> (0/1 per finding, for sensitivity/specificity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["REQUIRED", "UNAIDED", "load_reads", "findings", "aided_conditions"]
+
+REQUIRED = ("reader", "level", "case", "condition", "correct")
+UNAIDED = "unaided"
+# Common spellings in exports -> the canonical column name used by the analysis modules.
+_ALIASES = {
+    "experience": "level",
+    "experience_level": "level",
+    "reader_level": "level",
+    "case_key": "case",
+    "reader_pseudonym": "reader",
+    "diagnosis": "answer",
+    "primary_answer": "answer",
+    "primary_diagnosis": "answer",
+    "reference_label": "reference",
+    "ai_top": "ai_label",
+    "ai_top_label": "ai_label",
+    "ai_suggestion": "ai_label",
+    "ai_top_suggestion": "ai_label",
+    "ai_probability": "ai_prob",
+}
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n"}
+
+
+def _as_binary(s: pd.Series, name: str, allow_missing: bool = False) -> pd.Series:
+    """0/1 from numbers, bools or 'true'/'false' text; ValueError naming bad values."""
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(int)
+    if pd.api.types.is_numeric_dtype(s):
+        v = s.astype(float)
+    else:
+        txt = s.astype(str).str.strip().str.lower()
+        v = pd.Series(np.where(txt.isin(_TRUE), 1.0, np.where(txt.isin(_FALSE), 0.0, np.nan)), index=s.index)
+        v[s.isna()] = np.nan
+    bad = ~(v.isin([0.0, 1.0]) | (allow_missing & v.isna()))
+    if bad.any():
+        examples = sorted({str(x) for x in s[bad].head(20)})[:5]
+        raise ValueError(f"column {name!r} must be 0 or 1; {int(bad.sum())} row(s) are not (values like {examples})")
+    return v if allow_missing and v.isna().any() else v.astype(int)
+
+
+def load_reads(
+    source: pd.DataFrame | str | Path,
+    level_order: Sequence[str] | None = None,
+    normal_label: str = "normal",
+) -> pd.DataFrame:
+    """Validated copy of a reads table with ``condition`` and ``level`` as ordered categoricals.
+
+    ``condition`` categories start with ``unaided`` (the reference); ``level`` categories follow
+    ``level_order`` (the study's order; its first entry is the reference) or are alphabetical.
+    Keeps only ``is_latest`` rows when that column exists. Raises ValueError for missing columns,
+    non-0/1 ``correct``, a single condition or no unaided condition.
+    """
+    if isinstance(source, pd.DataFrame):
+        df = source.copy()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"reads file {str(path)!r} does not exist")
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ValueError(f"could not read {str(path)!r} as CSV: {exc}") from None
+    df = df.rename(columns={k: v for k, v in _ALIASES.items() if k in df.columns and v not in df.columns})
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"reads table is missing column(s) {missing}; it needs at least {', '.join(REQUIRED)} "
+            f"(one row per reader x case x condition); found {list(df.columns)[:20]}"
+        )
+    df = _from_study_export(df, normal_label)
+    if "is_latest" in df.columns:
+        df = df[_as_binary(df["is_latest"], "is_latest").astype(bool)]
+    if df.empty:
+        raise ValueError("reads table has no rows (after keeping only is_latest answers)")
+    blank = df[list(REQUIRED)].isna().any(axis=1)
+    if blank.any():
+        raise ValueError(f"{int(blank.sum())} row(s) have empty values in {list(REQUIRED)}; fill them in or drop them")
+    df["correct"] = _as_binary(df["correct"], "correct")
+    for col in ("reader", "case"):
+        df[col] = df[col].astype(str)
+
+    conds = sorted(pd.unique(df["condition"].astype(str)))
+    if len(conds) < 2:
+        raise ValueError(f"only one condition {conds}; comparing AI assistance needs 'unaided' and at least one aided condition")
+    if UNAIDED not in conds:
+        raise ValueError(f"no {UNAIDED!r} condition among {conds}; the unaided reads are the reference")
+    df["condition"] = pd.Categorical(df["condition"].astype(str), categories=[UNAIDED] + [c for c in conds if c != UNAIDED])
+
+    levels = list(pd.unique(df["level"].astype(str)))
+    if level_order:
+        order = [str(x) for x in level_order]
+        unknown = sorted(set(levels) - set(order))
+        if unknown:
+            raise ValueError(f"level(s) {unknown} are not in level_order {order}")
+        cats = [x for x in order if x in set(levels)]
+    else:
+        cats = sorted(levels)
+    df["level"] = pd.Categorical(df["level"].astype(str), categories=cats)
+
+    for col in ("step", "session", "version"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in ("truth", "call", "ai_correct"):
+        if col in df.columns:
+            df[col] = _as_binary(df[col], col, allow_missing=True)
+    if "truth" not in df.columns and "reference" in df.columns:
+        ref = df["reference"]
+        df["truth"] = np.where(ref.isna(), np.nan, (ref.astype(str) != normal_label).astype(float))
+    if "call" not in df.columns and "answer" in df.columns:
+        ans = df["answer"]
+        df["call"] = np.where(ans.isna(), np.nan, (ans.astype(str) != normal_label).astype(float))
+    if "ai_correct" not in df.columns and {"ai_label", "reference"} <= set(df.columns):
+        ok = df["ai_label"].notna() & df["reference"].notna()
+        df["ai_correct"] = np.where(ok, (df["ai_label"].astype(str) == df["reference"].astype(str)).astype(float), np.nan)
+    for col in ("confidence", "ai_prob", "seconds", "years"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    if "confidence" in df.columns:
+        c = df["confidence"].dropna()
+        if ((c < 0) | (c > 100)).any():
+            raise ValueError("column 'confidence' must be between 0 and 100")
+    return df.reset_index(drop=True)
+
+
+def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:
+    """Map ``study.export.answers_table`` columns onto the canonical ones.
+
+    There ``truth`` is the reference *label* (text), ``findings`` the reader's ';'-joined findings
+    and ``ai_probabilities`` a JSON dict of the probabilities shown; P(abnormal) is 1 - P(normal)
+    or, for per-finding probabilities without ``normal``, the highest finding probability.
+    """
+    import json
+
+    if "truth" in df.columns and "reference" not in df.columns:
+        t = df["truth"].dropna()
+        if len(t) and not pd.api.types.is_numeric_dtype(t) and not t.astype(str).str.lower().isin(_TRUE | _FALSE).all():
+            df = df.rename(columns={"truth": "reference"})
+    if "findings" in df.columns:
+        chosen = df["findings"].fillna("").astype(str).str.split(";")
+        for col in [c for c in df.columns if c.startswith("truth_") and c != "truth_findings"]:
+            f = col[len("truth_"):]
+            if f"answer_{f}" not in df.columns:
+                hit = chosen.map(lambda xs, f=f: f in xs)
+                if "answer" in df.columns:
+                    hit = hit | (df["answer"].astype(str) == f)
+                df[f"answer_{f}"] = np.where(df["answer"].isna(), np.nan, hit.astype(float)) if "answer" in df.columns else hit.astype(float)
+    if "ai_prob" not in df.columns and "ai_probabilities" in df.columns:
+        def abnormal(js):
+            if not isinstance(js, str) or not js:
+                return np.nan
+            probs = json.loads(js)
+            if normal_label in probs:
+                return 1.0 - float(probs[normal_label])
+            # per-finding probabilities: the case is abnormal when its top finding is (study.simulate.ai_top)
+            return max((float(v) for v in probs.values()), default=np.nan)
+
+        df["ai_prob"] = df["ai_probabilities"].map(abnormal)
+    return df
+
+
+def aided_conditions(df: pd.DataFrame) -> list[str]:
+    """Non-reference conditions in category order."""
+    return [c for c in df["condition"].cat.categories if c != UNAIDED]
+
+
+def findings(df: pd.DataFrame) -> list[str]:
+    """Findings with both ``answer_<f>`` and ``truth_<f>`` columns."""
+    return [c[len("answer_"):] for c in df.columns if c.startswith("answer_") and f"truth_{c[len('answer_'):]}" in df.columns]

@@ -1,0 +1,77 @@
+"""The results paragraph of the report, computed from the results dict (never typed by hand).
+
+Why: a paper's headline sentence must match the tables to the digit; building it from the same
+numbers (and testing that it does) removes transcription errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["pct", "pts", "summary_paragraph"]
+
+
+def pct(x: float) -> str:
+    """A proportion as a percentage with one decimal: 0.7364 -> '73.6%'."""
+    return f"{100 * x:.1f}%"
+
+
+def pts(x: float) -> str:
+    """A difference in percentage points with sign and one decimal (input in points)."""
+    return f"{x:+.1f}"
+
+
+def _ci_pts(lo: float, hi: float) -> str:
+    return f"95% CI {pts(lo)} to {pts(hi)}"
+
+
+def summary_paragraph(results: dict) -> str:
+    """One paragraph: overall change per aided condition (bootstrap), level extremes (GLMM), ORs, switching.
+
+    Uses ``descriptive.differences`` (level 'all'), ``marginal_effects[condition]`` (per level)
+    and ``ai_interaction.switching_summary`` when present.
+    """
+    meta = results.get("meta", {})
+    sentences = [
+        f"{meta.get('n_readers', '?')} readers read {meta.get('n_cases', '?')} cases "
+        f"({meta.get('n_reads', '?')} reads) without and with AI assistance."
+    ]
+    diffs = results.get("descriptive", {}).get("differences", [])
+    for d in diffs:
+        if d["level"] != "all":
+            continue
+        cond = d["condition"]
+        label = "AI assistance" if cond in ("aided", "ai") else f"AI assistance ({cond})"
+        s = (
+            f"{label} changed accuracy from {pct(d['acc_unaided'])} to {pct(d['acc_condition'])} "
+            f"(difference {pts(100 * d['difference'])} points, {_ci_pts(100 * d['ci_low'], 100 * d['ci_high'])}, "
+            f"two-way bootstrap over readers and cases)"
+        )
+        me = [m for m in results.get("marginal_effects", {}).get(cond, []) if m.get("level") not in (None, "all")]
+        me = [m for m in me if m.get("pp_diff") is not None and not math.isnan(m["pp_diff"])]
+        if len(me) >= 2:
+            hi = max(me, key=lambda m: m["pp_diff"])
+            lo = min(me, key=lambda m: m["pp_diff"])
+            s += (
+                f"; in the mixed model the gain was largest in {hi['level']} readers "
+                f"({pts(hi['pp_diff'])} points, {_ci_pts(hi['pp_ci_low'], hi['pp_ci_high'])}; "
+                f"odds ratio {hi['odds_ratio']:.2f}, 95% CI {hi['or_ci_low']:.2f} to {hi['or_ci_high']:.2f}) "
+                f"and smallest in {lo['level']} readers ({pts(lo['pp_diff'])} points, "
+                f"{_ci_pts(lo['pp_ci_low'], lo['pp_ci_high'])})"
+            )
+        sentences.append(s + ".")
+        inter = results.get("glmm_interaction_p", {}).get(cond)
+        if inter is not None:
+            sentences.append(f"The test of a different AI effect across experience levels gave p = {inter:.3g}.")
+    switching = [r for r in results.get("ai_interaction", {}).get("switching_summary", [])
+                 if r["level"] == "all" and r.get("n_pairs")]
+    for row in switching:
+        rate = row.get("automation_bias_rate")
+        where = f" ({row['aided_condition']})" if len(switching) > 1 else ""
+        if rate is not None and not math.isnan(rate):
+            sentences.append(
+                f"Of initially correct reads shown a wrong suggestion{where}, {pct(rate)} were changed to a wrong answer "
+                f"({row['right_to_wrong_after_wrong_ai']} reads); {row['wrong_to_right_after_correct_ai']} initially "
+                f"wrong reads were corrected after a correct suggestion."
+            )
+    return " ".join(sentences)

@@ -1,0 +1,25 @@
+"""``python -m study demo``: create the demo study (synthetic cases, AI, simulated readers) if it is absent."""
+
+from __future__ import annotations
+
+import argparse
+
+from study.commands._common import add_db_option
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_db_option(parser)
+    parser.add_argument("--cases", type=int, default=60, help="synthetic cases to render (default 60)")
+    parser.add_argument("--sim-readers", type=int, default=33, help="simulated readers (default 33)")
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    parser.add_argument("--model", default=None,
+                        help="model spec instead of the bundled demo model (e.g. local-dir:FOLDER)")
+    parser.add_argument("--checkpoint", default=None, help="weights file for an architecture --model")
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.demo import ensure_demo_study
+
+    ensure_demo_study(args.db, n_cases=args.cases, n_sim_readers=args.sim_readers, seed=args.seed,
+                      model=args.model, checkpoint=args.checkpoint)
+    return 0

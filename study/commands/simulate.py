@@ -1,0 +1,36 @@
+"""``python -m study simulate``: add virtual readers and answer all their items through the workflow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from study.commands._common import add_db_option, add_study_option, pick_study
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_db_option(parser)
+    add_study_option(parser)
+    parser.add_argument("--readers", type=int, default=33, help="number of simulated readers (default 33)")
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed (default 0): same seed, same answers")
+    parser.add_argument("--show-codes", action="store_true",
+                        help="print the simulated readers' access codes (stored hashed; not shown otherwise)")
+    parser.add_argument("--quiet", action="store_true", help="no per-reader progress lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    from study import db
+    from study.simulate import simulate
+
+    _engine, factory = db.open_database(args.db)
+    with factory() as session:
+        study = pick_study(session, args.study)
+        study_id, name = study.id, study.name
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    report = simulate(factory, study_id, args.readers, seed=args.seed, log=log)
+    print(f"study {name!r}: {len(report.readers)} simulated reader(s) answered {report.answers} of "
+          f"{report.assignments} assignment(s) (seed {args.seed})")
+    if args.show_codes:
+        for pseudonym, code in report.codes.items():
+            print(f"  {pseudonym}: {code}")
+    return 0

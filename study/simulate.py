@@ -1,0 +1,332 @@
+"""Simulated readers: fill a study with plausible answers through the real reader workflow.
+
+Why through ``workflow.next_item``/``workflow.submit`` (with simulated ``now=`` clocks, no sleeping):
+the simulated answers then pass the same validation, ordering, washout gate, timing and audit trail
+as a real reader's, so the exports and analysis pages are exercised end to end on realistic data.
+
+The behaviour model (all draws from seeds derived from the study seed label, so a run is
+reproducible whatever the order of the calls):
+
+- Own read: P(correct) = expit(skill_reader - difficulty_case). A reader's skill rises with the rank
+  of their experience level (junior < intermediate < senior) plus a per-reader deviation; a wrong
+  read picks another diagnosis uniformly.
+- Own confidence (0-100) is drawn higher for a correct read than for a wrong one (so confidence
+  ratings carry information and an ROC/MRMC analysis on them is meaningful).
+- Aided reads: the AI's top suggestion is its most probable finding, or ``normal`` when no finding
+  reaches :data:`AI_POSITIVE`. Where it differs from the reader's own read, the reader switches to it
+  with probability expit(a_level + b * (AI probability - 0.5) - c * (own confidence - 60) / 20): less
+  sure readers and more confident AI outputs mean more switching, including to a wrong suggestion
+  (automation bias; juniors switch to wrong suggestions most). Agreement raises confidence.
+- The constants are calibrated (Monte Carlo, see :func:`expected_accuracy`) so that with a good AI
+  (top suggestion right ~90% of the time) accuracy rises by about 15 percentage points at every
+  level, the size the ReVision reader study reported.
+- Reading time: log-normal, median ~70 s (junior) to ~40 s (senior), times 0.9 when aided, with
+  reader, case and residual variation; then a short pause before the next item. Session 2 of a
+  crossover starts one to five days after the washout ends.
+
+In a sequential design step 2 starts from the reader's own locked step-1 answer (``prior_answer``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from study import readers as readers_mod
+from study import workflow
+from study.config import NORMAL, ExperienceLevel, StudyConfig
+from study.design import build_design, derive_seed
+from study.models import Case, Reader
+from study.studies import get_study, has_answers, study_config
+
+AI_POSITIVE = 0.5  # a finding probability at or above this makes it a candidate AI suggestion
+
+# Calibrated by expected_accuracy(): unaided ~0.61 / 0.67 / 0.72, aided (AI right 90%) ~+0.15 each.
+SKILL_BASE, SKILL_STEP, SKILL_SD = 0.55, 0.3, 0.35
+CASE_SD = 0.8
+FOLLOW_BASE = (-1.5, -0.85, 0.1)  # junior, intermediate, senior (interpolated by level rank)
+FOLLOW_AI, FOLLOW_CONF = 3.0, 0.9
+CONF_RIGHT, CONF_WRONG, CONF_SD = 74.0, 50.0, 12.0
+TIME_MEDIAN = (70.0, 40.0)  # seconds, junior -> senior
+TIME_AIDED = 0.9
+
+
+def _expit(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _interp(pair_or_triple, rank: float) -> float:
+    """Value at ``rank`` in [0, 1] along evenly spaced anchor values."""
+    vals = list(pair_or_triple)
+    pos = rank * (len(vals) - 1)
+    i = min(int(pos), len(vals) - 2)
+    return vals[i] + (vals[i + 1] - vals[i]) * (pos - i)
+
+
+@dataclass(frozen=True)
+class SimReader:
+    """A virtual reader's traits; ``rank`` is the level's position in [0, 1] (0 junior, 1 senior)."""
+
+    rank: float
+    skill: float  # log-odds of a correct own read on an average case
+    time_factor: float  # multiplies reading times
+    follow_shift: float  # per-reader deviation in reliance on the AI
+
+
+@dataclass(frozen=True)
+class SimCase:
+    difficulty: float
+    time_factor: float
+
+
+def ai_top(probabilities: dict[str, float]) -> tuple[str, float]:
+    """The AI's top suggestion and its probability (``normal``: 1 - the highest finding probability)."""
+    if not probabilities:
+        return NORMAL, 0.5
+    key = max(sorted(probabilities), key=lambda k: probabilities[k])
+    p = float(probabilities[key])
+    return (key, p) if p >= AI_POSITIVE else (NORMAL, 1.0 - p)
+
+
+def make_reader(seed: int, pseudonym: str, rank: float) -> SimReader:
+    rng = random.Random(derive_seed(seed, "sim-reader", pseudonym))
+    return SimReader(rank=rank, skill=SKILL_BASE + SKILL_STEP * 2 * rank + rng.gauss(0, SKILL_SD),
+                     time_factor=math.exp(rng.gauss(0, 0.25)), follow_shift=rng.gauss(0, 0.3))
+
+
+def make_case(seed: int, case_key: str) -> SimCase:
+    rng = random.Random(derive_seed(seed, "sim-case", case_key))
+    return SimCase(difficulty=rng.gauss(0, CASE_SD), time_factor=math.exp(rng.gauss(0, 0.3)))
+
+
+def _confidence(rng: random.Random, correct: bool, rank: float) -> int:
+    mu = (CONF_RIGHT + 6 * rank) if correct else (CONF_WRONG + 2 * rank)
+    return int(min(100, max(0, round(rng.gauss(mu, CONF_SD)))))
+
+
+def own_read(rng: random.Random, reader: SimReader, case: SimCase, truth: str, options: list[str]) -> tuple[str, int]:
+    """The reader's unaided diagnosis and confidence."""
+    correct = rng.random() < _expit(reader.skill - case.difficulty)
+    wrong = [o for o in options if o != truth]
+    primary = truth if correct or not wrong else rng.choice(wrong)
+    return primary, _confidence(rng, primary == truth, reader.rank)
+
+
+def aided_read(rng: random.Random, reader: SimReader, own: tuple[str, int], top: str, top_p: float,
+               truth: str) -> tuple[str, int]:
+    """Combine the reader's own read with the AI's top suggestion (switch, keep, or agree)."""
+    primary, conf = own
+    if top == primary:
+        return primary, min(100, conf + int(round(abs(rng.gauss(6, 3)))))
+    follow = _expit(_interp(FOLLOW_BASE, reader.rank) + reader.follow_shift + FOLLOW_AI * (top_p - 0.5)
+                    - FOLLOW_CONF * (conf - 60) / 20)
+    if rng.random() < follow:
+        # switching: confidence is lent by the AI, tempered by the reader's own doubt
+        return top, int(min(100, max(0, round(rng.gauss(45 + 40 * top_p, CONF_SD)))))
+    return primary, conf
+
+
+def reading_seconds(rng: random.Random, reader: SimReader, case: SimCase, aided: bool) -> float:
+    median = _interp(TIME_MEDIAN, reader.rank) * reader.time_factor * case.time_factor * (TIME_AIDED if aided else 1)
+    return max(4.0, median * math.exp(rng.gauss(0, 0.35)))
+
+
+def expected_accuracy(rank: float, ai_accuracy: float = 0.9, n: int = 20000, seed: int = 0) -> tuple[float, float]:
+    """Monte Carlo (unaided, aided) accuracy of this model at level ``rank`` (for calibration and tests)."""
+    rng = random.Random(seed)
+    options = ["a", "b", "c", "d", "e", NORMAL]
+    right = [0, 0]
+    for i in range(n):
+        reader = make_reader(seed, f"r{i % 200}", rank)
+        case = make_case(seed, f"c{i % 300}")
+        truth = options[i % len(options)]
+        own = own_read(rng, reader, case, truth, options)
+        top = truth if rng.random() < ai_accuracy else rng.choice([o for o in options if o != truth])
+        aided = aided_read(rng, reader, own_read(rng, reader, case, truth, options), top,
+                           min(0.97, max(0.5, rng.gauss(0.8, 0.1))), truth)
+        right[0] += own[0] == truth
+        right[1] += aided[0] == truth
+    return right[0] / n, right[1] / n
+
+
+# --- filling a study ---------------------------------------------------------------------------------
+
+@dataclass
+class SimulationReport:
+    study: str
+    readers: list[str] = field(default_factory=list)  # pseudonyms of the readers added
+    codes: dict[str, str] = field(default_factory=dict)  # pseudonym -> plain access code (shown only on request)
+    answers: int = 0
+    assignments: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def _level_ranges(levels: tuple[ExperienceLevel, ...]) -> list[tuple[str, float, float]]:
+    """(name, lowest, highest) whole years that fall in each level."""
+    out, low = [], 0.0
+    for lv in levels:
+        if lv.below is not None:
+            high = math.ceil(lv.below) - 1
+        elif lv.up_to is not None:
+            high = math.floor(lv.up_to)
+        else:
+            high = max(low, 0) + 20
+        out.append((lv.name, low, max(low, high)))
+        low = (lv.below if lv.below is not None else math.floor(lv.up_to) + 1) if (
+            lv.below is not None or lv.up_to is not None) else low
+    return out
+
+
+def reader_years(config: StudyConfig, n: int, seed: int) -> list[tuple[str, float]]:
+    """(level, years) for ``n`` readers spread evenly over the study's levels (whole years within each)."""
+    ranges = _level_ranges(config.levels)
+    rng = random.Random(derive_seed(seed, "sim-years"))
+    out = []
+    for i in range(n):
+        name, low, high = ranges[i * len(ranges) // n]
+        years = float(rng.randint(int(math.ceil(low)), int(high)))
+        if config.level_for(years) != name:  # fractional bounds: fall back to the lower edge
+            years = float(low)
+        out.append((config.level_for(years), years))
+    return out
+
+
+def add_simulated_readers(session: Session, study_id: int, n: int, *, seed: int = 0,
+                          actor: str = "simulator") -> dict[str, str]:
+    """Add ``n`` virtual readers (display name "Simulated reader k"); returns pseudonym -> plain code."""
+    study = get_study(session, study_id)
+    config = study_config(study)
+    codes = {}
+    existing = session.scalar(select(Reader.id).where(Reader.study_id == study.id,
+                                                      Reader.display_name.like("Simulated reader %")).limit(1))
+    if existing is not None:
+        raise ValueError(f"study {study.name!r} already has simulated readers")
+    for k, (level, years) in enumerate(reader_years(config, n, seed), start=1):
+        reader, code = readers_mod.add_reader(session, study.id, display_name=f"Simulated reader {k}",
+                                              years_experience=years, specialty="simulated", site="simulation",
+                                              actor=actor)
+        codes[reader.pseudonym] = code
+    return codes
+
+
+def _truth(labels: dict) -> str:
+    return labels.get("label") or labels.get("primary") or NORMAL
+
+
+def _answer(config: StudyConfig, rng: random.Random, primary: str, conf: int, truth_findings: list[str],
+            reader: SimReader, probs: dict[str, float] | None) -> dict:
+    """The full answer for the study's questions around the chosen primary diagnosis."""
+    ids = {q.id for q in config.questions}
+    ans: dict = {"primary_diagnosis": primary}
+    if "findings" in ids:
+        found = {primary} - {NORMAL}
+        for f in config.findings:
+            if f in truth_findings and rng.random() < _expit(reader.skill - 0.3):
+                found.add(f)
+            elif probs and probs.get(f, 0) >= AI_POSITIVE and rng.random() < 0.3:
+                found.add(f)
+            elif rng.random() < 0.03:
+                found.add(f)
+        ans["findings"] = [f for f in config.findings if f in found]
+    if "confidence" in ids:
+        ans["confidence"] = conf
+    if "referral" in ids:
+        ans["referral"] = primary != NORMAL or rng.random() < 0.1
+    return ans
+
+
+def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[str], *, seed: int = 0,
+               start: datetime | None = None, log: Callable[[str], None] | None = None) -> SimulationReport:
+    """Answer every assignment of the given readers through the workflow, with simulated clocks."""
+    with factory() as s:
+        study = get_study(s, study_id)
+        config = study_config(study)
+        name, washout = study.name, config.design.washout_days
+        start = start or study.created_at
+        rows = list(s.scalars(select(Reader).where(Reader.study_id == study.id, Reader.pseudonym.in_(pseudonyms))
+                              .order_by(Reader.pseudonym)))
+        cases = {c.case_key: c for c in s.scalars(select(Case).where(Case.study_id == study.id))}
+        truths = {k: (_truth(c.reference_labels), list(c.reference_labels.get("findings") or []))
+                  for k, c in cases.items()}
+    level_names = [lv.name for lv in config.levels]
+    options = [k for k, _ in config.question("primary_diagnosis").options]
+    report = SimulationReport(name, readers=[r.pseudonym for r in rows], started_at=start)
+    sim_cases = {k: make_case(seed, k) for k in cases}
+    for idx, r in enumerate(rows):
+        rank = level_names.index(r.level) / max(1, len(level_names) - 1) if r.level in level_names else 0.5
+        sim = make_reader(seed, r.pseudonym, rank)
+        clock = start + timedelta(minutes=17 * idx)
+        last_session, session_end = None, clock
+        with factory() as s:
+            while True:
+                try:
+                    item = workflow.next_item(s, r.id, now=clock)
+                except workflow.WashoutPending as wait:
+                    days = random.Random(derive_seed(seed, "sim-gap", r.pseudonym, wait.session_number)).randint(1, 5)
+                    clock = max(clock, wait.available_at) + timedelta(days=days)
+                    continue
+                if item is None:
+                    break
+                if last_session is not None and item.session != last_session and washout == 0:
+                    clock += timedelta(hours=2)
+                last_session = item.session
+                rng = random.Random(derive_seed(seed, "sim-read", r.pseudonym, item.case_id, item.condition))
+                truth, truth_findings = truths[item.case_id]
+                case = sim_cases[item.case_id]
+                if item.prior_answer:  # sequential step 2: the reader's own step-1 answer
+                    own = (item.prior_answer["primary_diagnosis"], int(item.prior_answer.get("confidence", 50)))
+                else:
+                    own = own_read(rng, sim, case, truth, options)
+                probs = None
+                primary, conf = own
+                if isinstance(item, workflow.AidedItem):
+                    probs = item.ai.probabilities
+                    top, top_p = ai_top(probs)
+                    primary, conf = aided_read(rng, sim, own, top, top_p, truth)
+                answer = _answer(config, rng, primary, conf, truth_findings, sim, probs)
+                seconds = reading_seconds(rng, sim, case, probs is not None)
+                done = clock + timedelta(seconds=round(seconds, 3))
+                workflow.submit(s, r.id, item.assignment_id, answer,
+                                f"sim:{study_id}:{r.pseudonym}:{item.assignment_id}", now=done)
+                report.answers += 1
+                clock = done + timedelta(seconds=rng.uniform(2, 12))
+                session_end = max(session_end, clock)
+        report.finished_at = max(report.finished_at or session_end, session_end)
+        if log:
+            log(f"  simulated reader {r.pseudonym} ({r.level}, {r.years_experience:g} y) done")
+    return report
+
+
+def simulate(factory: sessionmaker[Session], study_id: int | str, n_readers: int, *, seed: int = 0,
+             start: datetime | None = None, actor: str = "simulator",
+             log: Callable[[str], None] | None = None) -> SimulationReport:
+    """Add ``n_readers`` virtual readers, rebuild the design, and answer every one of their assignments.
+
+    Needs a study with cases and AI outputs and no answers yet (the design must still be open: the
+    new readers need assignments).
+    """
+    if n_readers < 1:
+        raise ValueError("n_readers must be at least 1")
+    with factory() as s:
+        study = get_study(s, study_id)
+        sid = study.id
+        if has_answers(s, sid) or study.design_locked_at is not None:
+            raise ValueError(f"study {study.name!r} already has answers; simulated readers can only be added "
+                             "before reading starts (the design must include them)")
+        if not s.scalar(select(Case.id).where(Case.study_id == sid).limit(1)):
+            raise ValueError(f"study {study.name!r} has no cases; import cases first")
+        codes = add_simulated_readers(s, sid, n_readers, seed=seed, actor=actor)
+        n_assign = build_design(s, sid, actor=actor)
+    report = answer_all(factory, sid, list(codes), seed=seed, start=start, log=log)
+    report.codes, report.assignments = codes, n_assign
+    return report
+
+
+__all__ = ["SimulationReport", "add_simulated_readers", "ai_top", "answer_all", "expected_accuracy", "simulate"]

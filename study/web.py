@@ -1,0 +1,465 @@
+"""What the Streamlit pages need from the study database, as plain functions (no Streamlit, no SQL in pages).
+
+Why a separate module: the pages stay thin (widgets and charts), and everything a page decides —
+sign-in throttling, consent, the reader's current state, the investigator's monitor — is testable
+without a browser. Nothing here imports torch; the model is only touched by :func:`run_precompute`.
+
+Sign-in throttling is per browser session (the page keeps a :class:`SignInThrottle` in its session
+state): after :data:`MAX_FAILURES` wrong codes further tries are refused for :data:`LOCKOUT` and every
+failure, lockout and refused try is written to the audit trail (never the typed code itself).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import statistics
+import sys
+import tempfile
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from study import audit, db
+from study.models import AIDED_CONDITIONS, Answer, Assignment, AuditEvent, Case, Reader, Study, utcnow
+
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=10)
+CONSENT_ACTION = "reader.consented"
+USER_ENV, HASH_ENV, PLAIN_ENV = ("REVISION_INVESTIGATOR_USER", "REVISION_INVESTIGATOR_PASSWORD_HASH",
+                                 "REVISION_INVESTIGATOR_PASSWORD")
+STORE_ENV = "REVISION_STORE_ROOT"
+DEFAULT_INVESTIGATOR = "investigator"
+
+
+# --- sign-in with a per-browser-session lockout -----------------------------------------------------
+
+@dataclass
+class SignInThrottle:
+    client_id: str
+    failures: int = 0
+    locked_until: datetime | None = None
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < self.locked_until
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    reader_id: int | None
+    message: str
+    locked: bool = False
+
+
+def sign_in(factory: sessionmaker[Session], throttle: SignInThrottle, code: str, *,
+            now: datetime | None = None) -> SignInResult:
+    """Check an access code; count failures in ``throttle``; refuse (audited) while locked out."""
+    from study.readers import authenticate
+
+    now = now or utcnow()
+    with factory() as session:
+        if throttle.locked(now):
+            audit.record(session, actor="anonymous", action="reader.sign_in_refused", entity="browser_session",
+                         entity_id=throttle.client_id, at=now, after={"locked_until": throttle.locked_until})
+            session.commit()
+            return SignInResult(None, f"Too many wrong codes. Try again after {throttle.locked_until:%H:%M} UTC.",
+                                locked=True)
+        if throttle.locked_until is not None:  # the lockout has passed: start counting again
+            throttle.failures, throttle.locked_until = 0, None
+        reader = authenticate(session, code or "")
+        if reader is not None:
+            audit.record(session, actor=f"reader:{reader.pseudonym}", action="reader.signed_in", entity="reader",
+                         entity_id=reader.id, study_id=reader.study_id, at=now,
+                         after={"browser_session": throttle.client_id})
+            session.commit()
+            throttle.failures = 0
+            return SignInResult(reader.id, f"Signed in as {reader.pseudonym}.")
+        throttle.failures += 1
+        audit.record(session, actor="anonymous", action="reader.sign_in_failed", entity="browser_session",
+                     entity_id=throttle.client_id, at=now, after={"failures": throttle.failures})
+        if throttle.failures >= MAX_FAILURES:
+            throttle.locked_until = now + LOCKOUT
+            audit.record(session, actor="anonymous", action="reader.sign_in_locked", entity="browser_session",
+                         entity_id=throttle.client_id, at=now,
+                         after={"failures": throttle.failures, "locked_until": throttle.locked_until})
+            session.commit()
+            return SignInResult(None, f"{MAX_FAILURES} wrong codes: sign-in is locked for "
+                                      f"{int(LOCKOUT.total_seconds() // 60)} minutes.", locked=True)
+        session.commit()
+        left = MAX_FAILURES - throttle.failures
+        return SignInResult(None, f"That code is not valid. {left} attempt(s) left before a lockout.")
+
+
+# --- the reader's state -----------------------------------------------------------------------------
+
+def has_consented(session: Session, reader_id: int) -> bool:
+    return session.scalar(select(AuditEvent.id).where(AuditEvent.entity == "reader",
+                                                      AuditEvent.entity_id == str(reader_id),
+                                                      AuditEvent.action == CONSENT_ACTION).limit(1)) is not None
+
+
+def record_consent(factory: sessionmaker[Session], reader_id: int, text_version: str) -> None:
+    """Store the reader's acknowledgement of the instructions and consent (audited, once)."""
+    with factory() as session:
+        if has_consented(session, reader_id):
+            return
+        reader = session.get(Reader, reader_id)
+        audit.record(session, actor=f"reader:{reader.pseudonym}", action=CONSENT_ACTION, entity="reader",
+                     entity_id=reader.id, study_id=reader.study_id, after={"text_version": text_version})
+        session.commit()
+
+
+@dataclass
+class ReaderState:
+    pseudonym: str
+    study_id: int
+    study_name: str
+    design: str
+    consented: bool
+    revoked: bool
+    done: int
+    total: int
+    item: Any = None  # workflow.Item or workflow.AidedItem
+    washout_session: int | None = None
+    washout_until: datetime | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.item is None and self.washout_until is None and self.error is None
+
+
+def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetime | None = None,
+                 fetch_item: bool = True) -> ReaderState:
+    """Everything the reading page shows, from the database (session state only caches the reader id)."""
+    from study import workflow
+
+    with factory() as session:
+        reader = session.get(Reader, reader_id)
+        if reader is None:
+            raise ValueError(f"no reader with id {reader_id}")
+        study = session.get(Study, reader.study_id)
+        prog = workflow.progress(session, reader.id)
+        state = ReaderState(reader.pseudonym, study.id, study.name, study.design,
+                            has_consented(session, reader.id), reader.revoked_at is not None, prog.done, prog.total)
+        if state.revoked or not state.consented or not fetch_item:
+            return state
+        try:
+            state.item = workflow.next_item(session, reader.id, now=now)
+        except workflow.WashoutPending as exc:
+            state.washout_session, state.washout_until = exc.session_number, exc.available_at
+        except workflow.WorkflowError as exc:
+            state.error = str(exc)
+        return state
+
+
+def submit_answer(factory: sessionmaker[Session], reader_id: int, assignment_id: int, answer: dict,
+                  idempotency_key: str):
+    """Store an answer (retried on a dropped connection; the key makes a repeat store nothing new)."""
+    from study import workflow
+
+    return db.run_with_retry(factory, lambda s: workflow.submit(s, reader_id, assignment_id, answer,
+                                                                idempotency_key))
+
+
+def store_root() -> Path | None:
+    value = os.environ.get(STORE_ENV)
+    return Path(value) if value else None
+
+
+def case_image(study_id: int, image_ref: str):
+    """The case photograph as a PIL image (the study store first, then ``image_ref`` as a path)."""
+    from revision_core.imageio import load_image
+
+    from study.cases import study_store
+
+    stored = study_store(study_id, store_root()) / image_ref
+    return load_image(stored if stored.is_file() else Path(image_ref))
+
+
+def is_aided(item) -> bool:
+    return hasattr(item, "ai") and item.condition in AIDED_CONDITIONS
+
+
+# --- investigator credentials ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InvestigatorCredentials:
+    user: str
+    password_hash: str
+    source: str  # "environment", "secrets.toml" or "demo default"
+
+
+_DEMO: InvestigatorCredentials | None = None
+
+
+def _secrets() -> dict:
+    path = db.REPO_ROOT / ".streamlit" / "secrets.toml"
+    if not path.is_file():
+        return {}
+    return (tomllib.loads(path.read_text("utf-8")).get("investigator") or {})
+
+
+def investigator_credentials() -> InvestigatorCredentials:
+    """From env (user + argon2 hash), then ``[investigator]`` in secrets.toml, else the demo default:
+    user ``investigator`` with ``$REVISION_INVESTIGATOR_PASSWORD`` or a random password printed once
+    to the server log at start-up (never a fixed, guessable password)."""
+    global _DEMO
+    from argon2 import PasswordHasher
+
+    if os.environ.get(USER_ENV) and os.environ.get(HASH_ENV):
+        return InvestigatorCredentials(os.environ[USER_ENV], os.environ[HASH_ENV], "environment")
+    sec = _secrets()
+    if sec.get("user") and sec.get("password_hash"):
+        return InvestigatorCredentials(str(sec["user"]), str(sec["password_hash"]), "secrets.toml")
+    if _DEMO is None:
+        plain = os.environ.get(PLAIN_ENV)
+        if not plain:
+            from study.readers import generate_code
+
+            plain = generate_code()
+            print(f"[revision] demo investigator sign-in: user {DEFAULT_INVESTIGATOR!r}, password {plain!r} "
+                  f"(set {USER_ENV} + {HASH_ENV} or [investigator] in .streamlit/secrets.toml for a real study)",
+                  file=sys.stderr, flush=True)
+        _DEMO = InvestigatorCredentials(os.environ.get(USER_ENV) or DEFAULT_INVESTIGATOR,
+                                        PasswordHasher().hash(plain), "demo default")
+    return _DEMO
+
+
+def verify_investigator(user: str, password: str) -> bool:
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    creds = investigator_credentials()
+    try:
+        ok = PasswordHasher().verify(creds.password_hash, password or "")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    return ok and user == creds.user
+
+
+def audit_investigator(factory: sessionmaker[Session], user: str, ok: bool) -> None:
+    with factory() as session:
+        audit.record(session, actor=f"investigator:{user}" if ok else "anonymous",
+                     action="investigator.signed_in" if ok else "investigator.sign_in_failed",
+                     entity="investigator", entity_id=user[:100])
+        session.commit()
+
+
+# --- investigator: set-up -----------------------------------------------------------------------------
+
+def list_studies(session: Session) -> list[tuple[int, str]]:
+    return list(session.execute(select(Study.id, Study.name).order_by(Study.id)).all())
+
+
+def create_study_from_toml(factory: sessionmaker[Session], text: str, actor: str) -> tuple[int | None, list[str]]:
+    """(study id, []) or (None, every problem) for an uploaded TOML file."""
+    from study.config import StudyConfigError, parse_text
+    from study.studies import create_study
+
+    try:
+        config = parse_text(text, "uploaded TOML")
+    except StudyConfigError as exc:
+        return None, list(exc.problems)
+    with factory() as session:
+        try:
+            return create_study(session, config, text, actor=actor).id, []
+        except ValueError as exc:
+            return None, [str(exc)]
+
+
+def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str, data: bytes,
+                        actor: str) -> tuple[int, list[str]]:
+    """Import a manifest CSV (absolute image paths) or a ZIP with ``manifest.csv`` and its images.
+    Returns (cases imported, every problem as 'row r, column c: reason'); all or nothing."""
+    from study.cases import ManifestError, import_manifest
+
+    with tempfile.TemporaryDirectory(prefix="revision-import-") as tmp:
+        root = Path(tmp)
+        if name.lower().endswith(".zip"):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                    for member in zf.namelist():
+                        target = (root / member).resolve()
+                        if not str(target).startswith(str(root.resolve())):
+                            return 0, [f"unsafe path in the ZIP: {member}"]
+                    zf.extractall(root)
+            except zipfile.BadZipFile as exc:
+                return 0, [f"not a valid ZIP file: {exc}"]
+            found = sorted(root.rglob("manifest.csv"))
+            if not found:
+                return 0, ["the ZIP has no manifest.csv"]
+            manifest = found[0]
+        else:
+            manifest = root / "manifest.csv"
+            manifest.write_bytes(data)
+        with factory() as session:
+            try:
+                cases = import_manifest(session, study_id, manifest, store_root=store_root(), actor=actor)
+            except ManifestError as exc:
+                return 0, [str(p) for p in exc.problems]
+            except ValueError as exc:
+                return 0, [str(exc)]
+            return len(cases), []
+
+
+READER_COLUMNS = ("display_name", "years_experience", "specialty", "site")
+
+
+def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, actor: str) -> tuple[list[dict], list[str]]:
+    """Add readers from CSV (display_name, years_experience[, specialty, site]); returns (rows with the
+    plain codes — shown once, stored nowhere —, problems). Nothing is added if any row is wrong."""
+    from study.readers import add_reader
+    from study.studies import get_study, study_config
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    problems: list[str] = []
+    with factory() as session:
+        config = study_config(get_study(session, study_id))
+        for i, row in enumerate(rows, start=2):
+            if not (row.get("display_name") or "").strip():
+                problems.append(f"row {i}, column display_name: empty")
+            try:
+                config.level_for(float(row.get("years_experience") or "nan"))
+            except ValueError as exc:
+                problems.append(f"row {i}, column years_experience: {exc}")
+        if not rows:
+            problems.append("the CSV has no readers")
+        if problems:
+            return [], problems
+        out = []
+        for row in rows:
+            reader, code = add_reader(session, study_id, display_name=row["display_name"],
+                                      years_experience=float(row["years_experience"]),
+                                      specialty=(row.get("specialty") or None), site=(row.get("site") or None),
+                                      actor=actor)
+            out.append({"pseudonym": reader.pseudonym, "display_name": reader.display_name, "level": reader.level,
+                        "access_code": code})
+        return out, []
+
+
+def codes_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["pseudonym", "display_name", "level", "access_code"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def build_design(factory: sessionmaker[Session], study_id: int, actor: str) -> int:
+    from study.design import build_design as build
+
+    with factory() as session:
+        return build(session, study_id, actor=actor)
+
+
+def run_precompute(factory: sessionmaker[Session], study_id: int, *, loaded=None, actor: str = "precompute",
+                   on_progress: Callable[[int, int], None] | None = None):
+    """Precompute AI outputs in small slices so a page can show a progress bar; resumable."""
+    from study.precompute import precompute
+
+    with factory() as session:
+        total = session.scalar(select(func.count()).select_from(Case).where(Case.study_id == study_id)) or 0
+        return precompute(session, study_id, loaded=loaded, store_root=store_root(), actor=actor,
+                          on_progress=on_progress), total
+
+
+# --- investigator: monitor and descriptive accuracy ----------------------------------------------------
+
+def study_summary(session: Session, study_id: int) -> dict:
+    from study.commands.status import collect
+    from study.studies import get_study
+
+    return collect(session, get_study(session, study_id))
+
+
+def monitor(session: Session, study_id: int) -> list[dict]:
+    """Per reader and session: cases done/total, median seconds per case, last activity (UTC)."""
+    rows = session.execute(
+        select(Reader.pseudonym, Reader.level, Assignment.session, Assignment.id, Assignment.shown_at,
+               Answer.submitted_at)
+        .join(Assignment, Assignment.reader_id == Reader.id)
+        .outerjoin(Answer, (Answer.assignment_id == Assignment.id) & (Answer.version == 1))
+        .where(Reader.study_id == study_id)).all()
+    groups: dict[tuple, dict] = {}
+    for pseudonym, level, sess, _aid, shown, submitted in rows:
+        g = groups.setdefault((pseudonym, sess), {"reader": pseudonym, "level": level, "session": sess, "done": 0,
+                                                  "total": 0, "_times": [], "last_activity": None})
+        g["total"] += 1
+        if submitted is not None:
+            g["done"] += 1
+            if shown is not None:
+                g["_times"].append((submitted - shown).total_seconds())
+        for t in (shown, submitted):
+            if t is not None and (g["last_activity"] is None or t > g["last_activity"]):
+                g["last_activity"] = t
+    out = []
+    for key in sorted(groups):
+        g = groups[key]
+        times = g.pop("_times")
+        g["median_seconds"] = round(statistics.median(times), 1) if times else None
+        out.append(g)
+    return out
+
+
+def accuracy_by_condition_level(session: Session, study_id: int) -> list[dict]:
+    """Descriptive accuracy of the primary diagnosis (latest answer version) by condition x level."""
+    latest = (select(Answer.assignment_id, func.max(Answer.version).label("v")).group_by(Answer.assignment_id)
+              .subquery())
+    rows = session.execute(
+        select(Assignment.condition, Reader.level, Answer.payload, Case.reference_labels)
+        .join(latest, latest.c.assignment_id == Assignment.id)
+        .join(Answer, (Answer.assignment_id == Assignment.id) & (Answer.version == latest.c.v))
+        .join(Reader, Reader.id == Assignment.reader_id).join(Case, Case.id == Assignment.case_id)
+        .where(Assignment.study_id == study_id)).all()
+    cells: dict[tuple, list[int]] = {}
+    for condition, level, payload, ref in rows:
+        truth = (ref or {}).get("label")
+        if truth is None:
+            continue
+        cells.setdefault((condition, level), []).append(int(payload.get("primary_diagnosis") == truth))
+    return [{"condition": c, "level": lv, "readings": len(v), "accuracy": round(sum(v) / len(v), 3)}
+            for (c, lv), v in sorted(cells.items())]
+
+
+def new_client_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+@dataclass
+class ReaderCodes:
+    rows: list[dict] = field(default_factory=list)
+    downloaded: bool = False
+
+
+# --- exports and report (other engineers' modules, imported lazily) -----------------------------------
+
+def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str) -> bytes:
+    """One export (``study.export`` format: csv, parquet or imrmc) as bytes for a download button."""
+    from study.export import export
+
+    with tempfile.TemporaryDirectory(prefix="revision-export-") as tmp:
+        out = Path(tmp) / f"export.{fmt}"
+        with factory() as session:
+            export(session, study_id, fmt, out)
+        return out.read_bytes()
+
+
+def html_report(factory: sessionmaker[Session], study_id: int, n_boot: int = 200) -> str:
+    """The study's HTML analysis report (``study.report``) from its long CSV export."""
+    from study.report import analyze_reads, build_figures, render_html
+
+    with tempfile.TemporaryDirectory(prefix="revision-report-") as tmp:
+        out = Path(tmp) / "reads.csv"
+        out.write_bytes(export_bytes(factory, study_id, "csv"))
+        results = analyze_reads(out, n_boot=n_boot)
+    return render_html(results, build_figures(results))

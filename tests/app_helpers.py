@@ -1,0 +1,80 @@
+"""Build small study databases for the app tests (no model needed: AI outputs are stored directly)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from study import db
+from study.cases import add_case
+from study.config import parse_text
+from study.design import build_design
+from study.precompute import store_ai_output
+from study.readers import add_reader
+from study.studies import create_study
+from tests.study.helpers import study_toml
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+CARD = {"name": "ReVision test model", "architecture": "test", "version": "feedc0de12345678", "input_size": 64,
+        "device": "cpu", "precision": "fp32", "source": "test", "is_demo": True}
+# distinctive probabilities: these strings must never reach the browser for an unaided item
+PROBS = {"diabetic_retinopathy": 0.8731, "amd": 0.1234, "glaucoma": 0.4567, "rvo": 0.0321,
+         "pathologic_myopia": 0.2468}
+TRUTH = ["amd", "normal", "glaucoma", "diabetic_retinopathy", "rvo", "normal"]
+
+
+def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_readers: int = 2,
+               saliency: bool = False, **toml) -> tuple[str, dict[str, int], list[str]]:
+    """A migrated SQLite study with cases (tiny PNGs), readers and AI outputs; returns (url, study ids, codes)."""
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    db.upgrade(url)
+    factory = db.session_factory(db.make_engine(url))
+    text = study_toml(design, **toml)
+    rng = np.random.default_rng(0)
+    codes = []
+    with factory() as s:
+        study = create_study(s, parse_text(text), text)
+        for i in range(n_cases):
+            path = tmp_path / f"case{i}.png"
+            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+            truth = TRUTH[i % len(TRUTH)]
+            case = add_case(s, study.id, f"C{i:03d}", str(path), {"label": truth, "findings": []})
+            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
+                            saliency_png=_png(rng) if saliency else None)
+        for i in range(n_readers):
+            _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
+            codes.append(code)
+        build_design(s, study.id)
+        study.model_version = CARD["version"]
+        s.commit()
+        ids = {"study": study.id}
+    return url, ids, codes
+
+
+def _png(rng) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def rendered_text(at) -> str:
+    """Every string the app sent to the browser in this run (element protos, serialised)."""
+    from google.protobuf.json_format import MessageToJson
+
+    parts = []
+
+    def walk(node):
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            try:
+                parts.append(MessageToJson(proto))
+            except Exception:
+                parts.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)

@@ -1,0 +1,112 @@
+"""The investigator pages: refused to visitors and readers, sign-in, set-up, monitor and analysis."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from streamlit.testing.v1 import AppTest
+
+from study import db, workflow
+from tests.app_helpers import APP, make_study, rendered_text
+from tests.study.helpers import study_toml
+
+PAGES = ["pages/investigator_setup.py", "pages/investigator_monitor.py", "pages/investigator_analysis.py"]
+ROOT = Path(APP).parent
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    url, ids, codes = make_study(tmp_path, design="crossover", n_cases=4, n_readers=2)
+    monkeypatch.setenv("REVISION_DB_URL", url)
+    monkeypatch.setenv("REVISION_INVESTIGATOR_USER", "lead")
+    monkeypatch.setenv("REVISION_INVESTIGATOR_PASSWORD_HASH", PasswordHasher().hash(PASSWORD))
+    return url, ids, codes
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("who", [None, "reader"])
+def test_investigator_pages_refuse_visitors_and_readers(env, page, who):
+    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+    if who:
+        at.session_state["role"] = who
+        at.session_state["reader_id"] = 1
+    at.run()
+    assert any("signed-in investigators only" in e.value for e in at.error)
+    assert not at.dataframe and not at.metric and not at.file_uploader
+
+
+def test_reader_navigation_has_no_investigator_page(env):
+    _, _, codes = env
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/reader_signin.py").run()
+    at.text_input(key="access_code").input(codes[0])
+    at.button[-1].click().run()
+    assert at.session_state["role"] == "reader"
+    at.switch_page("pages/investigator_setup.py").run()
+    assert not any(t.value == "Study set-up" for t in at.title)
+
+
+def sign_in(password: str = PASSWORD) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/investigator_signin.py").run()
+    at.text_input(key="inv_user").input("lead")
+    at.text_input(key="inv_password").input(password)
+    at.button[-1].click().run()
+    if "role" in at.session_state and at.session_state["role"] == "investigator":
+        at.switch_page("pages/investigator_setup.py").run()
+    return at
+
+
+def test_wrong_password_is_refused(env):
+    at = sign_in("guess")
+    assert "role" not in at.session_state
+    assert any("Wrong user or password" in e.value for e in at.error)
+
+
+def test_setup_validates_toml_and_shows_reader_codes_once(env):
+    at = sign_in()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Study set-up"
+    assert [m.value for m in at.metric][:2] == ["4", "4"]
+    bad = b'[study]\nname = ""\n[design]\ntype = "zigzag"\n'
+    at.file_uploader(key="toml_upload").set_value(("bad.toml", bad, "application/toml"))
+    at.run()
+    at.button(key="create_study").click().run()
+    assert any("problem(s)" in e.value for e in at.error)
+    problems = at.dataframe[0].value["problem"].tolist()
+    assert any("name" in p for p in problems) and any("zigzag" in p for p in problems)
+    good = study_toml("sequential", name="Second study").encode()
+    at.file_uploader(key="toml_upload").set_value(("good.toml", good, "application/toml"))
+    at.run()
+    at.button(key="create_study").click().run()
+    assert not at.exception, at.exception
+    assert "Second study" in at.selectbox(key="study_pick").format_func(at.selectbox(key="study_pick").value)
+    at.file_uploader(key="readers_upload").set_value(
+        ("r.csv", b"display_name,years_experience\nDr A,3\nDr B,12\n", "text/csv"))
+    at.run()
+    at.button(key="add_readers").click().run()
+    assert not at.exception, at.exception
+    codes = at.dataframe[0].value["access_code"].tolist()
+    assert len(codes) == 2 and all(len(c) == 14 for c in codes)
+    at.button(key="codes_hide").click().run()
+    assert not any(c in rendered_text(at) for c in codes)  # shown once only
+
+
+def test_monitor_and_analysis_show_progress_and_accuracy(env):
+    url, ids, _ = env
+    factory = db.session_factory(db.make_engine(url))
+    with factory() as s:
+        item = workflow.next_item(s, 1)
+        workflow.submit(s, 1, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 60,
+                                                   "referral": True}, "k1")
+    at = sign_in()
+    at.switch_page("pages/investigator_monitor.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert set(table.columns) >= {"reader", "session", "done", "total", "median_seconds", "last_activity"}
+    assert int(table["done"].sum()) == 1
+    at.switch_page("pages/investigator_analysis.py").run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["readings"].sum() == 1

@@ -1,0 +1,173 @@
+"""The reader pages, driven headless with AppTest on a temporary SQLite study per test."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from study import db
+from study.models import Answer, AuditEvent
+from tests.app_helpers import APP, PROBS, make_study, rendered_text
+
+AI_MARKERS = ["AI suggestion", "It can be wrong", "0.8731", "0.873", "87.3", "feedc0de12345678", "ReVision test model", "probability"]
+
+
+@pytest.fixture
+def study_db(tmp_path, monkeypatch):
+    def make(**kw):
+        url, ids, codes = make_study(tmp_path, **kw)
+        monkeypatch.setenv("REVISION_DB_URL", url)
+        return url, ids, codes
+    return make
+
+
+def sign_in(at: AppTest, code: str) -> AppTest:
+    at.text_input(key="access_code").input(code)
+    at.button[0 if at.button[0].label == "Sign in" else -1].click()
+    return at.run()
+
+
+def signed_in(code: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/reader_signin.py").run()
+    sign_in(at, code)
+    if at.session_state["role"] == "reader":  # the navigation now offers the reading page
+        at.switch_page("pages/reader_study.py").run()
+    return at
+
+
+def consent(at: AppTest) -> AppTest:
+    at.checkbox(key="consent_box").check().run()
+    at.button(key="consent_start").click().run()
+    return at
+
+
+def answer(at: AppTest, diagnosis: str = "amd") -> AppTest:
+    form = at.get("form")[0] if at.get("form") else None
+    assert form is not None, "no answer form"
+    radios = at.radio
+    radios[0].set_value(diagnosis)
+    radios[-1].set_value("No")
+    submit = [b for b in at.button if b.proto.is_form_submitter]
+    submit[0].click()
+    return at.run()
+
+
+def count(url, model, *where):
+    factory = db.session_factory(db.make_engine(url))
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_wrong_codes_lock_the_browser_session_and_are_audited(study_db):
+    url, _, codes = study_db()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/reader_signin.py").run()
+    for i in range(5):
+        sign_in(at, "AAAA-BBBB-CCCC")
+        assert not at.exception
+    assert any("locked" in e.value for e in at.error)
+    sign_in(at, codes[0])  # even the right code is refused while locked
+    assert "role" not in at.session_state
+    assert any("Too many wrong codes" in e.value for e in at.error)
+    assert count(url, AuditEvent, AuditEvent.action == "reader.sign_in_failed") == 5
+    assert count(url, AuditEvent, AuditEvent.action == "reader.sign_in_locked") == 1
+    assert count(url, AuditEvent, AuditEvent.action == "reader.sign_in_refused") == 1
+
+
+def test_sequential_reading_hides_ai_until_the_unaided_answer_is_locked(study_db):
+    url, _, codes = study_db(design="sequential", n_cases=2)
+    at = signed_in(codes[0])
+    assert not at.exception, at.exception
+    assert at.session_state["role"] == "reader"
+    assert any("Instructions and consent" in h.value for h in at.header)
+    consent(at)
+    assert count(url, AuditEvent, AuditEvent.action == "reader.consented") == 1
+    # step 1: unaided: no AI panel, no chart, no AI value anywhere in what was sent
+    assert at.subheader[0].value == "Case 1 of 4"
+    assert not at.get("plotly_chart")
+    sent = rendered_text(at)
+    for marker in AI_MARKERS:
+        assert marker not in sent, marker
+    assert "Unaided reading" in sent
+    key_name = [k for k in at.session_state if str(k).startswith("idem_")][0]
+    key, assignment_id = at.session_state[key_name], int(key_name.split("_")[1])
+    answer(at, "amd")
+    assert not at.exception, at.exception
+    # a second click of the same form (same idempotency key) stores nothing new
+    from study.web import submit_answer
+    stored = count(url, Answer)
+    factory = db.session_factory(db.make_engine(url))
+    with factory() as s:
+        payload = s.scalar(select(Answer.payload).where(Answer.idempotency_key == key))
+    assert submit_answer(factory, at.session_state["reader_id"], assignment_id, payload, key).replayed
+    assert stored == count(url, Answer) == 1
+    # step 2: aided: the locked answer, the AI panel with its chart, model card and disclaimer
+    assert at.subheader[0].value == "Case 2 of 4"
+    assert len(at.get("plotly_chart")) == 1
+    sent = rendered_text(at)
+    assert "Your unaided answer (locked)" in sent and "AI suggestion" in sent and "suggestion" in sent
+    assert "ReVision test model" in sent and "Demo model" in sent
+    assert count(url, Answer) == 1
+    answer(at, "amd")
+    assert count(url, Answer) == 2
+    # reference labels never reach the browser: the truth of case 0 is "amd", stored as {"label": ...}
+    assert '"label": "amd"' not in rendered_text(at)
+
+
+def test_pause_and_resume_from_the_database(study_db):
+    url, _, codes = study_db(design="sequential", n_cases=2)
+    at = consent(signed_in(codes[0]))
+    answer(at)
+    at.button(key="pause").click().run()
+    assert "role" not in at.session_state or at.session_state["role"] is None
+    at2 = signed_in(codes[0])  # a new browser session
+    assert not at2.exception
+    assert at2.subheader[0].value == "Case 2 of 4"  # consent remembered, resumes at the next item
+    assert "1 of 4 readings done" in rendered_text(at2)
+
+
+def test_crossover_end_of_session_shows_the_date_the_next_session_opens(study_db):
+    url, _, codes = study_db(design="crossover", n_cases=2, n_readers=2, washout=14)
+    at = consent(signed_in(codes[0]))
+    seen_unaided, seen_aided = False, False
+    for _ in range(2):
+        sent = rendered_text(at)
+        if "Unaided reading" in sent:
+            seen_unaided = True
+            assert not at.get("plotly_chart")
+            for marker in AI_MARKERS:
+                assert marker not in sent, marker
+        else:
+            seen_aided = True
+            assert len(at.get("plotly_chart")) == 1 and "AI suggestion" in sent
+        answer(at)
+        assert not at.exception, at.exception
+    assert seen_unaided and seen_aided
+    assert any("End of this session" in h.value for h in at.header)
+    assert any("Session 2 opens on" in i.value for i in at.info)
+
+
+def test_saliency_arm_has_an_overlay_toggle(study_db):
+    url, _, codes = study_db(design="multi_arm", n_cases=3, n_readers=3, saliency=True,
+                             arms=["unaided", "ai", "ai_saliency"])
+    seen = set()
+    for code in codes:
+        at = consent(signed_in(code))
+        for _ in range(3):
+            sent = rendered_text(at)
+            has_toggle = any(t.label.startswith("Show the AI saliency") for t in at.toggle)
+            if "Unaided reading" in sent:
+                seen.add("unaided")
+                assert not has_toggle and not at.get("plotly_chart")
+            elif has_toggle:
+                seen.add("ai_saliency")
+                at.toggle(key="v_saliency").set_value(True).run()
+                assert not at.exception
+            else:
+                seen.add("ai")
+            answer(at)
+        if seen == {"unaided", "ai", "ai_saliency"}:
+            break
+    assert seen == {"unaided", "ai", "ai_saliency"}
+    assert PROBS
