@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make run` (the app on the embedded default) and `make test`.
+# Two commands on a fresh machine: `make run` (seeds the demo study if absent, then serves the app on the
+# embedded default: SQLite, demo model) and `make test`.
 # Both create .venv and install requirements.txt when it changed; `make test` also installs the
 # system packages the tests need (R with lme4 as the mixed-model reference) when it can.
 VENV ?= .venv
@@ -14,6 +15,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(PY) -m study demo
 	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
 system-deps:

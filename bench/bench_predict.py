@@ -52,12 +52,12 @@ def main() -> None:
             result = clf.predict_files(paths, batch_size=args.batch_size)
             assert not result.errors, result.errors
 
-        def best_rate(fn):
-            fn()  # warm-up
-            best = min(_timed(fn) for _ in range(args.repeats))
-            return args.n / best
-
-        raw, full = best_rate(baseline), best_rate(pipeline)
+        baseline(), pipeline()  # warm-up
+        times = {"baseline": [], "pipeline": []}
+        for _ in range(args.repeats):  # interleaved, so that load from other processes hits both alike
+            times["baseline"].append(_timed(baseline))
+            times["pipeline"].append(_timed(pipeline))
+        raw, full = args.n / min(times["baseline"]), args.n / min(times["pipeline"])
     card = clf.loaded.card
     print(f"model {card.name} ({card.architecture}, {card.input_size}px) on {card.device}, "
           f"{args.n} {args.size}px {args.format.upper()} files, batch {args.batch_size}, torch threads {torch.get_num_threads()}")

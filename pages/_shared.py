@@ -67,3 +67,22 @@ def sign_out() -> None:
     for key in list(st.session_state.keys()):
         if key != "signin_throttle":  # the lockout survives a sign-out in the same browser session
             del st.session_state[key]
+
+
+def classifier_or_stop():
+    """The classifier, or a clear error and a stopped page when the model cannot be loaded."""
+    from revision_core.model import ModelLoadError
+
+    try:
+        return classifier()
+    except ModelLoadError as exc:
+        st.error(f"The model is not available: {exc}")
+        st.stop()
+
+
+def model_banner(clf, detail: str = "") -> None:
+    """The demo disclaimer (for the demo model) and a one-line model card, shown with every suggestion."""
+    card = clf.loaded.card
+    if card.is_demo:
+        st.warning(f"**Demo model.** {card.disclaimer}", icon="⚠️")
+    st.caption(f"Model: {card.name} · version {card.version}{detail}")

@@ -5,19 +5,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import classifier
-from revision_core.model import ModelLoadError
+from pages._shared import classifier_or_stop, model_banner
 
 st.title("Model evaluation")
-try:
-    clf = classifier()
-except ModelLoadError as exc:
-    st.error(f"The model is not available: {exc}")
-    st.stop()
+clf = classifier_or_stop()
 card = clf.loaded.card
-if card.is_demo:
-    st.warning(f"**Demo model.** {card.disclaimer}", icon="⚠️")
-st.caption(f"Model: {card.name} · version {card.version}. Synthetic evaluation cases (seeds never used in training).")
+model_banner(clf, ". Synthetic evaluation cases (seeds never used in training).")
 
 
 @st.cache_data(show_spinner="Scoring the synthetic evaluation set ...", max_entries=8)

@@ -3,21 +3,14 @@ import plotly.express as px
 import streamlit as st
 from PIL import Image
 
-from pages._shared import classifier
+from pages._shared import classifier_or_stop, model_banner
 from revision_core.imageio import ImageLoadError, load_image
-from revision_core.model import ModelLoadError
 from revision_core.synthetic import generate_case
 
 st.title("Model playground")
-try:
-    clf = classifier()
-except ModelLoadError as exc:
-    st.error(f"The model is not available: {exc}")
-    st.stop()
+clf = classifier_or_stop()
 card = clf.loaded.card
-if card.is_demo:
-    st.warning(f"**Demo model.** {card.disclaimer}", icon="⚠️")
-st.caption(f"Model: {card.name} · version {card.version} · {card.architecture} · {card.input_size}px · {card.device}")
+model_banner(clf, f" · {card.architecture} · {card.input_size}px · {card.device}")
 
 source = st.radio("Photograph", ["Sample synthetic photograph", "Upload"], horizontal=True)
 image, truth = None, None

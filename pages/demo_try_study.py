@@ -6,18 +6,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages._shared import classifier
-from revision_core.model import ModelLoadError
+from pages._shared import classifier_or_stop
 from study import ministudy
 from study.viewer import ViewSettings, render_view
 
 N_CASES = 10
 st.title("Try the study")
-try:
-    clf = classifier()
-except ModelLoadError as exc:
-    st.error(f"The model is not available: {exc}")
-    st.stop()
+clf = classifier_or_stop()
 
 
 @st.cache_data(show_spinner="Preparing the cases ...", max_entries=16)

@@ -132,6 +132,12 @@ def _placements(pos: np.ndarray, neg: np.ndarray):
     return auc, v10, v01
 
 
+def placement_values(y_true, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AUCs (k,), V10 placements (k, positives) and V01 placements (k, negatives) of a (k, n) score
+    matrix: the building blocks of DeLong's variance and of the MRMC jackknife."""
+    return _placements(*_split(y_true, scores))
+
+
 def auroc(y_true, scores) -> float:
     """Mann-Whitney AUC (ties 1/2) of one score vector; no variance, so 1 case per class is enough."""
     s = np.asarray(scores, dtype=float)

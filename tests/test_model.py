@@ -132,7 +132,6 @@ def test_device_selection_falls_back_to_cpu_and_refuses_absent_cuda():
             pick_device("cuda")
 
 
-@pytest.mark.skipif(not (DEMO_MODEL_DIR / "open_clip_config.json").is_file(), reason="demo weights not built yet")
 def test_bundled_demo_model_is_the_default_and_says_it_is_a_demo():
     m = load_model()
     assert m.card.is_demo and "not for clinical use" in m.card.disclaimer

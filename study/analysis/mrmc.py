@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from revision_core.evaluate import placement_values
+from study.analysis._io import read_table
+
 __all__ = [
     "FIGURES_OF_MERIT",
     "COVARIANCE_METHODS",
@@ -101,14 +104,7 @@ def load_crossed(
     Raises ValueError saying what is wrong and how to fix it, because a silently unbalanced or
     mislabelled design would give a wrong p-value rather than an error.
     """
-    if not isinstance(data, pd.DataFrame):
-        path = Path(data)
-        if not path.is_file():
-            raise ValueError(f"input file {str(path)!r} does not exist; pass a CSV file path.")
-        try:
-            data = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"could not read {str(path)!r} as CSV: {exc}") from None
+    data = read_table(data, "input file")
     required = [*_KEYS, *(("truth",) if needs_truth else ()), value_column]
     missing = [c for c in required if c not in data.columns]
     if missing:
@@ -209,18 +205,12 @@ def load_crossed(
 
 
 def _placements(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DeLong placement values: V10 per diseased case, V01 per non-diseased case (last axis)."""
-    pos, neg = scores[..., truth == 1], scores[..., truth == 0]
-    lead, m, n = pos.shape[:-1], pos.shape[-1], neg.shape[-1]
-    pos2, neg2 = pos.reshape(-1, m), neg.reshape(-1, n)
-    v10, v01 = np.empty_like(pos2), np.empty_like(neg2)
-    for row, (x, y) in enumerate(zip(pos2, neg2)):  # sorting: O(c log c), not an m x n matrix
-        ys, xs = np.sort(y), np.sort(x)
-        below, upto = np.searchsorted(ys, x, "left"), np.searchsorted(ys, x, "right")
-        v10[row] = (below + 0.5 * (upto - below)) / n
-        below, upto = np.searchsorted(xs, y, "left"), np.searchsorted(xs, y, "right")
-        v01[row] = ((m - upto) + 0.5 * (upto - below)) / m
-    return v10.reshape(*lead, m), v01.reshape(*lead, n)
+    """DeLong placement values (revision_core.evaluate): V10 per diseased case, V01 per non-diseased
+    case, for scores with any leading shape and cases on the last axis."""
+    scores = np.asarray(scores, float)
+    lead = scores.shape[:-1]
+    _, v10, v01 = placement_values(np.asarray(truth), scores.reshape(-1, scores.shape[-1]))
+    return v10.reshape(*lead, -1), v01.reshape(*lead, -1)
 
 
 def empirical_auc(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.analysis._io import read_table
+
 __all__ = ["REQUIRED", "UNAIDED", "load_reads", "findings", "aided_conditions"]
 
 REQUIRED = ("reader", "level", "case", "condition", "correct")
@@ -79,16 +81,7 @@ def load_reads(
     Keeps only ``is_latest`` rows when that column exists. Raises ValueError for missing columns,
     non-0/1 ``correct``, a single condition or no unaided condition.
     """
-    if isinstance(source, pd.DataFrame):
-        df = source.copy()
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"reads file {str(path)!r} does not exist")
-        try:
-            df = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"could not read {str(path)!r} as CSV: {exc}") from None
+    df = read_table(source, "reads file")
     df = df.rename(columns={k: v for k, v in _ALIASES.items() if k in df.columns and v not in df.columns})
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:

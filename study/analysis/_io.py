@@ -1,0 +1,19 @@
+"""Reading an analysis input: a DataFrame passes through, a path is read as CSV with a clear error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def read_table(source, what: str = "input file") -> pd.DataFrame:
+    """A copy of ``source`` if it is a DataFrame, else the CSV at that path; ValueError saying what is wrong."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist; pass the path of a CSV file.")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"could not read {str(path)!r} as CSV: {exc}") from None
