@@ -5,12 +5,13 @@ for SQLite (WAL) and, with ``--pg-url`` or when PostgreSQL binaries are installe
 throwaway server started like the test fixture). Exit status 1 if anything was lost or duplicated.
 The pass/fail load test lives in tests/study/test_study_faults.py; this script prints numbers.
 
-    nice -n 10 .venv/bin/python bench/bench_submit.py [--readers 33] [--cases 100] [--pg-url URL | --no-pg]
+    nice -n 10 .venv/bin/python bench/bench_submit.py [--readers 33] [--cases 100] [--think-ms 300] [--pg-url URL | --no-pg]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def setup(url: str, n_readers: int, n_cases: int) -> None:
     engine.dispose()
 
 
-def run(url: str, n_readers: int, n_cases: int, label: str) -> bool:
+def run(url: str, n_readers: int, n_cases: int, label: str, think_ms: float = 0.0) -> bool:
     setup(url, n_readers, n_cases)
     engine = db.make_engine(url)
     factory = db.session_factory(engine)
@@ -65,10 +66,13 @@ def run(url: str, n_readers: int, n_cases: int, label: str) -> bool:
 
     def reader_loop(rid: int) -> None:
         mine, ids = [], []
+        pause = random.Random(rid)
         try:
             barrier.wait()
             with factory() as s:
                 while (item := workflow.next_item(s, rid)) is not None:
+                    if think_ms:  # the reader looks at the photograph before answering
+                        time.sleep(pause.expovariate(1000.0 / think_ms))
                     t0 = time.perf_counter()
                     res = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, f"bench:{rid}:{item.assignment_id}")
                     mine.append(time.perf_counter() - t0)
@@ -95,6 +99,7 @@ def run(url: str, n_readers: int, n_cases: int, label: str) -> bool:
     lat = sorted(latencies)
     p50 = statistics.median(lat) * 1000 if lat else float("nan")
     p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))] * 1000 if lat else float("nan")
+    label = f"{label}, {'no' if not think_ms else f'{think_ms:.0f} ms mean'} reading time"
     print(f"{label}: {len(reader_ids)} readers x {n_cases} cases x 2 conditions = {expected} submits; "
           f"acknowledged {len(acknowledged)}, lost {lost}, duplicated {duplicated}, errors {len(errors)}")
     print(f"{label}: submit latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000 if lat else 0:.1f} ms; "
@@ -110,14 +115,18 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=100)
     ap.add_argument("--pg-url", default=None, help="an empty PostgreSQL database to use")
     ap.add_argument("--no-pg", action="store_true", help="skip PostgreSQL even if its binaries are installed")
+    ap.add_argument("--think-ms", type=float, default=300.0,
+                    help="mean reading time per item (exponential); real readers take 10-60 s. The SQLite run "
+                         "is also repeated with no reading time at all, which measures a saturated queue")
     args = ap.parse_args()
     ok = True
-    with tempfile.TemporaryDirectory() as tmp:
-        ok &= run(f"sqlite:///{Path(tmp) / 'bench.sqlite'}", args.readers, args.cases, "sqlite-wal")
+    for think in (0.0, args.think_ms):
+        with tempfile.TemporaryDirectory() as tmp:
+            ok &= run(f"sqlite:///{Path(tmp) / 'bench.sqlite'}", args.readers, args.cases, "sqlite-wal", think)
     if args.no_pg:
         return 0 if ok else 1
     if args.pg_url:
-        ok &= run(args.pg_url, args.readers, args.cases, "postgresql")
+        ok &= run(args.pg_url, args.readers, args.cases, "postgresql", args.think_ms)
     else:
         from tests.study.conftest import PostgresServer, find_pg_bin
 
@@ -128,7 +137,8 @@ def main() -> int:
             server = PostgresServer(bin_dir)
             try:
                 server.start()
-                ok &= run(server.new_database(), args.readers, args.cases, "postgresql (fsync=off test server)")
+                ok &= run(server.new_database(), args.readers, args.cases, "postgresql (fsync=off test server)",
+                          args.think_ms)
             finally:
                 server.cleanup()
     return 0 if ok else 1
