@@ -32,7 +32,7 @@ if image is not None:
     left.image(image, caption="Input photograph", width="stretch")
     names = [clf.label_set.finding(k).name for k in clf.findings]
     fig = px.bar(x=probs, y=names, orientation="h", range_x=[0, 1],
-                 labels={"x": "probability (zero-shot suggestion)", "y": ""})
+                 labels={"x": "zero-shot probability", "y": ""})
     right.plotly_chart(fig, width="stretch")
     right.caption("Zero-shot suggestions support, and never replace, the reader's judgement.")
     if truth is not None:

@@ -6,6 +6,9 @@ and, if anything is wrong, raises :class:`ManifestError` listing every problem a
 with nothing written to the database. Images are stored metadata-free (``strip_to_png_bytes``) under
 the sha256 of those PNG bytes, so the store is content-addressed and each file can be re-verified.
 Reference labels are stored on the case for analysis only; the reader workflow never reads them.
+
+:func:`import_folder` imports a folder laid out by label instead of a manifest (see its docstring for the
+convention); it builds the same in-memory manifest rows, so the checks and the storage are the same code.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -30,6 +34,7 @@ REQUIRED_COLUMNS = ("case_id", "image_path", "label")
 OPTIONAL_COLUMNS = ("findings", "eye", "patient_pseudonym", "split")
 EYES = {"left": "left", "right": "right", "os": "left", "od": "right", "l": "left", "r": "right"}
 STORE_ROOT = REPO_ROOT / "data" / "store"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".dcm")
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,21 @@ class Problem:
         return f"row {self.row}, column {self.column}: {self.reason}"
 
 
-class ManifestError(ValueError):
-    """The manifest was rejected whole; ``problems`` lists every row/column/reason found."""
+@dataclass(frozen=True)
+class FolderProblem:
+    """A problem found by :func:`import_folder`: the path (relative to the imported folder) and why."""
+    path: str
+    reason: str
 
-    def __init__(self, source: str, problems: list[Problem]):
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class ManifestError(ValueError):
+    """The manifest (or folder) was rejected whole; ``problems`` lists every problem found
+    (:class:`Problem` row/column/reason for a manifest, :class:`FolderProblem` path/reason for a folder)."""
+
+    def __init__(self, source: str, problems: list[Problem] | list[FolderProblem]):
         self.problems = problems
         super().__init__(f"{source}: rejected, nothing imported; {len(problems)} problem(s):\n"
                          + "\n".join(f"  - {p}" for p in problems))
@@ -94,8 +110,9 @@ def _write_atomic(folder: Path, name: str, data: bytes) -> None:
     os.replace(tmp, target)
 
 
-def _check_rows(rows: list[dict], base: Path, findings: tuple[str, ...], existing: set[str]) -> tuple[
-        list[Problem], list[dict]]:
+def _check_rows(rows: list[dict], base: Path, findings: tuple[str, ...], existing: set[str], *,
+                name: Callable[[int], str] = lambda i: f"row {i}") -> tuple[list[Problem], list[dict]]:
+    """Check every manifest row (numbered from 2); ``name(row)`` words a cross-reference to another row."""
     from revision_core.imageio import ImageLoadError
 
     problems: list[Problem] = []
@@ -108,7 +125,7 @@ def _check_rows(rows: list[dict], base: Path, findings: tuple[str, ...], existin
         if not case_id:
             problems.append(Problem(i, "case_id", "empty"))
         elif case_id in seen_ids:
-            problems.append(Problem(i, "case_id", f"{case_id!r} repeats row {seen_ids[case_id]}"))
+            problems.append(Problem(i, "case_id", f"{case_id!r} repeats {name(seen_ids[case_id])}"))
         elif case_id in existing:
             problems.append(Problem(i, "case_id", f"{case_id!r} is already a case of this study"))
         seen_ids.setdefault(case_id, i)
@@ -135,7 +152,7 @@ def _check_rows(rows: list[dict], base: Path, findings: tuple[str, ...], existin
                 except ImageLoadError as exc:
                     problems.append(Problem(i, "image_path", str(exc)))
                 if sha is not None and sha in seen_images:
-                    problems.append(Problem(i, "image_path", f"same image as row {seen_images[sha]}"))
+                    problems.append(Problem(i, "image_path", f"same image as {name(seen_images[sha])}"))
                 if sha is not None:
                     seen_images.setdefault(sha, i)
         parsed.append({"case_id": case_id, "path": base / image if image else None, "sha": sha,
@@ -169,24 +186,120 @@ def import_manifest(session: Session, study_id: int, manifest: str | Path, *, st
     problems, parsed = _check_rows(rows, manifest.parent, config.findings, existing)
     if problems:
         raise ManifestError(str(manifest), problems)
+    return _store_cases(session, study, parsed, store_root, actor, str(manifest), Problem,
+                        {"manifest": str(manifest)})
+
+
+def _store_cases(session: Session, study, parsed: list[dict], store_root: str | Path | None, actor: str,
+                 source: str, problem: Callable[[int, str, str], Problem | FolderProblem], audit_after: dict
+                 ) -> list[Case]:
+    """Store the checked rows' images and cases in one transaction (rolled back on any failure)."""
     store = study_store(study.id, store_root)
     store.mkdir(parents=True, exist_ok=True)
     added = []
     try:
-        for p in parsed:
+        for i, p in enumerate(parsed, start=2):
             data = _png(p["path"])
             sha = hashlib.sha256(data).hexdigest()
             if sha != p["sha"]:
-                raise ManifestError(str(manifest), [Problem(parsed.index(p) + 2, "image_path",
-                                                            "the file changed during the import")])
+                raise ManifestError(source, [problem(i, "image_path", "the file changed during the import")])
             _write_atomic(store, f"{sha}.png", data)
             added.append(add_case(session, study.id, p["case_id"], f"{sha}.png", p["labels"], image_sha256=sha,
                                   eye=p["eye"], patient_pseudonym=p["patient_pseudonym"], split=p["split"],
                                   actor=actor, commit=False))
         audit.record(session, actor=actor, action="cases.imported", entity="study", entity_id=study.id,
-                     study_id=study.id, after={"manifest": str(manifest), "cases": len(added)})
+                     study_id=study.id, after={**audit_after, "cases": len(added)})
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return added
+
+
+_FOLDER_COLUMN = {"case_id": "case id (the file's stem)", "label": "label sub-folder", "image_path": "image"}
+
+
+def _folder_rows(folder: Path) -> tuple[list[FolderProblem], list[dict], list[str]]:
+    """Scan ``folder`` into manifest rows (case_id = stem, image_path relative to folder, label =
+    sub-folder name); returns (layout problems, rows, each row's path relative to the folder)."""
+    problems: list[FolderProblem] = []
+    rows: list[dict] = []
+    paths: list[str] = []
+    root = folder.resolve()
+
+    def rel(p: Path) -> str:
+        return p.relative_to(folder).as_posix()
+
+    def outside(p: Path) -> bool:
+        if not p.is_symlink():
+            return False
+        target = p.resolve()
+        return target != root and root not in target.parents
+
+    def entries(d: Path) -> list[Path]:
+        return sorted((e for e in d.iterdir() if not e.name.startswith(".")), key=lambda e: e.name)
+
+    for sub in entries(folder):
+        if outside(sub):
+            problems.append(FolderProblem(rel(sub), f"symbolic link to {sub.resolve()}, outside the folder"))
+        elif not sub.is_dir():
+            problems.append(FolderProblem(rel(sub), "file outside a label sub-folder (put each image in the "
+                                                    "sub-folder named after its reference label)"))
+        elif not (files := entries(sub)):
+            problems.append(FolderProblem(rel(sub), "empty label sub-folder"))
+        else:
+            for f in files:
+                if outside(f):
+                    problems.append(FolderProblem(rel(f), f"symbolic link to {f.resolve()}, outside the folder"))
+                elif f.is_dir():
+                    problems.append(FolderProblem(rel(f), "nested folder (images go directly in the label "
+                                                          "sub-folder)"))
+                elif f.suffix.lower() not in IMAGE_SUFFIXES:
+                    problems.append(FolderProblem(rel(f), f"not an image file type (allowed: "
+                                                          f"{', '.join(IMAGE_SUFFIXES)})"))
+                else:
+                    rows.append({"case_id": f.stem, "image_path": rel(f), "label": sub.name})
+                    paths.append(rel(f))
+    return problems, rows, paths
+
+
+def import_folder(session: Session, study_id: int, folder: str | Path, *, store_root: str | Path | None = None,
+                  actor: str = "investigator") -> list[Case]:
+    """Import a folder laid out by reference label, all or nothing, into the study's image store.
+
+    Convention: ``folder`` holds one sub-folder per reference label, named after the case's reference
+    primary diagnosis (one of the study label set's finding keys, or ``normal``); each image file in it
+    is one case whose id is the file's stem (unique across the whole folder). Image files are .jpg,
+    .jpeg, .png, .tif, .tiff or .dcm (any case); hidden files and folders (name starting with '.') are
+    ignored. Each of these is a problem (path relative to the folder + reason): another file type, a
+    file directly in ``folder``, a nested folder, an unknown sub-folder name, a duplicate case id (or one
+    already in the study), an unreadable image, the same image twice, an empty label sub-folder, a folder
+    with no images, a symbolic link that points outside the folder. If there is any, :class:`ManifestError`
+    lists them all (as :class:`FolderProblem`) and nothing is written. Rows are built exactly like
+    manifest rows (``case_id``, ``image_path``, ``label``; no findings, eye, pseudonym or split) and go
+    through the manifest import's checks and storage.
+    """
+    folder = Path(folder)
+    study = get_study(session, study_id)
+    config = study_config(study)
+    if not folder.is_dir():
+        raise ManifestError(str(folder), [FolderProblem(".", "not a folder" if folder.exists() else "not found")])
+    try:
+        problems, rows, paths = _folder_rows(folder)
+    except OSError as exc:
+        raise ManifestError(str(folder), [FolderProblem(".", f"cannot read the folder: {exc}")]) from exc
+    if not rows and not problems:
+        problems.append(FolderProblem(".", "the folder has no images"))
+
+    def name(row: int) -> str:
+        return paths[row - 2]
+
+    def problem(row: int, column: str, reason: str) -> FolderProblem:
+        return FolderProblem(name(row), f"{_FOLDER_COLUMN.get(column, column)}: {reason}")
+
+    existing = set(session.scalars(select(Case.case_key).where(Case.study_id == study.id)))
+    row_problems, parsed = _check_rows(rows, folder, config.findings, existing, name=name)
+    problems += [problem(p.row, p.column, p.reason) for p in row_problems]
+    if problems:
+        raise ManifestError(str(folder), problems)
+    return _store_cases(session, study, parsed, store_root, actor, str(folder), problem, {"folder": str(folder)})

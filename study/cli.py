@@ -18,7 +18,8 @@ __all__ = ["COMMANDS", "UsageError", "main", "register"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "mrmc": ("Obuchowski-Rockette MRMC analysis (Hillis ddf) of a fully crossed reader study", "study.commands.mrmc"),
     "init": ("create the study database (migrations) and a study from CONFIG.toml", "study.commands.init"),
-    "import-cases": ("import cases and images from a manifest CSV (all or nothing)", "study.commands.import_cases"),
+    "import-cases": ("import cases and images from a manifest CSV or a folder by label (all or nothing)",
+                     "study.commands.import_cases"),
     "add-readers": ("add readers from a CSV and print their access codes once", "study.commands.add_readers"),
     "design": ("build the study's assignments from its seed (or --verify them)", "study.commands.design"),
     "precompute": ("store zero-shot AI suggestions for every case (resumable)", "study.commands.precompute"),

@@ -40,12 +40,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path, tiny_cnn_checkpoint):
+def server_env(request) -> dict[str, str]:
+    """Extra environment for the app server: none, or (parametrized indirectly with (user, password))
+    investigator credentials as a real study sets them, user + argon2 hash."""
+    if not hasattr(request, "param"):
+        return {}
+    from argon2 import PasswordHasher
+
+    user, password = request.param
+    return {"REVISION_INVESTIGATOR_USER": user, "REVISION_INVESTIGATOR_PASSWORD_HASH": PasswordHasher().hash(password)}
+
+
+@pytest.fixture
+def server(tmp_path, tiny_cnn_checkpoint, server_env):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     url, ids, codes = make_study(tmp_path, design="sequential", n_cases=2, n_readers=1)
     port = _free_port()
     env = {**os.environ, "REVISION_DB_URL": url, "REVISION_APP_MODEL": "revision-tiny-cnn",
-           "REVISION_APP_CHECKPOINT": str(tiny_cnn_checkpoint), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only"}
+           "REVISION_APP_CHECKPOINT": str(tiny_cnn_checkpoint), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only",
+           **server_env}
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -70,6 +83,12 @@ def server(tmp_path, tiny_cnn_checkpoint):
         log.close()
 
 
+def _launch(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-gpu"])
+
+
 def _text(frames: list) -> str:
     return "\n".join(f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in frames)
 
@@ -81,9 +100,7 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
     OUT.mkdir(exist_ok=True)
     frames: list = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-gpu"])
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
         page.goto(f"{base}/reader_signin")
@@ -126,3 +143,124 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
         assert s.scalar(select(func.count()).select_from(Answer)) == 4
         assert s.scalar(select(func.count()).select_from(AuditEvent)
                         .where(AuditEvent.action == "reader.consented")) == 1
+
+
+E2E_USER, E2E_PASSWORD = "dr-e2e", "tour-only-pw-7Q"
+DEMO_PAGES = ["Model playground", "Model evaluation", "Try the study"]
+SIGNIN_PAGES = ["Reader sign-in", "Investigator sign-in"]
+INVESTIGATOR_PAGES = ["Study set-up", "Live monitor", "Analysis and exports"]
+
+
+def _settle(page, title: str) -> None:
+    """Wait until the page's title is drawn and the script run is over; assert that no exception is shown."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("h1").filter(has_text=title).first).to_be_visible(timeout=30_000)
+    _idle(page)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def _idle(page) -> None:
+    """Wait for the end of the script run (the app root's script state)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1, timeout=30_000)
+
+
+def _nav(page) -> list[str]:
+    """The page titles in the sidebar navigation (the text after each icon)."""
+    return [t.strip().splitlines()[-1] for t in page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()]
+
+
+def _shot(page, name: str) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main container, so the viewport is
+    stretched to the content's height first."""
+    _idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: an exception is shown"
+    size = page.viewport_size
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                           "'[data-testid=stMain], [data-testid=stSidebarContent]')].map(e => e.scrollHeight), 0)")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 6000))})
+    page.wait_for_timeout(300)
+    page.screenshot(path=OUT / name, full_page=True)
+    page.set_viewport_size(size)
+
+
+def _open(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first.click()
+    _settle(page, title)
+
+
+@pytest.mark.parametrize("server_env", [(E2E_USER, E2E_PASSWORD)], indirect=True, ids=["env-credentials"])
+def test_every_reachable_page_renders(server):
+    """A tour of every page a visitor and an investigator can reach, a full-page screenshot of each
+    (test-output/tour_*.png): each shows its title and no exception, and the investigator pages are
+    neither in the navigation nor reachable by URL before signing in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _, _ = server
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(base)
+        _settle(page, "Model playground")
+        assert _nav(page) == DEMO_PAGES + SIGNIN_PAGES
+        page.goto(f"{base}/investigator_setup")  # not served to a visitor: the default page comes instead
+        _settle(page, "Model playground")
+        expect(page.get_by_text("Page not found")).to_be_visible()
+        expect(page.locator("h1").filter(has_text="Study set-up")).to_have_count(0)
+        assert _nav(page) == DEMO_PAGES + SIGNIN_PAGES
+        page.screenshot(path=OUT / "tour_0_investigator_url_as_visitor.png")
+        page.keyboard.press("Escape")
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+
+        # the default page; its saliency expander computes an overlay on demand
+        expect(page.get_by_text("Input photograph")).to_be_visible(timeout=30_000)
+        page.get_by_text("Saliency: where does the model look").click()
+        page.get_by_role("button", name="Explain").click()
+        expect(page.get_by_text("saliency for")).to_be_visible(timeout=30_000)
+        _settle(page, "Model playground")
+        expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
+        _shot(page, "tour_1_playground.png")
+
+        _open(page, "Model evaluation")
+        expect(page.get_by_text("ROC curves")).to_be_visible(timeout=30_000)
+        _shot(page, "tour_2_evaluation.png")
+
+        _open(page, "Try the study")
+        _shot(page, "tour_3_try_study_intro.png")
+        page.get_by_role("button", name="Start").click()
+        expect(page.get_by_text("Case 1 of 10")).to_be_visible(timeout=30_000)
+        _settle(page, "Try the study")
+        expect(page.get_by_text("Primary diagnosis")).to_be_visible()
+        _shot(page, "tour_4_try_study_case1.png")
+
+        _open(page, "Reader sign-in")
+        expect(page.get_by_text("Access code", exact=True)).to_be_visible()
+        _shot(page, "tour_5_reader_signin.png")
+
+        _open(page, "Investigator sign-in")
+        expect(page.get_by_text("Demo installation")).to_have_count(0)  # credentials come from the environment
+        _shot(page, "tour_6_investigator_signin.png")
+        page.get_by_role("textbox", name="User").fill(E2E_USER)
+        page.get_by_role("textbox", name="Password").fill(E2E_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+
+        _settle(page, "Study set-up")
+        assert _nav(page) == INVESTIGATOR_PAGES
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        expect(page.get_by_text("Readers", exact=True)).to_be_visible()
+        for summary in page.locator('[data-testid="stExpander"] summary').all():
+            summary.click()  # open every section (client side, no rerun) for the screenshot
+        expect(page.get_by_text("Run the AI precompute")).to_be_visible()
+        _shot(page, "tour_7_setup.png")
+
+        _open(page, "Live monitor")
+        expect(page.get_by_text("Readings done")).to_be_visible(timeout=30_000)
+        _shot(page, "tour_8_monitor.png")
+
+        _open(page, "Analysis and exports")
+        expect(page.get_by_text("Study report and exports")).to_be_visible(timeout=30_000)
+        _shot(page, "tour_9_analysis.png")
+        browser.close()

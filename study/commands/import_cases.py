@@ -1,4 +1,4 @@
-"""``python -m study import-cases MANIFEST.csv``: all-or-nothing import of cases and their images."""
+"""``python -m study import-cases MANIFEST.csv`` or ``--folder DIR``: all-or-nothing import of cases and images."""
 
 from __future__ import annotations
 
@@ -6,11 +6,20 @@ import argparse
 
 from study.commands._common import add_db_option, add_study_option, open_session, pick_study
 
+FOLDER_HELP = ("import a folder instead of a manifest: one sub-folder per reference label, named after the "
+               "case's reference primary diagnosis (a finding key of the study's label set, or 'normal'); each "
+               "image in it is one case whose id is the file's stem (unique across the folder). Images: .jpg "
+               ".jpeg .png .tif .tiff .dcm; hidden files are ignored; any other file, an unknown sub-folder, a "
+               "duplicate case id, an unreadable image, an empty (sub-)folder or a symlink pointing outside the "
+               "folder is listed as a problem and nothing is imported")
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", metavar="MANIFEST.csv",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("manifest", metavar="MANIFEST.csv", nargs="?", default=None,
                         help="columns case_id, image_path (relative to the manifest), label (a finding key or "
                              "'normal'); optional findings (keys separated by ';'), eye, patient_pseudonym, split")
+    source.add_argument("--folder", metavar="DIR", default=None, help=FOLDER_HELP)
     add_db_option(parser)
     add_study_option(parser)
     parser.add_argument("--store", metavar="DIR", default=None,
@@ -19,10 +28,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.cases import import_manifest, study_store
+    from study.cases import import_folder, import_manifest, study_store
 
     with open_session(args) as session:
         study = pick_study(session, args.study)
-        added = import_manifest(session, study.id, args.manifest, store_root=args.store, actor=args.actor)
+        if args.folder is not None:
+            added = import_folder(session, study.id, args.folder, store_root=args.store, actor=args.actor)
+        else:
+            added = import_manifest(session, study.id, args.manifest, store_root=args.store, actor=args.actor)
         print(f"imported {len(added)} case(s) into study {study.name!r}; images in {study_store(study.id, args.store)}")
     return 0
