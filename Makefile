@@ -16,7 +16,7 @@ $(STAMP): requirements.txt
 
 run: $(STAMP)
 	$(PY) -m study demo
-	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
+	$(PY) scripts/serve_app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
 
 system-deps:
 	bash scripts/install_system_deps.sh

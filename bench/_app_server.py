@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,10 +19,9 @@ if str(REPO) not in sys.path:
 
 from tests.app_helpers import CARD, PROBS, TRUTH  # noqa: E402
 from tests.study.helpers import study_toml  # noqa: E402
-from tests.test_e2e_browser import CHROMIUM, _free_port  # noqa: E402
+from tests.app_helpers import CHROMIUM, launch_chromium  # noqa: E402,F401  (launch_chromium: re-exported for the bench scripts)
+from tests.app_helpers import streamlit_server as app_server  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-gpu"]
 
 
 def make_big_study(tmp: Path, n_cases: int, *, design: str = "sequential", n_readers: int = 1,
@@ -87,32 +83,10 @@ def make_big_study(tmp: Path, n_cases: int, *, design: str = "sequential", n_rea
 
 @contextlib.contextmanager
 def streamlit_server(tmp: Path, db_url: str, **env_extra: str):
-    """Yield (base url, Popen) for ``streamlit run app.py`` headless on a free port; stopped on exit."""
-    port = _free_port()
-    env = {**os.environ, "REVISION_DB_URL": db_url, "REVISION_INVESTIGATOR_PASSWORD": "bench-only", **env_extra}
-    log_path = tmp / "streamlit.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("streamlit did not start: " + log_path.read_text()[-2000:])
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    """Yield (base url, Popen) of the app on a free port with this database; the tests' server helper."""
+    env = {"REVISION_DB_URL": db_url, "REVISION_INVESTIGATOR_PASSWORD": "bench-only", **env_extra}
+    with app_server(tmp, env) as started:
+        yield started
 
 
 def browser_missing() -> str | None:
@@ -124,10 +98,6 @@ def browser_missing() -> str | None:
     except ImportError:
         return "the playwright package is not installed"
     return None
-
-
-def launch_chromium(p):
-    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 def reader_sign_in(page, base: str, code: str, timeout: int = 60_000) -> None:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
-from . import model as model_module
+from . import model as _model_registry  # noqa: F401  (importing it registers our model configs and towers)
 from .synthetic import EVAL_SEED_BASE, FINDINGS, generate_case
 
 import open_clip

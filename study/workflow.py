@@ -309,6 +309,11 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
         if a.shown_at is None:
             raise NotShownYet("this item has not been shown to the reader yet; ask for the next item first")
         if _latest_answer(session, a.id) is not None:
+            # a concurrent request with this key may have committed since the first look (READ COMMITTED)
+            replay = _replay(session, idempotency_key, reader.id, a.id, payload)
+            if replay is not None:
+                session.rollback()
+                return replay
             raise AlreadyAnswered("this item is already answered; a change must go through a correction")
         ans = Answer(assignment_id=a.id, reader_id=reader.id, version=1, payload=payload,
                      idempotency_key=idempotency_key, shown_at=a.shown_at, submitted_at=now)
@@ -362,6 +367,10 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
             raise ReaderRevoked("this access code has been revoked; ask the study team for a new one")
         latest = _latest_answer(session, a.id)
         if latest.id != old.id:
+            replay = _replay(session, key, reader.id, a.id, payload, reason)  # a concurrent twin may have won
+            if replay is not None:
+                session.rollback()
+                return replay
             raise StaleVersion(f"answer {answer_id} is version {old.version}; correct the latest "
                                f"(version {latest.version}, answer {latest.id})")
         if session.scalar(select(exists().where(Assignment.depends_on_id == a.id, Assignment.shown_at.is_not(None)))):

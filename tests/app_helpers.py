@@ -1,6 +1,12 @@
 """Build small study databases for the app tests (no model needed: AI outputs are stored directly)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,8 @@ from study.precompute import store_ai_output
 from study.readers import add_reader
 from study.studies import create_study
 from tests.study.helpers import study_toml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 CARD = {"name": "ReVision test model", "architecture": "test", "version": "feedc0de12345678", "input_size": 64,
@@ -78,3 +86,51 @@ def rendered_text(at) -> str:
 
     walk(at._tree)
     return "\n".join(parts)
+
+
+# ------------------------------------------------------------------ the real app server and browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-gpu"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(log_dir: Path, env: dict[str, str]):
+    """Yield (base url, process) of the app served headless on a free port, as ``make run`` serves it
+    (scripts/serve_app.py); stopped on exit. ``env`` is added to this process's environment."""
+    port = free_port()
+    log_path = Path(log_dir) / "streamlit.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "scripts/serve_app.py", "--server.headless", "true",
+                                 "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                                cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                    break
+                except OSError:
+                    if time.time() > deadline or proc.poll() is not None:
+                        raise RuntimeError("streamlit did not start: " + log_path.read_text()[-2000:])
+                    time.sleep(0.3)
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

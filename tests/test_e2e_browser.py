@@ -7,12 +7,6 @@ with the reason otherwise.
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,9 +14,8 @@ from sqlalchemy import func, select
 
 from study import db
 from study.models import Answer, AuditEvent
-from tests.app_helpers import CARD, make_study
+from tests.app_helpers import CARD, CHROMIUM, launch_chromium, make_study, streamlit_server
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"
 AI_MARKERS = ["AI suggestion", "It can be wrong", "0.8731", CARD["version"], CARD["name"]]
@@ -31,12 +24,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium; "
                        "scripts/install_system_deps.sh does it)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -55,38 +42,10 @@ def server_env(request) -> dict[str, str]:
 def server(tmp_path, tiny_cnn_checkpoint, server_env):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     url, ids, codes = make_study(tmp_path, design="sequential", n_cases=2, n_readers=1)
-    port = _free_port()
-    env = {**os.environ, "REVISION_DB_URL": url, "REVISION_APP_MODEL": "revision-tiny-cnn",
-           "REVISION_APP_CHECKPOINT": str(tiny_cnn_checkpoint), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only",
-           **server_env}
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}", url, codes
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _launch(p):
-    return p.chromium.launch(executable_path=CHROMIUM, args=[
-        "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-gpu"])
+    env = {"REVISION_DB_URL": url, "REVISION_APP_MODEL": "revision-tiny-cnn",
+           "REVISION_APP_CHECKPOINT": str(tiny_cnn_checkpoint), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only", **server_env}
+    with streamlit_server(tmp_path, env) as (base, _proc):
+        yield base, url, codes
 
 
 def _text(frames: list) -> str:
@@ -100,11 +59,13 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
     OUT.mkdir(exist_ok=True)
     frames: list = []
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
-        page.goto(f"{base}/reader_signin")
+        page.goto(f"{base}/reader_signin")  # the fresh server's very first request names a page
         expect(page.get_by_text("Reader sign-in").first).to_be_visible(timeout=30_000)
+        _idle(page)
+        assert _nav(page) == DEMO_PAGES + SIGNIN_PAGES, "app.py's role navigation must decide, from the first request"
         page.screenshot(path=OUT / "e2e_1_signin.png")
         page.locator("input[type=password]").fill(codes[0])
         page.get_by_role("button", name="Sign in").click()
@@ -201,7 +162,7 @@ def test_every_reachable_page_renders(server):
     base, _, _ = server
     OUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(base)
         _settle(page, "Model playground")
@@ -218,7 +179,10 @@ def test_every_reachable_page_renders(server):
         # the default page; its saliency expander computes an overlay on demand
         expect(page.get_by_text("Input photograph")).to_be_visible(timeout=30_000)
         page.get_by_text("Saliency: where does the model look").click()
-        page.get_by_role("button", name="Explain").click()
+        explain = page.get_by_role("button", name="Explain")
+        expect(explain).to_be_visible(timeout=30_000)
+        _idle(page)  # a click while the script is still running can be lost in the rerun
+        explain.click()
         expect(page.get_by_text("saliency for")).to_be_visible(timeout=30_000)
         _settle(page, "Model playground")
         expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)

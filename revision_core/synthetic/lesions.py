@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .anatomy import FIELD_FRAC, REF_SIZE, SHIFT, Anatomy, Vessel, blur, fixed, grid, lerp, multiply
+from .anatomy import FIELD_FRAC, REF_SIZE, SHIFT, Anatomy, Vessel, fixed, grid, lerp, multiply
 
 PX = 1.0 / (FIELD_FRAC * REF_SIZE)     # one pixel of a 512 px image, in field units
 

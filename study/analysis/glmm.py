@@ -189,7 +189,7 @@ def fit_glmm(
     fit = _LaplaceFit(d.y, d.X, st)
     with _single_thread_blas():
         res = fit.run()
-    K, p = st.K, d.X.shape[1]
+    K = st.K
     theta, beta = res["x"][:K], res["x"][K:]
     V = res["vcov_beta"]
     se = np.sqrt(np.diag(V))
