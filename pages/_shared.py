@@ -86,3 +86,16 @@ def model_banner(clf, detail: str = "") -> None:
     if card.is_demo:
         st.warning(f"**Demo model.** {card.disclaimer}", icon="⚠️")
     st.caption(f"Model: {card.name} · version {card.version}{detail}")
+
+
+def probability_chart(names, probabilities, height: int | None = None):
+    """Horizontal bars of suggestion probabilities, highest on top, each labelled with its value."""
+    import plotly.express as px
+
+    pairs = sorted(zip(names, probabilities), key=lambda kv: kv[1])
+    fig = px.bar(x=[p for _, p in pairs], y=[n for n, _ in pairs], orientation="h", range_x=[0, 1.12],
+                 text=[f"{p:.0%}" for _, p in pairs], labels={"x": "probability (suggestion)", "y": ""},
+                 height=height)
+    fig.update_traces(textposition="outside", cliponaxis=False)
+    fig.update_xaxes(tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    return fig

@@ -1,9 +1,8 @@
 """Demo: try the model on a sample synthetic photograph or an uploaded one."""
-import plotly.express as px
 import streamlit as st
 from PIL import Image
 
-from pages._shared import classifier_or_stop, model_banner
+from pages._shared import classifier_or_stop, model_banner, probability_chart
 from revision_core.imageio import ImageLoadError, load_image
 from revision_core.synthetic import generate_case
 
@@ -31,9 +30,7 @@ if image is not None:
     left, right = st.columns([3, 2])
     left.image(image, caption="Input photograph", width="stretch")
     names = [clf.label_set.finding(k).name for k in clf.findings]
-    fig = px.bar(x=probs, y=names, orientation="h", range_x=[0, 1],
-                 labels={"x": "zero-shot probability", "y": ""})
-    right.plotly_chart(fig, width="stretch")
+    right.plotly_chart(probability_chart(names, probs), width="stretch")
     right.caption("Zero-shot suggestions support, and never replace, the reader's judgement.")
     if truth is not None:
         with right.expander("Synthetic ground truth and report"):

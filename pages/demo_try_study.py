@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages._shared import classifier_or_stop
+from pages._shared import classifier_or_stop, probability_chart
 from study import ministudy
 from study.viewer import ViewSettings, render_view
 
@@ -69,9 +69,8 @@ with right:
         with st.container(border=True):
             st.markdown("#### AI suggestion")
             st.info("A suggestion from a demo model trained on synthetic images only; it can be wrong.", icon="💡")
-            top = sorted(probs[i].items(), key=lambda kv: kv[1], reverse=True)[:5][::-1]
-            st.plotly_chart(px.bar(x=[p for _, p in top], y=[names[k] for k, _ in top], orientation="h",
-                                   range_x=[0, 1], labels={"x": "probability", "y": ""}, height=240),
+            top = sorted(probs[i].items(), key=lambda kv: kv[1], reverse=True)[:5]
+            st.plotly_chart(probability_chart([names[k] for k, _ in top], [p for _, p in top], height=240),
                             width="stretch", key=f"mini_ai_{i}")
     else:
         st.caption("Unaided case: read it on your own.")

@@ -7,10 +7,9 @@ reads AI output, so an unaided item sends none to the browser.
 """
 import uuid
 
-import plotly.express as px
 import streamlit as st
 
-from pages._shared import database, require_role, sign_out
+from pages._shared import database, probability_chart, require_role, sign_out
 from study.config import AnswerInvalid
 from study.viewer import ViewSettings, blend, from_png, render_view
 from study.web import case_image, is_aided, reader_state, record_consent, submit_answer
@@ -105,8 +104,8 @@ with right:
             st.markdown("#### AI suggestion")
             st.info("This is a **suggestion** from a model. It can be wrong: the decision is yours.", icon="💡")
             top_findings = sorted(ai.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:5]
-            fig = px.bar(x=[p for _, p in top_findings][::-1], y=[options.get(k, k) for k, _ in top_findings][::-1],
-                         orientation="h", range_x=[0, 1], labels={"x": "probability", "y": ""}, height=260)
+            fig = probability_chart([options.get(k, k) for k, _ in top_findings], [p for _, p in top_findings],
+                                    height=260)
             st.plotly_chart(fig, width="stretch", key=f"ai_chart_{item.assignment_id}")
             card = ai.model_card
             st.caption(f"Model: {card.get('name', '?')} · version {ai.model_version}")
