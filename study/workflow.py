@@ -278,6 +278,8 @@ def _result(ans: Answer, replayed: bool) -> SubmitResult:
 
 def _replay(session: Session, key: str, reader_id: int, assignment_id: int, payload: dict,
             reason: str | None = None) -> SubmitResult | None:
+    """The stored result of an earlier request with this key (ending the transaction: there is nothing
+    to write), or None when the key is new."""
     ans = session.scalar(select(Answer).where(Answer.idempotency_key == key))
     if ans is None:
         return None
@@ -285,7 +287,9 @@ def _replay(session: Session, key: str, reader_id: int, assignment_id: int, payl
             reason is not None and ans.reason != reason):
         raise IdempotencyConflict("this idempotency key was already used for a different answer; "
                                   "use a new key for a new answer")
-    return _result(ans, True)
+    result = _result(ans, True)
+    session.rollback()
+    return result
 
 
 def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, idempotency_key: str,
@@ -300,9 +304,7 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
             raise NotYourAssignment(f"assignment {assignment_id} is not one of this reader's")
         config = study_config(session.get(Study, a.study_id))
         payload = validate_answer(config.questions, answer)
-        replay = _replay(session, idempotency_key, reader.id, a.id, payload)
-        if replay is not None:
-            session.rollback()
+        if (replay := _replay(session, idempotency_key, reader.id, a.id, payload)) is not None:
             return replay
         if reader.revoked_at is not None:
             raise ReaderRevoked("this access code has been revoked; ask the study team for a new one")
@@ -310,9 +312,7 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
             raise NotShownYet("this item has not been shown to the reader yet; ask for the next item first")
         if _latest_answer(session, a.id) is not None:
             # a concurrent request with this key may have committed since the first look (READ COMMITTED)
-            replay = _replay(session, idempotency_key, reader.id, a.id, payload)
-            if replay is not None:
-                session.rollback()
+            if (replay := _replay(session, idempotency_key, reader.id, a.id, payload)) is not None:
                 return replay
             raise AlreadyAnswered("this item is already answered; a change must go through a correction")
         ans = Answer(assignment_id=a.id, reader_id=reader.id, version=1, payload=payload,
@@ -323,9 +323,7 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
                 session.flush()
         except IntegrityError:
             # a concurrent request with this key (or for this assignment) committed first
-            replay = _replay(session, idempotency_key, reader.id, a.id, payload)
-            if replay is not None:
-                session.rollback()
+            if (replay := _replay(session, idempotency_key, reader.id, a.id, payload)) is not None:
                 return replay
             raise AlreadyAnswered("this item was answered concurrently; a change must go through a correction")
         lock_design(session, a.study_id, actor=f"reader:{reader.pseudonym}", now=now)
@@ -359,17 +357,14 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
         if not config.corrections_allowed:
             raise CorrectionsNotAllowed("this study does not allow answers to be corrected")
         payload = validate_answer(config.questions, new_answer)
-        replay = _replay(session, key, reader.id, a.id, payload, reason)
-        if replay is not None:
-            session.rollback()
+        if (replay := _replay(session, key, reader.id, a.id, payload, reason)) is not None:
             return replay
         if reader.revoked_at is not None:
             raise ReaderRevoked("this access code has been revoked; ask the study team for a new one")
         latest = _latest_answer(session, a.id)
         if latest.id != old.id:
-            replay = _replay(session, key, reader.id, a.id, payload, reason)  # a concurrent twin may have won
-            if replay is not None:
-                session.rollback()
+            # a concurrent twin with this key may have committed since the first look
+            if (replay := _replay(session, key, reader.id, a.id, payload, reason)) is not None:
                 return replay
             raise StaleVersion(f"answer {answer_id} is version {old.version}; correct the latest "
                                f"(version {latest.version}, answer {latest.id})")
@@ -384,9 +379,7 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
                 session.add(ans)
                 session.flush()
         except IntegrityError:
-            replay = _replay(session, key, reader.id, a.id, payload, reason)
-            if replay is not None:
-                session.rollback()
+            if (replay := _replay(session, key, reader.id, a.id, payload, reason)) is not None:
                 return replay
             raise StaleVersion("the answer was corrected concurrently; reload and correct the latest version")
         audit.record(session, actor=f"reader:{reader.pseudonym}", action="answer.corrected", entity="answer",
