@@ -158,8 +158,8 @@ def _apply_state_dict(model: torch.nn.Module, state_dict: dict, path: Path, arch
     model.load_state_dict(state_dict, strict=True)
 
 
-def _local_dir_config(folder: Path) -> tuple[dict, dict, Path, str, str]:
-    """(model_cfg, preprocess_cfg, weights path, name, architecture) of an open_clip local-dir folder."""
+def _local_dir_config(folder: Path) -> tuple[dict, Path, str, str]:
+    """(preprocess_cfg, weights path, name, architecture) of a checked open_clip local-dir folder."""
     config_path = folder / "open_clip_config.json"
     if not folder.is_dir():
         raise ModelLoadError(f"Model folder not found: {folder}. Expected an open_clip local-dir folder "
@@ -180,7 +180,7 @@ def _local_dir_config(folder: Path) -> tuple[dict, dict, Path, str, str]:
                              "or open_clip_pytorch_model.bin).")
     name = config.get("model_name") or folder.name
     architecture = config.get("architecture") or model_cfg.get("vision_cfg", {}).get("timm_model_name") or name
-    return model_cfg, config.get("preprocess_cfg", {}), weights[0], name, architecture
+    return config.get("preprocess_cfg", {}), weights[0], name, architecture
 
 
 @contextlib.contextmanager
@@ -216,7 +216,7 @@ def load_model(spec: str | None = None, checkpoint: str | Path | None = None, *,
     precision = "fp16" if dev.type == "cuda" else "fp32"
     if spec.startswith("local-dir:"):
         folder = Path(spec[len("local-dir:"):]).expanduser()
-        model_cfg, preprocess_cfg, weights_path, name, architecture = _local_dir_config(folder)
+        preprocess_cfg, weights_path, name, architecture = _local_dir_config(folder)
         with _quiet_open_clip():
             model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)
         source = str(folder)
