@@ -7,11 +7,11 @@ from pages._shared import database, require_role
 def header(title: str):
     """Check the role, draw the title and the study picker; returns (session factory, study id or None, actor)."""
     require_role("investigator")
-    from study.web import list_studies
+    from study.web import list_studies, reading
 
     st.title(title)
     factory = database()
-    with factory() as session:
+    with reading(factory) as session:
         studies = list_studies(session)
     actor = f"investigator:{st.session_state.get('investigator_user', '?')}"
     if not studies:

@@ -8,12 +8,12 @@ factory, study_id, _ = header("Live monitor")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study.web import monitor  # noqa: E402
+from study.web import monitor, reading  # noqa: E402
 
 
 @st.fragment(run_every=30)
 def live():
-    with factory() as session:
+    with reading(factory) as session:
         rows = monitor(session, study_id)
     if not rows:
         st.info("No assignments yet: add readers and build the design.")

@@ -23,7 +23,7 @@ if study_id is None:
     st.info("No study yet: create one from a TOML file (see studies/demo.toml).")
     st.stop()
 
-with factory() as session:
+with web.reading(factory) as session:
     summary = web.study_summary(session, study_id)
 cols = st.columns(5)
 for col, (label, key) in zip(cols, [("Cases", "cases"), ("AI outputs", "ai_outputs"), ("Readers", "readers"),

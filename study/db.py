@@ -12,6 +12,17 @@ Why also an in-process write lock on SQLite: SQLite's busy handler makes a waiti
 growing steps (up to 100 ms) and lets newcomers overtake it, so under 33 concurrent readers a few
 submits waited seconds. Threads of one process (the web server) now queue on a Python lock before
 ``BEGIN IMMEDIATE``; other processes still queue on ``busy_timeout``.
+
+Why read-only transactions (:func:`begin_read`, :func:`reading`): a transaction that only reads needs
+no SQLite write lock. WAL gives it a consistent snapshot while writers commit, so the investigator's
+monitor, analysis and exports (:func:`reading`) neither queue behind nor hold up anybody's submit, and
+other processes can write while a reader's next case is being read. It is enforced, not trusted: SQLite
+runs it with ``PRAGMA query_only`` and PostgreSQL as ``READ ONLY``, so a stray write fails loudly.
+
+The reader's own short reads (:func:`begin_read`, e.g. ``workflow.next_item``) still queue on the
+in-process lock: Python runs one thread at a time anyway, and measured with 33 reader threads, letting
+those reads run beside a submit that holds the write lock made the submit wait for the interpreter
+between its statements, and its p99 latency worse rather than better.
 """
 
 from __future__ import annotations
@@ -20,7 +31,8 @@ import os
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,6 +46,8 @@ DEFAULT_SQLITE = REPO_ROOT / "data" / "study.sqlite"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENV_VAR = "REVISION_DB_URL"
 BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "revision_read_only"  # execution option marking a transaction that only reads
+QUEUE = "revision_queue"  # ... and that still queues on the in-process lock (short request-path reads)
 
 T = TypeVar("T")
 
@@ -76,6 +90,14 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY):
+            if options.get(QUEUE):
+                conn.info["holds_write_lock"] = lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.exec_driver_sql("BEGIN")  # deferred: a snapshot, no SQLite lock
+            conn.info["query_only"] = True
+            conn.exec_driver_sql("PRAGMA query_only = 1")
+            return
         conn.info["holds_write_lock"] = lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -84,6 +106,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
             raise
 
     def _release(conn, *_):
+        if conn.info.pop("query_only", False):
+            conn.exec_driver_sql("PRAGMA query_only = 0")
         if conn.info.pop("holds_write_lock", False):
             lock.release()
 
@@ -91,9 +115,18 @@ def _sqlite_pragmas(engine: Engine) -> None:
     event.listen(engine, "rollback", _release)
 
     @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn, record):  # a connection closed mid-transaction must not keep the lock
+    def _on_checkin(dbapi_conn, record):  # a connection closed mid-transaction must not keep the lock
+        if record.info.pop("query_only", False):
+            dbapi_conn.execute("PRAGMA query_only = 0")
         if record.info.pop("holds_write_lock", False):
             lock.release()
+
+
+def _postgresql_read_only(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
@@ -116,12 +149,30 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         engine = create_engine(url, pool_pre_ping=True, **kwargs)
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    _postgresql_read_only(engine)
+    return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded values after commit (results outlive the transaction)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def begin_read(session: Session) -> None:
+    """Start ``session``'s next transaction as a short read (no SQLite write lock; writes in it fail).
+
+    A no-op when a transaction is already open: it then goes on as it began.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={READ_ONLY: True, QUEUE: True})
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for pages and reports that only read: every transaction in it is read-only."""
+    with factory(execution_options={READ_ONLY: True}) as session:
+        yield session
 
 
 def alembic_config(url: str):

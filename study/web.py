@@ -39,6 +39,11 @@ STORE_ENV = "REVISION_STORE_ROOT"
 DEFAULT_INVESTIGATOR = "investigator"
 
 
+def reading(factory: sessionmaker[Session]):
+    """A read-only session for a page that only displays (monitor, analysis): it never holds up a submit."""
+    return db.reading(factory)
+
+
 # --- sign-in with a per-browser-session lockout -----------------------------------------------------
 
 @dataclass
@@ -142,6 +147,7 @@ def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetim
     from study import workflow
 
     with factory() as session:
+        db.begin_read(session)  # next_item ends this read and writes shown_at in a short transaction
         reader = session.get(Reader, reader_id)
         if reader is None:
             raise ValueError(f"no reader with id {reader_id}")
@@ -449,7 +455,7 @@ def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str) -> byt
 
     with tempfile.TemporaryDirectory(prefix="revision-export-") as tmp:
         out = Path(tmp) / f"export.{fmt}"
-        with factory() as session:
+        with db.reading(factory) as session:  # an export never holds up a reader's submit
             export(session, study_id, fmt, out)
         return out.read_bytes()
 

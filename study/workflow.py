@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from study import audit
+from study import audit, db
 from study.config import StudyConfig, validate_answer
 from study.models import AIDED_CONDITIONS, AIOutput, Answer, Assignment, Case, Reader, Study, WashoutOverride, utcnow
 from study.studies import lock_design, study_config
@@ -154,10 +154,10 @@ def _answered():
 
 
 def progress(session: Session, reader_id: int) -> Progress:
-    total = session.scalar(select(func.count()).select_from(Assignment).where(Assignment.reader_id == reader_id)) or 0
-    done = session.scalar(select(func.count()).select_from(Assignment)
-                          .where(Assignment.reader_id == reader_id, _answered())) or 0
-    return Progress(done, total)
+    done, total = session.execute(select(func.count(Answer.assignment_id.distinct()), func.count(Assignment.id.distinct()))
+                                  .select_from(Assignment).outerjoin(Answer, Answer.assignment_id == Assignment.id)
+                                  .where(Assignment.reader_id == reader_id)).one()
+    return Progress(done or 0, total or 0)
 
 
 def _washout_gate(session: Session, reader: Reader, config: StudyConfig, session_number: int, now: datetime) -> None:
@@ -216,9 +216,12 @@ def next_item(session: Session, reader_id: int, now: datetime | None = None) -> 
     """The reader's current item (the same one until it is answered), or None when all are done.
 
     Raises :class:`WashoutPending` between crossover sessions until the washout has passed.
+    Reading is a read-only transaction (on SQLite it takes no lock); only the first showing of an item
+    writes, in a short transaction of its own that records ``shown_at``.
     """
     now = now or utcnow()
     try:
+        db.begin_read(session)
         reader = _reader(session, reader_id)
         a = session.scalar(select(Assignment).where(Assignment.reader_id == reader.id, ~_answered())
                            .order_by(Assignment.session, Assignment.position).limit(1))
@@ -230,22 +233,28 @@ def next_item(session: Session, reader_id: int, now: datetime | None = None) -> 
         _washout_gate(session, reader, config, a.session, now)
         prog = progress(session, reader.id)
         item = _build_item(session, study, config, a, a.case, prog.done + 1, prog.total, a.shown_at or now)
-        if a.shown_at is None:
-            # conditional: two tabs showing the item at once must not move the first-shown time
-            marked = session.execute(update(Assignment).where(Assignment.id == a.id, Assignment.shown_at.is_(None))
-                                     .values(shown_at=now).execution_options(synchronize_session=False)).rowcount
-            if marked == 1:
-                audit.record(session, actor=f"reader:{reader.pseudonym}", action="assignment.shown",
-                             entity="assignment", entity_id=a.id, study_id=study.id, at=now,
-                             after={"shown_at": now})
-            session.commit()
-            session.refresh(a)
-            item = replace(item, shown_at=a.shown_at)
+        first_showing = a.shown_at is None
         session.commit()
+        if first_showing:
+            item = replace(item, shown_at=_mark_shown(session, a.id, reader.pseudonym, study.id, now))
         return item
     except BaseException:
         session.rollback()
         raise
+
+
+def _mark_shown(session: Session, assignment_id: int, pseudonym: str, study_id: int, now: datetime) -> datetime:
+    """Record the first time an item was shown; the stored time wins when two tabs race."""
+    marked = session.execute(update(Assignment).where(Assignment.id == assignment_id, Assignment.shown_at.is_(None))
+                             .values(shown_at=now).execution_options(synchronize_session=False)).rowcount
+    if marked == 1:
+        audit.record(session, actor=f"reader:{pseudonym}", action="assignment.shown", entity="assignment",
+                     entity_id=assignment_id, study_id=study_id, at=now, after={"shown_at": now})
+        session.commit()
+        return now
+    shown_at = session.scalar(select(Assignment.shown_at).where(Assignment.id == assignment_id))
+    session.commit()
+    return shown_at
 
 
 def grant_washout_override(session: Session, reader_id: int, session_number: int, *, actor: str, reason: str,
@@ -281,6 +290,11 @@ def _replay(session: Session, key: str, reader_id: int, assignment_id: int, payl
     """The stored result of an earlier request with this key (ending the transaction: there is nothing
     to write), or None when the key is new."""
     ans = session.scalar(select(Answer).where(Answer.idempotency_key == key))
+    return _replay_of(session, ans, reader_id, assignment_id, payload, reason)
+
+
+def _replay_of(session: Session, ans: Answer | None, reader_id: int, assignment_id: int, payload: dict,
+               reason: str | None = None) -> SubmitResult | None:
     if ans is None:
         return None
     if ans.reader_id != reader_id or ans.assignment_id != assignment_id or ans.payload != payload or (
@@ -292,28 +306,42 @@ def _replay(session: Session, key: str, reader_id: int, assignment_id: int, payl
     return result
 
 
+def _keyed_and_latest(session: Session, key: str, assignment_id: int) -> tuple[Answer | None, Answer | None]:
+    """The answer stored under ``key`` and the assignment's latest answer, from one query (one snapshot)."""
+    rows = session.scalars(select(Answer).where(or_(Answer.idempotency_key == key, Answer.assignment_id == assignment_id))
+                           .order_by(Answer.version.desc())).all()
+    keyed = next((r for r in rows if r.idempotency_key == key), None)
+    latest = next((r for r in rows if r.assignment_id == assignment_id), None)
+    return keyed, latest
+
+
+def _assignment_of(session: Session, reader_id: int, assignment_id: int) -> tuple[Assignment, Reader, Study]:
+    """The assignment with its reader and study in one query; refused unless it is this reader's."""
+    row = session.execute(select(Assignment, Reader, Study).join(Reader, Assignment.reader_id == Reader.id)
+                          .join(Study, Assignment.study_id == Study.id).where(Assignment.id == assignment_id)
+                          ).one_or_none()
+    if row is None or row[1].id != reader_id:
+        _reader(session, reader_id, active=False)  # an unknown reader is a ValueError, as everywhere
+        raise NotYourAssignment(f"assignment {assignment_id} is not one of this reader's")
+    return row[0], row[1], row[2]
+
+
 def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, idempotency_key: str,
            now: datetime | None = None) -> SubmitResult:
     """Store the reader's first answer to an assignment; the same key again returns the same result."""
     _check_key(idempotency_key)
     now = now or utcnow()
     try:
-        reader = _reader(session, reader_id, active=False)
-        a = session.get(Assignment, assignment_id)
-        if a is None or a.reader_id != reader.id:
-            raise NotYourAssignment(f"assignment {assignment_id} is not one of this reader's")
-        config = study_config(session.get(Study, a.study_id))
-        payload = validate_answer(config.questions, answer)
-        if (replay := _replay(session, idempotency_key, reader.id, a.id, payload)) is not None:
+        a, reader, study = _assignment_of(session, reader_id, assignment_id)
+        payload = validate_answer(study_config(study).questions, answer)
+        keyed, latest = _keyed_and_latest(session, idempotency_key, a.id)
+        if (replay := _replay_of(session, keyed, reader.id, a.id, payload)) is not None:
             return replay
         if reader.revoked_at is not None:
             raise ReaderRevoked("this access code has been revoked; ask the study team for a new one")
         if a.shown_at is None:
             raise NotShownYet("this item has not been shown to the reader yet; ask for the next item first")
-        if _latest_answer(session, a.id) is not None:
-            # a concurrent request with this key may have committed since the first look (READ COMMITTED)
-            if (replay := _replay(session, idempotency_key, reader.id, a.id, payload)) is not None:
-                return replay
+        if latest is not None:
             raise AlreadyAnswered("this item is already answered; a change must go through a correction")
         ans = Answer(assignment_id=a.id, reader_id=reader.id, version=1, payload=payload,
                      idempotency_key=idempotency_key, shown_at=a.shown_at, submitted_at=now)
@@ -326,7 +354,8 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
             if (replay := _replay(session, idempotency_key, reader.id, a.id, payload)) is not None:
                 return replay
             raise AlreadyAnswered("this item was answered concurrently; a change must go through a correction")
-        lock_design(session, a.study_id, actor=f"reader:{reader.pseudonym}", now=now)
+        if study.design_locked_at is None:  # a lock is never lifted, so a locked study needs no UPDATE
+            lock_design(session, a.study_id, actor=f"reader:{reader.pseudonym}", now=now)
         audit.record(session, actor=f"reader:{reader.pseudonym}", action="answer.submitted", entity="answer",
                      entity_id=ans.id, study_id=a.study_id, at=now,
                      after={"assignment_id": a.id, "version": 1, "payload": payload, "idempotency_key": idempotency_key,
