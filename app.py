@@ -32,6 +32,8 @@ else:
         st.Page("pages/reader_signin.py", title="Reader sign-in", icon="🔑"),
         st.Page("pages/investigator_signin.py", title="Investigator sign-in", icon="🔐"),
     ]}
+if current == "investigator":
+    st.sidebar.caption(f"Signed in as investigator **{st.session_state.get('investigator_user', '?')}**")
 if current is not None:
     st.sidebar.button("Sign out", on_click=sign_out, key="sign_out")
 st.navigation(pages).run()

@@ -36,8 +36,11 @@ for finding, (fpr, tpr) in res["curves"].items():
 fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance"))
 fig.update_layout(xaxis_title="1 - specificity", yaxis_title="sensitivity", height=420)
 st.plotly_chart(fig, width="stretch", key="roc")
-st.dataframe(pd.DataFrame(res["table"]), hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("auroc", "ci_low", "ci_high")})
+st.dataframe(pd.DataFrame(res["table"]), hide_index=True, width="stretch", column_config={
+    "finding": "Finding", "positives": "Positives", "negatives": "Negatives", "note": "Note",
+    "auroc": st.column_config.NumberColumn("AUROC", format="%.3f"),
+    "ci_low": st.column_config.NumberColumn("95% CI low (DeLong)", format="%.3f"),
+    "ci_high": st.column_config.NumberColumn("95% CI high (DeLong)", format="%.3f")})
 
 st.subheader("Few-shot label efficiency")
 st.caption("Test AUROC of linear probes on the image embeddings with k positive and k negative training cases "

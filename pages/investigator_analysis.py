@@ -1,5 +1,5 @@
-"""Investigator: descriptive accuracy by condition and level, the study report/analysis when available,
-and export downloads."""
+"""Investigator: descriptive accuracy by condition and level, export downloads (built on click) and the
+HTML analysis report."""
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -19,45 +19,33 @@ if rows:
     table = pd.DataFrame(rows)
     st.plotly_chart(px.bar(table, x="level", y="accuracy", color="condition", barmode="group", range_y=[0, 1],
                            hover_data=["readings"]), width="stretch")
-    st.dataframe(table, hide_index=True)
+    st.dataframe(table, hide_index=True, column_config={
+        "condition": "Condition", "level": "Experience level", "readings": "Readings",
+        "accuracy": st.column_config.NumberColumn("Accuracy", format="percent")})
 else:
     st.info("No answers yet.")
 
 st.subheader("Study report and exports")
-try:
-    from study import export as export_mod
-except ImportError:
-    export_mod = None
-try:
-    from study import report as report_mod
-except ImportError:
-    report_mod = None
-if export_mod is None:
-    st.info("Exports (long CSV, Parquet, iMRMC) are not available yet in this installation (study.export).")
-else:
-    from study.web import export_bytes
+if not rows:
+    st.info("Exports and the report become available once readers have submitted answers.")
+    st.stop()
+from study.web import export_bytes, html_report  # noqa: E402
 
-    cols = st.columns(3)
-    for col, (label, fmt, fname, mime) in zip(cols, [("Long CSV", "csv", "answers_long.csv", "text/csv"),
-                                                     ("Parquet", "parquet", "answers.parquet",
-                                                      "application/vnd.apache.parquet"),
-                                                     ("iMRMC", "imrmc", "imrmc_input.imrmc", "text/plain")]):
-        try:
-            data = export_bytes(factory, study_id, fmt)
-        except Exception as exc:  # an export that cannot be built is reported, not fatal
-            col.warning(f"{label}: {exc}")
-        else:
-            col.download_button(f"Download {label}", data, fname, mime, key=f"dl_{fmt}")
-if report_mod is None:
-    st.info("The HTML report is not available yet in this installation (study.report).")
-elif st.button("Build the HTML report (runs the full analysis; may take a minute)", key="build_report"):
-    from study.web import html_report
-
+st.caption("Each file is built from the database when you click its button.")
+cols = st.columns(3)
+for col, (label, fmt, fname, mime) in zip(cols, [("Long CSV", "csv", "answers_long.csv", "text/csv"),
+                                                 ("Parquet", "parquet", "answers.parquet",
+                                                  "application/vnd.apache.parquet"),
+                                                 ("iMRMC", "imrmc", "imrmc_input.imrmc", "text/plain")]):
+    col.download_button(f"Download {label}", lambda fmt=fmt: export_bytes(factory, study_id, fmt), fname, mime,
+                        key=f"dl_{fmt}", on_click="ignore")
+report_key = f"report_html_{study_id}"  # one per study: switching study never offers another study's report
+if st.button("Build the HTML report (runs the full analysis; may take a minute)", key="build_report"):
     with st.spinner("Analysing ..."):
         try:
-            st.session_state["report_html"] = html_report(factory, study_id)
+            st.session_state[report_key] = html_report(factory, study_id)
         except Exception as exc:
             st.error(f"The report could not be built: {exc}")
-if st.session_state.get("report_html"):
-    st.download_button("Download the HTML report", st.session_state["report_html"], "report.html", "text/html",
+if st.session_state.get(report_key):
+    st.download_button("Download the HTML report", st.session_state[report_key], "report.html", "text/html",
                        key="dl_report")

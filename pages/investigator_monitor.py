@@ -26,8 +26,13 @@ def live():
     med = table["median_seconds"].dropna()
     c3.metric("Median seconds per case", f"{med.median():.0f}" if len(med) else "-")
     table["progress"] = table["done"] / table["total"]
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1)})
+    shown = table.assign(  # words, not "None", where a session has not started
+        last_activity=[f"{t:%Y-%m-%d %H:%M}" if pd.notna(t) else "not started" for t in table["last_activity"]],
+        median_seconds=[f"{v:.0f}" if pd.notna(v) else "-" for v in table["median_seconds"]])
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+        "reader": "Reader", "level": "Experience level", "session": "Session", "done": "Done", "total": "Of",
+        "last_activity": "Last activity (UTC)", "median_seconds": "Median seconds per case",
+        "progress": st.column_config.ProgressColumn("Progress", min_value=0, max_value=1)})
     st.caption("Refreshes every 30 seconds. Times are UTC, server clock.")
 
 

@@ -70,10 +70,18 @@ with st.expander("3. Readers and access codes"):
             _forget()
             st.rerun()
     if summary["readers"]:
-        st.dataframe(pd.DataFrame(summary["readers"]), hide_index=True)
+        st.dataframe(pd.DataFrame(summary["readers"]).fillna(""), hide_index=True, column_config={
+            "pseudonym": "Reader", "level": "Experience level", "site": "Site", "revoked": "Code revoked",
+            "done": "Done", "total": "Of"})
 
 with st.expander("4. Design and AI precompute"):
-    if st.button("Build (or rebuild) the design", key="build_design", disabled=bool(summary["locked_at"])):
+    existing = summary["assignments"]
+    if summary["locked_at"]:
+        st.caption("The design is locked: readers have started answering.")
+    confirmed = not existing or st.checkbox(
+        f"Replace the {existing} existing assignments (new case orders; nobody has answered yet)", key="rebuild_ok")
+    if st.button("Build the design" if not existing else "Rebuild the design", key="build_design",
+                 disabled=bool(summary["locked_at"]) or not confirmed):
         try:
             st.success(f"{web.build_design(factory, study_id, actor)} assignments stored.")
         except ValueError as exc:

@@ -110,3 +110,32 @@ def test_monitor_and_analysis_show_progress_and_accuracy(env):
     at.switch_page("pages/investigator_analysis.py").run()
     assert not at.exception, at.exception
     assert at.dataframe[0].value["readings"].sum() == 1
+    assert len(at.get("download_button")) == 3  # CSV, Parquet, iMRMC: built only when clicked
+    assert at.button(key="build_report")
+
+
+def test_analysis_offers_no_exports_before_any_answer(env):
+    at = sign_in()
+    at.switch_page("pages/investigator_analysis.py").run()
+    assert not at.exception, at.exception
+    assert any("once readers have submitted answers" in i.value for i in at.info)
+    assert not at.get("download_button") and not [b for b in at.button if b.key == "build_report"]
+
+
+def test_the_sidebar_says_who_is_signed_in(env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["role"], at.session_state["investigator_user"] = "investigator", "lead"
+    at.run()  # app.py itself: its navigation opens the set-up page
+    assert not at.exception, at.exception
+    assert any("Signed in as investigator **lead**" in c.value for c in at.sidebar.caption)
+
+
+def test_rebuilding_the_design_needs_a_confirmation(env):
+    at = sign_in()
+    assert not at.exception, at.exception
+    assert at.button(key="build_design").disabled  # the fixture's design exists: rebuilding replaces it
+    at.checkbox(key="rebuild_ok").check().run()
+    assert not at.button(key="build_design").disabled
+    at.button(key="build_design").click().run()
+    assert not at.exception, at.exception
+    assert any("assignments stored" in s.value for s in at.success)

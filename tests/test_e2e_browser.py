@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from study import db
-from study.models import Answer, AuditEvent
+from study import db, workflow
+from study.models import Answer, AuditEvent, Reader
 from tests.app_helpers import CARD, CHROMIUM, launch_chromium, make_study, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,11 +159,11 @@ def test_every_reachable_page_renders(server):
     neither in the navigation nor reachable by URL before signing in."""
     from playwright.sync_api import expect, sync_playwright
 
-    base, _, _ = server
+    base, url, _ = server
     OUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         page.goto(base)
         _settle(page, "Model playground")
         assert _nav(page) == DEMO_PAGES + SIGNIN_PAGES
@@ -227,4 +227,20 @@ def test_every_reachable_page_renders(server):
         _open(page, "Analysis and exports")
         expect(page.get_by_text("Study report and exports")).to_be_visible(timeout=30_000)
         _shot(page, "tour_9_analysis.png")
+        expect(page.get_by_role("button", name="Download Long CSV")).to_have_count(0)  # nothing to export yet
+
+        # one answer arrives; the long CSV is then built when its button is clicked, and downloads
+        factory = db.session_factory(db.make_engine(url))
+        with factory() as s:
+            rid = s.scalar(select(Reader.id))
+            item = workflow.next_item(s, rid)
+            workflow.submit(s, rid, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 70,
+                                                         "referral": True}, "tour-answer")
+        _open(page, "Live monitor")
+        _open(page, "Analysis and exports")
+        with page.expect_download(timeout=30_000) as download:
+            page.get_by_role("button", name="Download Long CSV").click()
+        lines = Path(download.value.path()).read_text("utf-8").splitlines()
+        assert download.value.suggested_filename == "answers_long.csv"
+        assert len(lines) == 2 and item.case_id in lines[1]
         browser.close()
