@@ -10,27 +10,27 @@ import streamlit as st
 
 from pages._shared import role, sign_out
 
-st.set_page_config(page_title="ReVision Reader Study", page_icon="👁", layout="wide")
+st.set_page_config(page_title="ReVision Reader Study", page_icon=":material/visibility:", layout="wide")
 
 demo = [
-    st.Page("pages/demo_playground.py", title="Model playground", icon="🔬"),
-    st.Page("pages/demo_evaluation.py", title="Model evaluation", icon="📈"),
-    st.Page("pages/demo_try_study.py", title="Try the study", icon="🧪"),
+    st.Page("pages/demo_playground.py", title="Model playground", icon=":material/biotech:"),
+    st.Page("pages/demo_evaluation.py", title="Model evaluation", icon=":material/show_chart:"),
+    st.Page("pages/demo_try_study.py", title="Try the study", icon=":material/science:"),
 ]
 current = role()
 if current == "reader":
-    pages = {"Reading": [st.Page("pages/reader_study.py", title="Reading", icon="👁", default=True)]}
+    pages = {"Reading": [st.Page("pages/reader_study.py", title="Reading", icon=":material/visibility:", default=True)]}
 elif current == "investigator":
     pages = {"Investigator": [
-        st.Page("pages/investigator_setup.py", title="Study set-up", icon="🛠", default=True),
-        st.Page("pages/investigator_monitor.py", title="Live monitor", icon="📋"),
-        st.Page("pages/investigator_analysis.py", title="Analysis and exports", icon="📊"),
+        st.Page("pages/investigator_setup.py", title="Study set-up", icon=":material/build:", default=True),
+        st.Page("pages/investigator_monitor.py", title="Live monitor", icon=":material/monitor_heart:"),
+        st.Page("pages/investigator_analysis.py", title="Analysis and exports", icon=":material/bar_chart:"),
     ]}
 else:
-    demo[0] = st.Page("pages/demo_playground.py", title="Model playground", icon="🔬", default=True)
+    demo[0] = st.Page("pages/demo_playground.py", title="Model playground", icon=":material/biotech:", default=True)
     pages = {"Demo": demo, "Study": [
-        st.Page("pages/reader_signin.py", title="Reader sign-in", icon="🔑"),
-        st.Page("pages/investigator_signin.py", title="Investigator sign-in", icon="🔐"),
+        st.Page("pages/reader_signin.py", title="Reader sign-in", icon=":material/key:"),
+        st.Page("pages/investigator_signin.py", title="Investigator sign-in", icon=":material/lock:"),
     ]}
 if current == "investigator":
     st.sidebar.caption(f"Signed in as investigator **{st.session_state.get('investigator_user', '?')}**")

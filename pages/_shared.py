@@ -84,7 +84,7 @@ def model_banner(clf, detail: str = "") -> None:
     """The demo disclaimer (for the demo model) and a one-line model card, shown with every suggestion."""
     card = clf.loaded.card
     if card.is_demo:
-        st.warning(f"**Demo model.** {card.disclaimer}", icon="⚠️")
+        st.warning(f"**Demo model.** {card.disclaimer}", icon=":material/warning:")
     st.caption(f"Model: {card.name} · version {card.version}{detail}")
 
 

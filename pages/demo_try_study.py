@@ -68,7 +68,7 @@ with right:
     if aided:
         with st.container(border=True):
             st.markdown("#### AI suggestion")
-            st.info("A suggestion from a demo model trained on synthetic images only; it can be wrong.", icon="💡")
+            st.info("A suggestion from a demo model trained on synthetic images only; it can be wrong.", icon=":material/lightbulb:")
             top = sorted(probs[i].items(), key=lambda kv: kv[1], reverse=True)[:5]
             st.plotly_chart(probability_chart([names[k] for k, _ in top], [p for _, p in top], height=240),
                             width="stretch", key=f"mini_ai_{i}")

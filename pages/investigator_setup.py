@@ -58,7 +58,7 @@ with st.expander("3. Readers and access codes"):
             st.session_state["new_codes"] = web.ReaderCodes(rows)
     codes = st.session_state.get("new_codes")
     if codes is not None and codes.rows:
-        st.warning("Copy or download these codes now: they will not be shown again.", icon="🔑")
+        st.warning("Copy or download these codes now: they will not be shown again.", icon=":material/key:")
         st.dataframe(pd.DataFrame(codes.rows), hide_index=True)
 
         def _forget():

@@ -17,7 +17,7 @@ if pressed:
 
     now = utcnow()
     if throttle.locked(now):
-        st.error(f"Too many failed sign-ins. Try again after {throttle.locked_until:%H:%M} UTC.", icon="🔒")
+        st.error(f"Too many failed sign-ins. Try again after {throttle.locked_until:%H:%M} UTC.", icon=":material/lock:")
     elif verify_investigator(user, password):
         audit_investigator(database(), user, True)
         st.session_state[ROLE] = "investigator"

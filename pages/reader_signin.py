@@ -17,7 +17,7 @@ if pressed:
         st.session_state["reader_id"] = result.reader_id
         st.rerun()
     elif result.locked:
-        st.error(result.message, icon="🔒")
+        st.error(result.message, icon=":material/lock:")
     else:
         st.warning(result.message)
 st.caption(f"After {MAX_FAILURES} wrong codes, sign-in from this browser is paused for a few minutes. "

@@ -12,7 +12,7 @@ import streamlit as st
 from pages._shared import database, probability_chart, require_role, sign_out
 from study.config import AnswerInvalid
 from study.viewer import ViewSettings, blend, from_png, render_view
-from study.web import case_image, is_aided, reader_state, record_consent, submit_answer
+from study.web import case_image, describe_answer, is_aided, reader_state, record_consent, submit_answer
 
 CONSENT_VERSION = "2026-01"
 require_role("reader")
@@ -96,13 +96,13 @@ with right:
     if item.prior_answer is not None:
         with st.container(border=True):
             st.markdown("**Your unaided answer (locked)**")
-            st.write(", ".join(f"{k}: {options.get(v, v) if isinstance(v, str) else v}"
-                               for k, v in item.prior_answer.items()))
+            st.markdown("  \n".join(f"{question}: **{answer}**"
+                                    for question, answer in describe_answer(item.questions, item.prior_answer)))
     if aided:
         ai = item.ai
         with st.container(border=True, key="ai_panel"):
             st.markdown("#### AI suggestion")
-            st.info("This is a **suggestion** from a model. It can be wrong: the decision is yours.", icon="💡")
+            st.info("This is a **suggestion** from a model. It can be wrong: the decision is yours.", icon=":material/lightbulb:")
             top_findings = sorted(ai.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:5]
             fig = probability_chart([options.get(k, k) for k, _ in top_findings], [p for _, p in top_findings],
                                     height=260)
@@ -111,7 +111,7 @@ with right:
             st.caption(f"Model: {card.get('name', '?')} · version {ai.model_version}")
             if card.get("is_demo"):
                 st.warning("Demo model trained on synthetic images only: it shows how the system works and is "
-                           "not for clinical use.", icon="⚠️")
+                           "not for clinical use.", icon=":material/warning:")
 
     key = st.session_state.setdefault(f"idem_{item.assignment_id}", uuid.uuid4().hex)
     sequential_step1 = state.design == "sequential" and item.step == 1

@@ -190,6 +190,26 @@ def case_image(study_id: int, image_ref: str):
     return load_image(stored if stored.is_file() else Path(image_ref))
 
 
+def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:
+    """(question text, answer in words) for each question answered, in the questions' order: what a
+    reader reads back, with option labels instead of keys and yes/no instead of True/False."""
+    out = []
+    for q in questions:
+        if q["id"] not in payload:
+            continue
+        labels, value = dict(q.get("options") or ()), payload[q["id"]]
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, (list, tuple)):
+            text = ", ".join(labels.get(v, str(v)) for v in value) or "none"
+        elif value is None:
+            text = "not answered"
+        else:
+            text = labels.get(value, str(value))
+        out.append((q["text"], text))
+    return out
+
+
 def is_aided(item) -> bool:
     return hasattr(item, "ai") and item.condition in AIDED_CONDITIONS
 

@@ -107,6 +107,9 @@ def test_sequential_reading_hides_ai_until_the_unaided_answer_is_locked(study_db
     assert len(at.get("plotly_chart")) == 1
     sent = rendered_text(at)
     assert "Your unaided answer (locked)" in sent and "AI suggestion" in sent and "suggestion" in sent
+    locked = next(m.value for m in at.markdown if m.value.startswith("Primary diagnosis: "))
+    assert locked.splitlines()[0].strip() == "Primary diagnosis: **Age-related macular degeneration**"
+    assert "findings present: **none**" in locked and locked.endswith(": **no**")  # words, not [] or False
     assert "ReVision test model" in sent and "Demo model" in sent
     assert count(url, Answer) == 1
     answer(at, "amd")
