@@ -29,6 +29,7 @@ from scipy.special import expit
 
 from study.analysis._crossed import CrossedStructure
 from study.analysis._design import MixedDesign, build_design
+from study.analysis._result import MixedModelResult
 from study.analysis.lmm import fit_lmm_log_time  # noqa: F401  (re-exported: same study, same API)
 from study.analysis.simulate import simulate_reader_study  # noqa: F401  (re-exported)
 
@@ -37,58 +38,26 @@ __all__ = ["GLMMResult", "fit_glmm", "fit_lmm_log_time", "simulate_reader_study"
 _Z95 = stats.norm.ppf(0.975)
 
 
-@dataclass
-class GLMMResult:
+@dataclass(kw_only=True)
+class GLMMResult(MixedModelResult):
     """A fitted binomial GLMM; ``fixed_effects`` is on the log-odds scale."""
 
-    formula: str
-    groups: tuple[str, ...]
-    fixed_effects: pd.DataFrame
-    random_effect_sds: dict[str, float]
     loglik: float
     deviance: float
-    converged: bool
-    n_obs: int
     n_groups: dict[str, int]
-    vcov: pd.DataFrame
     vcov_method: str
-    messages: list[str] = field(default_factory=list)
     _design: MixedDesign | None = field(default=None, repr=False)
     _theta: np.ndarray | None = field(default=None, repr=False)
     _beta: np.ndarray | None = field(default=None, repr=False)
     _vcov_full: np.ndarray | None = field(default=None, repr=False)  # (theta, beta) order
 
-    @property
-    def reader_sd(self) -> float:
-        return self.random_effect_sds.get("reader", float("nan"))
-
-    @property
-    def case_sd(self) -> float:
-        return self.random_effect_sds.get("case", float("nan"))
-
     def to_dict(self) -> dict:
         """JSON-serialisable summary (plain floats, no numpy types)."""
-        fe = [
-            {
-                "term": str(r.term),
-                "estimate": float(r.estimate),
-                "se": float(r.se),
-                "ci": [float(r.ci_low), float(r.ci_high)],
-                "p": float(r.p),
-            }
-            for r in self.fixed_effects.itertuples()
-        ]
-        return {
-            "model": "binomial GLMM (logit), Laplace approximation",
-            "formula": self.formula + "".join(f" + (1|{g})" for g in self.groups),
-            "n_obs": int(self.n_obs),
-            "n_groups": {k: int(v) for k, v in self.n_groups.items()},
-            "converged": bool(self.converged),
-            "loglik": float(self.loglik),
-            "vcov_method": self.vcov_method,
-            "fixed_effects": fe,
-            "random_effects": {f"{g}_sd": float(s) for g, s in self.random_effect_sds.items()},
-        }
+        return {**self._summary("binomial GLMM (logit), Laplace approximation"),
+                "n_groups": {k: int(v) for k, v in self.n_groups.items()},
+                "loglik": float(self.loglik),
+                "vcov_method": self.vcov_method,
+                "random_effects": {f"{g}_sd": float(s) for g, s in self.random_effect_sds.items()}}
 
     def marginal_effects(self, by: str | None = "experience", condition: str = "condition", n_quad: int = 40) -> pd.DataFrame:
         """The AI effect within each level of ``by``: odds ratio and percentage points.

@@ -9,7 +9,7 @@ terms (experience) the effective df is about the number of readers, so z is mild
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,52 +17,23 @@ from scipy import optimize, stats
 
 from study.analysis._crossed import CrossedStructure
 from study.analysis._design import build_design
+from study.analysis._result import MixedModelResult
 
 _Z95 = stats.norm.ppf(0.975)
 
 
-@dataclass
-class LMMResult:
+@dataclass(kw_only=True)
+class LMMResult(MixedModelResult):
     """Fitted LMM on log seconds; ``time_ratio`` = exp(estimate) is the multiplicative effect."""
 
-    formula: str
-    groups: tuple[str, ...]
-    fixed_effects: pd.DataFrame
-    random_effect_sds: dict[str, float]
     residual_sd: float
     reml_criterion: float
-    converged: bool
-    n_obs: int
-    vcov: pd.DataFrame
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def reader_sd(self) -> float:
-        return self.random_effect_sds.get("reader", float("nan"))
-
-    @property
-    def case_sd(self) -> float:
-        return self.random_effect_sds.get("case", float("nan"))
 
     def to_dict(self) -> dict:
-        return {
-            "model": "linear mixed model of log(seconds), REML",
-            "formula": self.formula + "".join(f" + (1|{g})" for g in self.groups),
-            "n_obs": int(self.n_obs),
-            "converged": bool(self.converged),
-            "reml_criterion": float(self.reml_criterion),
-            "fixed_effects": [
-                {
-                    "term": str(r.term),
-                    "estimate": float(r.estimate),
-                    "se": float(r.se),
-                    "ci": [float(r.ci_low), float(r.ci_high)],
-                    "p": float(r.p),
-                }
-                for r in self.fixed_effects.itertuples()
-            ],
-            "random_effects": {**{f"{g}_sd": float(s) for g, s in self.random_effect_sds.items()}, "residual_sd": float(self.residual_sd)},
-        }
+        return {**self._summary("linear mixed model of log(seconds), REML"),
+                "reml_criterion": float(self.reml_criterion),
+                "random_effects": {**{f"{g}_sd": float(s) for g, s in self.random_effect_sds.items()},
+                                   "residual_sd": float(self.residual_sd)}}
 
 
 def fit_lmm_log_time(

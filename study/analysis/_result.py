@@ -1,0 +1,43 @@
+"""What every mixed-model fit here reports, whatever its family: one base for the GLMM and the LMM results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass(kw_only=True)
+class MixedModelResult:
+    """Fixed effects (estimate, se, ci_low, ci_high, p per term), random-effect SDs and the fit's state."""
+
+    formula: str
+    groups: tuple[str, ...]
+    fixed_effects: pd.DataFrame
+    random_effect_sds: dict[str, float]
+    converged: bool
+    n_obs: int
+    vcov: pd.DataFrame
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def reader_sd(self) -> float:
+        return self.random_effect_sds.get("reader", float("nan"))
+
+    @property
+    def case_sd(self) -> float:
+        return self.random_effect_sds.get("case", float("nan"))
+
+    def _summary(self, model: str) -> dict:
+        """The JSON-serialisable part both families share (plain floats, no numpy types)."""
+        return {
+            "model": model,
+            "formula": self.formula + "".join(f" + (1|{g})" for g in self.groups),
+            "n_obs": int(self.n_obs),
+            "converged": bool(self.converged),
+            "fixed_effects": [
+                {"term": str(r.term), "estimate": float(r.estimate), "se": float(r.se),
+                 "ci": [float(r.ci_low), float(r.ci_high)], "p": float(r.p)}
+                for r in self.fixed_effects.itertuples()
+            ],
+        }
