@@ -37,8 +37,8 @@ for col, (label, fmt, fname, mime) in zip(cols, [("Long CSV", "csv", "answers_lo
                                                  ("Parquet", "parquet", "answers.parquet",
                                                   "application/vnd.apache.parquet"),
                                                  ("iMRMC", "imrmc", "imrmc_input.imrmc", "text/plain")]):
-    col.download_button(f"Download {label}", lambda fmt=fmt: export_bytes(factory, study_id, fmt), fname, mime,
-                        key=f"dl_{fmt}", on_click="ignore")
+    build = lambda fmt=fmt: export_bytes(factory, study_id, fmt, actor=actor)  # noqa: E731 (run on click, audited)
+    col.download_button(f"Download {label}", build, fname, mime, key=f"dl_{fmt}", on_click="ignore")
 report_key = f"report_html_{study_id}"  # one per study: switching study never offers another study's report
 if st.button("Build the HTML report (runs the full analysis; may take a minute)", key="build_report"):
     with st.spinner("Analysing ..."):

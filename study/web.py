@@ -469,15 +469,28 @@ class ReaderCodes:
 
 # --- exports and report (other engineers' modules, imported lazily) -----------------------------------
 
-def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str) -> bytes:
-    """One export (``study.export`` format: csv, parquet or imrmc) as bytes for a download button."""
+def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str, *, actor: str | None = None) -> bytes:
+    """One export (``study.export`` format: csv, parquet or imrmc) as bytes for a download button.
+
+    With ``actor`` the export is written to the audit trail (who took which data, when, and a hash of
+    what they took), as REDCap logs data exports; the report's internal CSV passes none.
+    """
+    import hashlib
+
     from study.export import export
 
     with tempfile.TemporaryDirectory(prefix="revision-export-") as tmp:
         out = Path(tmp) / f"export.{fmt}"
         with db.reading(factory) as session:  # an export never holds up a reader's submit
             export(session, study_id, fmt, out)
-        return out.read_bytes()
+        data = out.read_bytes()
+    if actor is not None:
+        with factory() as session:
+            audit.record(session, actor=actor, action="study.exported", entity="study", entity_id=study_id,
+                         study_id=study_id, after={"format": fmt, "bytes": len(data),
+                                                   "sha256": hashlib.sha256(data).hexdigest()})
+            session.commit()
+    return data
 
 
 def html_report(factory: sessionmaker[Session], study_id: int, n_boot: int = 200) -> str:

@@ -121,3 +121,22 @@ def test_cli_export(Session, db_url, tmp_path, capsys):
     assert main(["export", "--db", db_url, "--study", "Export", "--format", "imrmc", "--task", "nope",
                  "--out", str(tmp_path / "y.imrmc")]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_a_page_download_is_audited_and_the_report_csv_is_not(Session):
+    """web.export_bytes with an actor records who took which file (format, size, sha256); without one
+    (the HTML report's internal CSV) it writes nothing."""
+    import hashlib
+
+    from study.models import AuditEvent
+    from study.web import export_bytes
+
+    sid = seed_study(Session, n_cases=4, ai_accuracy=0.9, name="Audited export")
+    simulate(Session, sid, 2, seed=3)
+    export_bytes(Session, sid, "csv")
+    data = export_bytes(Session, sid, "parquet", actor="investigator:lead")
+    with Session() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "study.exported")).all()
+    assert [(e.actor, e.entity_id, e.after) for e in events] == [
+        ("investigator:lead", str(sid), {"format": "parquet", "bytes": len(data),
+                                         "sha256": hashlib.sha256(data).hexdigest()})]
