@@ -40,18 +40,21 @@ if image is not None:
 
 if image is not None:
     with st.expander("Saliency: where does the model look for a finding?"):
-        from revision_core.saliency import METHODS
+        from revision_core.saliency import METHOD_NAMES, METHODS
 
         c1, c2 = st.columns(2)
         finding = c1.selectbox("Finding", clf.findings, format_func=lambda k: clf.label_set.finding(k).name,
                                index=int(probs.argmax()), key="sal_finding")
-        method = c2.selectbox("Method", METHODS, index=METHODS.index("gradcam"), key="sal_method")
+        # integrated gradients by default: on the demo model it points at the lesion in 97% of cases
+        # (Grad-CAM 38%; results/saliency_check_demo_300_seed0.json) and takes well under a second
+        method = c2.selectbox("Method", METHODS, index=METHODS.index("integrated_gradients"), key="sal_method",
+                              format_func=METHOD_NAMES.get)
         opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="sal_opacity")
         if st.button("Explain", key="sal_run"):
             from revision_core.saliency import explain
             from revision_core.saliency_render import render_overlay
 
-            with st.spinner(f"Computing {method} ..."):
+            with st.spinner(f"Computing {METHOD_NAMES[method]} ..."):
                 try:
                     sal = explain(clf.loaded, clf, image, finding, method)
                     st.session_state["sal_result"] = (sal.map, finding, method)
@@ -59,6 +62,6 @@ if image is not None:
                     st.error(str(exc))
         result = st.session_state.get("sal_result")
         if result is not None and result[0].shape == (image.height, image.width):
-            st.image(render_overlay(image, result[0], opacity=opacity), width="stretch",
-                     caption=f"{result[2]} saliency for {clf.label_set.finding(result[1]).name}: brighter = more "
+            st.columns([3, 2])[0].image(render_overlay(image, result[0], opacity=opacity), width="stretch",
+                     caption=f"{METHOD_NAMES[result[2]]} saliency for {clf.label_set.finding(result[1]).name}: brighter = more "
                              "influence on the score. Saliency maps can mislead; they are not a localisation.")
