@@ -4,6 +4,7 @@ neither SQLite's write lock nor the in-process one)."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -89,3 +90,66 @@ def test_a_long_read_does_not_hold_up_a_submit(Session, make_study):
         analysis.scalar(select(func.count()).select_from(Answer))
     worker.join(timeout=60)
     assert finished_during_read, "the submit waited for the investigator's read transaction to end"
+
+
+def test_only_the_first_showing_of_an_item_writes(engine, Session, make_study):
+    """next_item writes shown_at (and its audit row) once; a reload of the same item writes nothing."""
+    from sqlalchemy import event
+
+    _, _, codes = make_study(n_readers=1)
+    rid = next(iter(codes))
+    writes: list[str] = []
+
+    def _log(_conn, _cursor, statement, *_):
+        if found := re.match(r'\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)', statement, re.IGNORECASE):
+            writes.append(found.group(1))
+
+    event.listen(engine, "before_cursor_execute", _log)
+    try:
+        with Session() as s:
+            first = workflow.next_item(s, rid)
+        first_writes, writes[:] = list(writes), []
+        with Session() as s:
+            again = workflow.next_item(s, rid)
+    finally:
+        event.remove(engine, "before_cursor_execute", _log)
+    assert again.assignment_id == first.assignment_id and again.shown_at == first.shown_at
+    assert sorted(first_writes) == ["assignment", "audit_event"]
+    assert writes == []
+
+
+def _hold_the_write_lock(engine):
+    """Another process's view: a raw driver connection that holds the database's write lock."""
+    if engine.dialect.name == "sqlite":
+        import sqlite3
+
+        raw = sqlite3.connect(engine.url.database, isolation_level=None, timeout=30)
+        raw.execute("BEGIN IMMEDIATE")
+        return raw
+    import psycopg
+
+    raw = psycopg.connect(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+    raw.execute("LOCK TABLE assignment, answer, audit_event IN EXCLUSIVE MODE")  # blocks writers, not readers
+    return raw
+
+
+def test_a_reload_reads_while_another_process_writes(engine, Session, make_study):
+    """Showing an item that was already shown takes no write lock: it is served while another process
+    holds one (before read-only transactions it waited for that process's commit)."""
+    _, _, codes = make_study(n_readers=1)
+    rid = next(iter(codes))
+    with Session() as s:
+        first = workflow.next_item(s, rid)
+    raw = _hold_the_write_lock(engine)
+    result: list = []
+    try:
+        worker = threading.Thread(target=lambda: result.append(workflow.next_item(Session(), rid)))
+        worker.start()
+        worker.join(timeout=15)
+        served_while_locked = not worker.is_alive()
+    finally:
+        raw.rollback()
+        raw.close()
+    worker.join(timeout=60)
+    assert served_while_locked, "the reload waited for another process's write lock"
+    assert result[0].assignment_id == first.assignment_id and result[0].shown_at == first.shown_at
