@@ -7,7 +7,8 @@ from pages._shared import database, require_role
 def header(title: str):
     """Check the role, draw the title and the study picker; returns (session factory, study id or None, actor)."""
     require_role("investigator")
-    from study.web import list_studies, reading
+    from study.db import reading
+    from study.web import list_studies
 
     st.title(title)
     factory = database()

@@ -10,7 +10,8 @@ factory, study_id, actor = header("Analysis and exports")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study.web import accuracy_by_condition_level, reading  # noqa: E402
+from study.db import reading  # noqa: E402
+from study.web import accuracy_by_condition_level  # noqa: E402
 
 st.subheader("Accuracy of the primary diagnosis by condition and experience level")
 with reading(factory) as session:

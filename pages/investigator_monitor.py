@@ -8,7 +8,8 @@ factory, study_id, _ = header("Live monitor")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study.web import monitor, reading  # noqa: E402
+from study.db import reading  # noqa: E402
+from study.web import monitor  # noqa: E402
 
 
 @st.fragment(run_every=30)

@@ -7,6 +7,7 @@ from pages._investigator import header
 
 factory, study_id, actor = header("Study set-up")
 from study import web  # noqa: E402
+from study.db import reading  # noqa: E402
 
 with st.expander("1. New study from a TOML file", expanded=study_id is None):
     upload = st.file_uploader("Study configuration (.toml)", type=["toml"], key="toml_upload")
@@ -23,7 +24,7 @@ if study_id is None:
     st.info("No study yet: create one from a TOML file (see studies/demo.toml).")
     st.stop()
 
-with web.reading(factory) as session:
+with reading(factory) as session:
     summary = web.study_summary(session, study_id)
 cols = st.columns(5)
 for col, (label, key) in zip(cols, [("Cases", "cases"), ("AI outputs", "ai_outputs"), ("Readers", "readers"),

@@ -39,11 +39,6 @@ STORE_ENV = "REVISION_STORE_ROOT"
 DEFAULT_INVESTIGATOR = "investigator"
 
 
-def reading(factory: sessionmaker[Session]):
-    """A read-only session for a page that only displays (monitor, analysis): it never holds up a submit."""
-    return db.reading(factory)
-
-
 # --- sign-in with a per-browser-session lockout -----------------------------------------------------
 
 @dataclass
