@@ -12,6 +12,7 @@ failure, lockout and refused try is written to the audit trail (never the typed 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import statistics
@@ -470,8 +471,6 @@ def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str, *, act
     With ``actor`` the export is written to the audit trail (who took which data, when, and a hash of
     what they took), as REDCap logs data exports; the report's internal CSV passes none.
     """
-    import hashlib
-
     from study.export import export
 
     with tempfile.TemporaryDirectory(prefix="revision-export-") as tmp:
