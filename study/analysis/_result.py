@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+from scipy import stats
+
+Z95 = stats.norm.ppf(0.975)
+
+
+def wald_table(terms, beta: np.ndarray, vcov: np.ndarray, ratio_name: str) -> pd.DataFrame:
+    """Fixed effects with Wald z tests and 95% CIs (as ``summary.merMod``), plus exp(estimate) named
+    ``ratio_name`` (odds ratio for the GLMM, time ratio for the log-time LMM)."""
+    se = np.sqrt(np.diag(vcov))
+    z = beta / se
+    return pd.DataFrame({"term": terms, "estimate": beta, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+                         "ci_low": beta - Z95 * se, "ci_high": beta + Z95 * se, ratio_name: np.exp(beta)})
 
 
 @dataclass(kw_only=True)
@@ -40,4 +53,5 @@ class MixedModelResult:
                  "ci": [float(r.ci_low), float(r.ci_high)], "p": float(r.p)}
                 for r in self.fixed_effects.itertuples()
             ],
+            "random_effects": {f"{g}_sd": float(s) for g, s in self.random_effect_sds.items()},
         }

@@ -29,14 +29,11 @@ from scipy.special import expit
 
 from study.analysis._crossed import CrossedStructure
 from study.analysis._design import MixedDesign, build_design
-from study.analysis._result import MixedModelResult
+from study.analysis._result import Z95, MixedModelResult, wald_table
 from study.analysis.lmm import fit_lmm_log_time  # noqa: F401  (re-exported: same study, same API)
 from study.analysis.simulate import simulate_reader_study  # noqa: F401  (re-exported)
 
 __all__ = ["GLMMResult", "fit_glmm", "fit_lmm_log_time", "simulate_reader_study"]
-
-_Z95 = stats.norm.ppf(0.975)
-
 
 @dataclass(kw_only=True)
 class GLMMResult(MixedModelResult):
@@ -56,8 +53,7 @@ class GLMMResult(MixedModelResult):
         return {**self._summary("binomial GLMM (logit), Laplace approximation"),
                 "n_groups": {k: int(v) for k, v in self.n_groups.items()},
                 "loglik": float(self.loglik),
-                "vcov_method": self.vcov_method,
-                "random_effects": {f"{g}_sd": float(s) for g, s in self.random_effect_sds.items()}}
+                "vcov_method": self.vcov_method}
 
     def marginal_effects(self, by: str | None = "experience", condition: str = "condition", n_quad: int = 40) -> pd.DataFrame:
         """The AI effect within each level of ``by``: odds ratio and percentage points.
@@ -127,14 +123,14 @@ class GLMMResult(MixedModelResult):
                     "log_or": log_or,
                     "log_or_se": se_or,
                     "odds_ratio": float(np.exp(log_or)),
-                    "or_ci_low": float(np.exp(log_or - _Z95 * se_or)),
-                    "or_ci_high": float(np.exp(log_or + _Z95 * se_or)),
+                    "or_ci_low": float(np.exp(log_or - Z95 * se_or)),
+                    "or_ci_high": float(np.exp(log_or + Z95 * se_or)),
                     "p": float(2 * stats.norm.sf(abs(log_or / se_or))) if se_or > 0 else float("nan"),
                     f"p_{ref}": prob[ref],
                     f"p_{treat}": prob[treat],
                     "pp_diff": 100 * diff,
-                    "pp_ci_low": 100 * (diff - _Z95 * se_pp),
-                    "pp_ci_high": 100 * (diff + _Z95 * se_pp),
+                    "pp_ci_low": 100 * (diff - Z95 * se_pp),
+                    "pp_ci_high": 100 * (diff + Z95 * se_pp),
                 }
             )
         return pd.DataFrame(rows)
@@ -161,20 +157,7 @@ def fit_glmm(
     K = st.K
     theta, beta = res["x"][:K], res["x"][K:]
     V = res["vcov_beta"]
-    se = np.sqrt(np.diag(V))
-    z = beta / se
-    fe = pd.DataFrame(
-        {
-            "term": d.terms,
-            "estimate": beta,
-            "se": se,
-            "z": z,
-            "p": 2 * stats.norm.sf(np.abs(z)),
-            "ci_low": beta - _Z95 * se,
-            "ci_high": beta + _Z95 * se,
-            "odds_ratio": np.exp(beta),
-        }
-    )
+    fe = wald_table(d.terms, beta, V, "odds_ratio")
     return GLMMResult(
         formula=d.formula,
         groups=d.groups,

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from study.analysis._crossed import CrossedStructure
 from study.analysis._design import build_design
-from study.analysis._result import MixedModelResult
-
-_Z95 = stats.norm.ppf(0.975)
-
+from study.analysis._result import MixedModelResult, wald_table
 
 @dataclass(kw_only=True)
 class LMMResult(MixedModelResult):
@@ -30,10 +27,9 @@ class LMMResult(MixedModelResult):
     reml_criterion: float
 
     def to_dict(self) -> dict:
-        return {**self._summary("linear mixed model of log(seconds), REML"),
-                "reml_criterion": float(self.reml_criterion),
-                "random_effects": {**{f"{g}_sd": float(s) for g, s in self.random_effect_sds.items()},
-                                   "residual_sd": float(self.residual_sd)}}
+        out = {**self._summary("linear mixed model of log(seconds), REML"), "reml_criterion": float(self.reml_criterion)}
+        out["random_effects"]["residual_sd"] = float(self.residual_sd)
+        return out
 
 
 def fit_lmm_log_time(
@@ -92,20 +88,7 @@ def fit_lmm_log_time(
     theta = np.asarray(r.x)
     crit, beta, sigma2, RtR = profile(theta)
     V = sigma2 * np.linalg.inv(RtR)
-    se = np.sqrt(np.diag(V))
-    z = beta / se
-    fe = pd.DataFrame(
-        {
-            "term": d.terms,
-            "estimate": beta,
-            "se": se,
-            "z": z,
-            "p": 2 * stats.norm.sf(np.abs(z)),
-            "ci_low": beta - _Z95 * se,
-            "ci_high": beta + _Z95 * se,
-            "time_ratio": np.exp(beta),
-        }
-    )
+    fe = wald_table(d.terms, beta, V, "time_ratio")
     sigma = float(np.sqrt(sigma2))
     msgs = [] if r.success else [f"optimizer: {r.message}"]
     return LMMResult(
