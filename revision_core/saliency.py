@@ -57,7 +57,7 @@ from torch import nn
 
 METHODS = ("integrated_gradients", "smoothgrad", "gradcam", "occlusion")
 METHOD_NAMES = {"integrated_gradients": "Integrated gradients", "smoothgrad": "SmoothGrad",
-                "gradcam": "Grad-CAM (coarse: the tower's last 8x8 grid)", "occlusion": "Occlusion"}
+                "gradcam": "Grad-CAM (coarse: the last feature grid)", "occlusion": "Occlusion"}
 BASELINES = ("blurred", "black")
 BLUR_SIGMA_FRACTION = 0.04
 _LOCK = threading.Lock()
