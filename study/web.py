@@ -12,7 +12,6 @@ failure, lockout and refused try is written to the audit trail (never the typed 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import statistics
@@ -481,8 +480,7 @@ def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str, *, act
     if actor is not None:
         with factory() as session:
             audit.record(session, actor=actor, action="study.exported", entity="study", entity_id=study_id,
-                         study_id=study_id, after={"format": fmt, "bytes": len(data),
-                                                   "sha256": hashlib.sha256(data).hexdigest()})
+                         study_id=study_id, after={"format": fmt, "file": data})  # stored as sha256 + size
             session.commit()
     return data
 

@@ -245,6 +245,6 @@ def test_every_reachable_page_renders(server):
         assert len(lines) == 2 and item.case_id in lines[1]
         with factory() as s:  # the download is in the audit trail, with who took it and a hash of what
             exported = s.scalars(select(AuditEvent).where(AuditEvent.action == "study.exported")).all()
-        assert [(e.actor, e.after["format"], e.after["bytes"]) for e in exported] == [
+        assert [(e.actor, e.after["format"], e.after["file"]["bytes"]) for e in exported] == [
             (f"investigator:{E2E_USER}", "csv", Path(download.value.path()).stat().st_size)]
         browser.close()

@@ -138,5 +138,5 @@ def test_a_page_download_is_audited_and_the_report_csv_is_not(Session):
     with Session() as s:
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "study.exported")).all()
     assert [(e.actor, e.entity_id, e.after) for e in events] == [
-        ("investigator:lead", str(sid), {"format": "parquet", "bytes": len(data),
-                                         "sha256": hashlib.sha256(data).hexdigest()})]
+        ("investigator:lead", str(sid), {"format": "parquet", "file": {"sha256": hashlib.sha256(data).hexdigest(),
+                                                                        "bytes": len(data)}})]
