@@ -34,6 +34,6 @@ else:
     ]}
 if current == "investigator":
     st.sidebar.caption(f"Signed in as investigator **{st.session_state.get('investigator_user', '?')}**")
-if current is not None:
     st.sidebar.button("Sign out", on_click=sign_out, key="sign_out")
-st.navigation(pages).run()
+# a reader has one page and its own "Pause and sign out" button: no sidebar, the photograph gets the width
+st.navigation(pages, position="hidden" if current == "reader" else "sidebar").run()

@@ -84,7 +84,8 @@ def make_big_study(tmp: Path, n_cases: int, *, design: str = "sequential", n_rea
 @contextlib.contextmanager
 def streamlit_server(tmp: Path, db_url: str, **env_extra: str):
     """Yield (base url, Popen) of the app on a free port with this database; the tests' server helper."""
-    env = {"REVISION_DB_URL": db_url, "REVISION_INVESTIGATOR_PASSWORD": "bench-only", **env_extra}
+    env = {"REVISION_DB_URL": db_url, "REVISION_INVESTIGATOR_PASSWORD": "bench-only",
+           "REVISION_STORE_ROOT": str(tmp / "store"), **env_extra}
     with app_server(tmp, env) as started:
         yield started
 

@@ -28,7 +28,7 @@ from _app_server import load_note, make_big_study, pct  # noqa: E402
 
 from tests.study.helpers import VALID_ANSWER  # noqa: E402
 
-WARMUP = 2  # one unaided and one aided answer, not counted (first imports of plotly etc.)
+WARMUP = 2  # one unaided and one aided answer, not counted (first imports of the viewer etc.)
 TARGET_MS = 100.0
 
 
@@ -44,13 +44,14 @@ def page_latencies(url: str, code: str, n: int) -> tuple[list[float], list[str]]
         assert not at.exception, at.exception
         at.radio[0].set_value("amd")
         at.radio[-1].set_value("No")
+        at.number_input[0].set_value(70)  # confidence: no default
         [b for b in at.button if b.proto.is_form_submitter][0].click()
         t0 = time.perf_counter()
         at.run()
         dt = time.perf_counter() - t0
         assert not at.exception, at.exception
         assert any(s.value.startswith("Case ") for s in at.subheader), "no next case rendered"
-        kind = "aided" if any("AI-assisted" in c.value for c in at.caption) else "unaided"
+        kind = "aided" if any("AI-assisted" in m.value for m in at.markdown) else "unaided"
         if i >= WARMUP:
             times.append(dt)
             kinds.append(kind)

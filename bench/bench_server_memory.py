@@ -2,13 +2,16 @@
 (a visitor opens the model playground, which loads the configured model — the bundled demo model by
 default — and predicts one sample photograph), and per additional reader session (``--sessions``
 browser contexts, kept open, that each sign in with their own code, consent and show a case).
+The cases are real 8-megapixel photographs (the IDRiD set in ../shared/real, 3410 x 2848; synthetic
+3000 x 2500 JPEGs where it is absent), imported through the manifest import: the server only hands out
+links to them (the browser fetches the files), so a reader session should not hold a photograph.
 
 RSS comes from psutil when installed, else /proc/PID/status VmRSS, of the ``streamlit run`` process
-(started as tests/test_e2e_browser.py starts it, on a sequential study of ``--cases`` cases with
-precomputed AI output). The first reader session also pays one-off costs (the reading page's imports,
-plotly), so the per-session figure is given both with and without it.
+(started as tests/test_e2e_browser.py starts it, on a sequential study of ``--cases`` photographs with
+stored AI output). The first reader session also pays one-off costs (the reading page's imports,
+the viewer component), so the per-session figure is given both with and without it.
 
-    nice -n 10 .venv/bin/python bench/bench_server_memory.py [--sessions 5] [--cases 1000]
+    nice -n 10 .venv/bin/python bench/bench_server_memory.py [--sessions 5] [--cases 12]
 
 Skips (exit 0) with the reason when Chromium or playwright is absent.
 """
@@ -22,8 +25,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _app_server import (browser_missing, launch_chromium, load_note, make_big_study, reader_consent,  # noqa: E402
-                         reader_sign_in, rss_mb, streamlit_server)
+from _app_server import (browser_missing, launch_chromium, load_note, reader_consent, reader_sign_in,  # noqa: E402
+                         rss_mb, streamlit_server)
+
+from tests.app_helpers import make_photo_study, study_photos  # noqa: E402
 
 SETTLE_S = 1.5
 
@@ -36,7 +41,7 @@ def settled_rss(pid: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=5)
-    ap.add_argument("--cases", type=int, default=1000)
+    ap.add_argument("--cases", type=int, default=12)
     args = ap.parse_args()
     why = browser_missing()
     if why:
@@ -48,8 +53,10 @@ def main() -> int:
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         tmp = Path(tmp)
-        url, codes = make_big_study(tmp, args.cases, n_readers=args.sessions)
-        with streamlit_server(tmp, url) as (base, proc), sync_playwright() as p:
+        photos, what = study_photos(tmp, args.cases)
+        url, store, _ids, codes = make_photo_study(tmp, photos, design="sequential", n_readers=args.sessions)
+        print(f"  cases: {what}")
+        with streamlit_server(tmp, url, REVISION_STORE_ROOT=str(store)) as (base, proc), sync_playwright() as p:
             rows.append(("after start (health check answered)", settled_rss(proc.pid)))
             browser = launch_chromium(p)
             visitor = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -73,7 +80,7 @@ def main() -> int:
                 rpage = ctx.new_page()
                 reader_sign_in(rpage, base, codes[i])
                 reader_consent(rpage)
-                expect(rpage.locator('[data-testid="stImage"] img').first).to_be_visible(timeout=60_000)
+                rpage.wait_for_function("() => window.__caseViewer && window.__caseViewer.painted", timeout=60_000)
                 rows.append((f"reader session {i + 1} open, showing case 1", settled_rss(proc.pid)))
             for ctx in contexts:
                 ctx.close()

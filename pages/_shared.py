@@ -99,3 +99,37 @@ def probability_chart(names, probabilities, height: int | None = None):
     fig.update_traces(textposition="outside", cliponaxis=False)
     fig.update_xaxes(tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
     return fig
+
+
+@st.cache_data(show_spinner=False)
+def _label_set_names(label_set: str) -> dict[str, str]:
+    from revision_core.labels import load_label_set
+
+    return {f.key: f.name for f in load_label_set(label_set).findings}
+
+
+def finding_names(label_set: str | None, questions=()) -> dict[str, str]:
+    """Finding key -> name as the AI panel shows it: the label set's names, else the questions' option labels."""
+    names = {k: label for q in questions for k, label in (q.get("options") or ())}
+    if label_set:
+        try:
+            names.update(_label_set_names(label_set))
+        except Exception:  # a label set edited or removed since precompute: fall back to the option labels
+            pass
+    return names
+
+
+READING_ROOM_CSS = """
+<style>
+/* the reading page: the photograph gets the room. No header band, slim margins, and the viewer column
+   stays in view while the reader scrolls the questions */
+header[data-testid="stHeader"] { display: none; }
+.stMainBlockContainer, [data-testid="stMainBlockContainer"] { padding: 0.75rem 1rem 1rem 1rem; max-width: none; }
+.st-key-viewer_column { position: sticky; top: 0.5rem; }
+.stMainBlockContainer h3 { padding: 0 0 0.1rem 0; }
+</style>
+"""
+
+
+def reading_room_style() -> None:
+    st.html(READING_ROOM_CSS)

@@ -1,98 +1,102 @@
-"""The reading page: consent, the case viewer, the study's questions, the AI panel for aided items only,
-progress, pause/resume and the end-of-session page. All state comes from the database each run.
+"""The reading page: consent, then one case at a time: the photograph in the client-side viewer on the
+left (it takes the window's height), the AI panel (aided items only) and the study's questions on the
+right. All state comes from the database each run.
 
 No AI output for unaided items: the workflow gives an unaided reading as an ``Item``, which has no AI
-field at all, and the AI panel below is drawn only for an ``AidedItem``; nothing else on this page
-reads AI output, so an unaided item sends none to the browser.
+field at all; the AI panel and the saliency overlay are drawn only for an ``AidedItem``, and the
+viewer's photograph link names the case photograph only (``study.image_links``), never an AI output.
 """
 import uuid
 
 import streamlit as st
 
-from pages._shared import database, probability_chart, require_role, sign_out
+from components.case_viewer import case_viewer
+from pages._answer_form import collect_answer, draw_answer_form
+from pages._shared import database, finding_names, reading_room_style, require_role, sign_out
 from study.config import AnswerInvalid
-from study.viewer import ViewSettings, blend, from_png, render_view
-from study.web import case_image, describe_answer, is_aided, reader_state, record_consent, submit_answer
+from study.reader_screen import case_display, consent_summary, eye_label
+from study.web import describe_answer, is_aided, reader_state, record_consent, submit_answer
 
-CONSENT_VERSION = "2026-01"
+CONSENT_VERSION = "2026-12"
 require_role("reader")
+reading_room_style()
 factory = database()
 state = reader_state(factory, st.session_state["reader_id"])
 
-st.title(state.study_name)
-top = st.columns([4, 1])
-top[0].caption(f"Signed in as reader {state.pseudonym}")
-if top[1].button("Pause and sign out", key="pause"):
-    sign_out()
-    st.rerun()
+
+def pause_button(where: str) -> None:
+    if st.button("Pause and sign out", key=f"pause_{where}", icon=":material/pause:"):
+        sign_out()
+        st.rerun()
+
 
 if state.revoked:
     st.error("This access code has been revoked. Please contact the study team.")
     st.stop()
 
 if not state.consented:
+    st.title(state.study_name)
     st.header("Instructions and consent")
     st.markdown(
+        f"- {consent_summary(factory, st.session_state['reader_id'])}\n"
         "- You will see colour fundus photographs one at a time and answer the same questions for each.\n"
-        "- Some cases show an **AI suggestion**; others do not. The suggestion comes from a research model "
-        "and may be wrong: answer with your own judgement.\n"
-        "- Use the zoom, brightness, contrast and red-free controls as you would in clinic.\n"
+        "- Some readings show an **AI suggestion**; others do not. The page says when a block of AI-assisted "
+        "readings begins. The suggestion comes from a research model and may be wrong: answer with your own "
+        "judgement.\n"
+        "- The viewer works like a clinic viewer: mouse wheel or pinch to zoom (up to 8 screen pixels per "
+        "photograph pixel), drag to pan, double-click to fit; brightness, contrast, gamma and red-free are "
+        "in the toolbar; keys + − 0 1, arrows, G (red-free), R (reset).\n"
         "- Every answer is saved when you submit it; you can pause at any time and resume with the same code.\n"
         "- Answers are stored under a pseudonym and used only for this study's analysis.")
     agreed = st.checkbox("I have read the instructions and agree to take part in this reader study.",
                          key="consent_box")
-    if st.button("Start reading", type="primary", disabled=not agreed, key="consent_start"):
-        record_consent(factory, st.session_state["reader_id"], CONSENT_VERSION)
-        st.rerun()
+    # a callback: the consent is stored before the next run, which draws the first case directly
+    st.button("Start reading", type="primary", disabled=not agreed, key="consent_start", on_click=record_consent,
+              args=(factory, st.session_state["reader_id"], CONSENT_VERSION))
+    pause_button("consent")
     st.stop()
 
-st.progress(state.done / state.total if state.total else 0.0,
-            text=f"{state.done} of {state.total} readings done")
-if state.error:
-    st.error(state.error)
-    st.stop()
-if state.washout_until is not None:
-    st.header("End of this session")
-    st.success(f"Thank you: you have finished session {state.washout_session - 1}.")
-    st.info(f"Session {state.washout_session} opens on **{state.washout_until:%A %d %B %Y, %H:%M} UTC** "
-            "(a washout period between sessions). Sign in again with the same code on or after that date.")
-    st.stop()
-if state.finished:
-    st.header("Study complete")
-    st.success(f"Thank you: all {state.total} readings are saved. You can close this window.")
+if state.error or state.washout_until is not None or state.finished:
+    st.title(state.study_name)
+    st.progress(state.done / state.total if state.total else 0.0, text=f"{state.done} of {state.total} readings done")
+    if state.error:
+        st.error(state.error)
+    elif state.washout_until is not None:
+        st.header("End of this session")
+        st.success(f"Thank you: you have finished session {state.washout_session - 1}.")
+        st.info(f"Session {state.washout_session} opens on **{state.washout_until:%A %d %B %Y, %H:%M} UTC** "
+                "(a washout period between sessions). Sign in again with the same code on or after that date.")
+    else:
+        st.header("Study complete")
+        st.success(f"Thank you: all {state.total} readings are saved. You can close this window.")
+    pause_button("end")
     st.stop()
 
 item = state.item
 aided = is_aided(item)
-st.subheader(f"Case {item.position} of {item.total}")
-st.caption(("AI-assisted reading" if aided else "Unaided reading")
-           + (f" · session {item.session}" if state.design == "crossover" else "")
-           + (" · step 2: final answer" if item.step == 2 else ""))
+mode = "AI-assisted reading" if aided else "Unaided reading"
+if item.step == 2:
+    mode += " · step 2: final answer"
+where = f"Case {item.position} of {item.total}" + (f", session {item.session} of {item.sessions}"
+                                                   if item.sessions > 1 else "")
+head = st.columns([5, 1.3], vertical_alignment="center")
+head[0].subheader(where, anchor=False)
+head[0].markdown(f"**{mode}** · {eye_label(item.eye)} · :gray[{state.study_name} · reader {state.pseudonym}]")
+with head[1]:
+    pause_button("case")
 
-left, right = st.columns([3, 2])
-with left:
-    image = case_image(state.study_id, item.image_ref)
-    with st.expander("Viewer controls", expanded=True):
-        c1, c2, c3 = st.columns(3)
-        zoom = c1.slider("Zoom", 1.0, 8.0, 1.0, 0.5, key="v_zoom")
-        brightness = c2.slider("Brightness", 0.5, 2.0, 1.0, 0.05, key="v_brightness")
-        contrast = c3.slider("Contrast", 0.5, 2.0, 1.0, 0.05, key="v_contrast")
-        c4, c5, c6 = st.columns(3)
-        red_free = c4.toggle("Red-free (green channel)", key="v_redfree")
-        cx = c5.slider("Pan left-right", 0.0, 1.0, 0.5, 0.01, key="v_cx", disabled=zoom == 1.0)
-        cy = c6.slider("Pan up-down", 0.0, 1.0, 0.5, 0.01, key="v_cy", disabled=zoom == 1.0)
-    if aided and item.ai.saliency_png is not None:
-        with st.container(border=True):
-            show = st.toggle("Show the AI saliency overlay", key="v_saliency")
-            opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="v_opacity", disabled=not show)
-        if show:
-            image = blend(image, from_png(item.ai.saliency_png), opacity)
-    view = render_view(image, ViewSettings(brightness, contrast, red_free, zoom, cx, cy))
-    st.image(view, caption=f"{image.width}x{image.height} px" + (f", zoom {zoom:g}x" if zoom > 1 else ""),
-             width="stretch")
+left, right = st.columns([5, 3], gap="small")
+with left, st.container(key="viewer_column"):
+    display = case_display(state.study_id, item.image_ref, item.next_image_ref)
+    overlay = item.ai.saliency_png if aided else None
+    case_viewer(key=f"viewer_{item.assignment_id}", screen_url=display.screen_url, full_url=display.full_url,
+                width=display.width, height=display.height, prefetch=display.prefetch,
+                overlay_png=overlay, overlay_label=item.ai.saliency_label if overlay is not None else None)
 
 with right:
-    options = {k: label for q in item.questions if q["id"] == "primary_diagnosis" for k, label in q["options"]}
+    if aided and item.block_start:
+        st.info("**AI-assisted readings start here.** From this case on, the model's suggestion is shown "
+                "beside the photograph.", icon=":material/lightbulb:")
     if item.prior_answer is not None:
         with st.container(border=True):
             st.markdown("**Your unaided answer (locked)**")
@@ -100,50 +104,30 @@ with right:
                                     for question, answer in describe_answer(item.questions, item.prior_answer)))
     if aided:
         ai = item.ai
+        names = finding_names(ai.label_set, item.questions)
         with st.container(border=True, key="ai_panel"):
-            st.markdown("#### AI suggestion")
-            st.info("This is a **suggestion** from a model. It can be wrong: the decision is yours.", icon=":material/lightbulb:")
-            top_findings = sorted(ai.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:5]
-            fig = probability_chart([options.get(k, k) for k, _ in top_findings], [p for _, p in top_findings],
-                                    height=260)
-            st.plotly_chart(fig, width="stretch", key=f"ai_chart_{item.assignment_id}")
+            st.markdown("**AI suggestion.** It can be wrong: the decision is yours.")
+            for finding, p in sorted(ai.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:5]:
+                st.progress(min(max(float(p), 0.0), 1.0), text=f"{names.get(finding, finding)}: **{p:.0%}**")
             card = ai.model_card
-            st.caption(f"Model: {card.get('name', '?')} · version {ai.model_version}")
-            if card.get("is_demo"):
-                st.warning("Demo model trained on synthetic images only: it shows how the system works and is "
-                           "not for clinical use.", icon=":material/warning:")
+            st.caption(f"Model: {card.get('name', '?')} · version {ai.model_version}"
+                       + (" · **demo model trained on synthetic images only, not for clinical use**"
+                          if card.get("is_demo") else ""))
 
     key = st.session_state.setdefault(f"idem_{item.assignment_id}", uuid.uuid4().hex)
     sequential_step1 = state.design == "sequential" and item.step == 1
+    allow_ungradable = item.allow_ungradable
 
     def _submit(reader_id: int, assignment_id: int, questions: tuple, idempotency_key: str) -> None:
         # a callback runs before the next script run, so that run draws the next item directly
-        answer = {}
-        for q in questions:
-            value = st.session_state.get(f"q_{assignment_id}_{q['id']}")
-            if q["kind"] == "boolean" and value is not None:
-                value = value == "Yes"
-            if q["kind"] == "integer" and value is not None:
-                value = int(value)
-            if value is not None:
-                answer[q["id"]] = value
+        answer = collect_answer(questions, assignment_id, allow_ungradable)
         try:
             submit_answer(factory, reader_id, assignment_id, answer, idempotency_key)
         except AnswerInvalid as exc:
             st.session_state["answer_error"] = "Please complete the form: " + "; ".join(exc.problems)
 
-    with st.form(f"answer_{item.assignment_id}"):
-        for q in item.questions:
-            wkey = f"q_{item.assignment_id}_{q['id']}"
-            labels = dict(q["options"])
-            if q["kind"] == "single_choice":
-                st.radio(q["text"], list(labels), format_func=labels.get, index=None, key=wkey)
-            elif q["kind"] == "multi_choice":
-                st.multiselect(q["text"], list(labels), format_func=labels.get, key=wkey)
-            elif q["kind"] == "integer":
-                st.slider(q["text"], q["minimum"], q["maximum"], (q["minimum"] + q["maximum"]) // 2, key=wkey)
-            elif q["kind"] == "boolean":
-                st.radio(q["text"], ["Yes", "No"], index=None, horizontal=True, key=wkey)
+    with st.form(f"answer_{item.assignment_id}", border=False):
+        draw_answer_form(item.questions, item.assignment_id, allow_ungradable)
         label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
         st.form_submit_button(label, type="primary", on_click=_submit,
                               args=(st.session_state["reader_id"], item.assignment_id, item.questions, key))

@@ -1,4 +1,6 @@
-"""Serve the app: ``python scripts/serve_app.py [streamlit options]`` = ``streamlit run app.py`` in-process.
+"""Serve the app: ``python scripts/serve_app.py [streamlit options]`` = ``streamlit run server.py`` in-process.
+
+server.py is app.py plus the route that serves case photographs to the reading page's viewer.
 
 Why not plain ``streamlit run``: a folder named ``pages/`` next to app.py makes Streamlit start in its
 old file-based multipage mode, so if a fresh server's very first request names a page URL, that page
@@ -11,7 +13,7 @@ from pathlib import Path
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.web import cli
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+APP = Path(__file__).resolve().parents[1] / "server.py"
 
 if __name__ == "__main__":
     PagesManager.uses_pages_directory = False

@@ -22,6 +22,22 @@ Only the latest version of each answer goes into the iMRMC file. The file is: fr
 lines, ``NR``/``N0``/``N1``/``NM`` counts, ``BEGIN DATA:``, then one ``-1,caseID,0,truth`` line per
 case and ``readerID,caseID,modalityID,score`` lines. Case IDs are integers 1..K (iMRMC readers such as
 RJafroc require integers); the header lists which case key each number stands for.
+
+Studies with their own ``[[question]]`` tables (``config.custom_questions``) export one ``q_<id>``
+column per question (multi_choice joined with ';', booleans true/false) and ``ref_<id>`` for each
+question with a reference; the legacy protocol keeps its column names (``primary_diagnosis``,
+``findings``, ``confidence``, ``referral``). Both carry what the analysis reads: ``answer`` and
+``truth`` (the primary question's answer and reference as text), ``correct`` (``study.scoring``;
+empty for ungradable readings and cases without a reference), ``ungradable``, ``primary_question``
+and ``primary_kind``, ``confidence`` where a 0-100 question with id ``confidence`` exists, and for
+an ordinal primary ``answer_grade``, ``truth_grade`` (0-based option positions) and
+``grade_distance``. ``ai_saliency_method`` names the saliency method of the overlay shown.
+
+iMRMC for other primary kinds: ordinal uses the grade as the rating (an ordinal ROC scale) against
+truth = reference grade >= the task's grade (task ``abnormal``: the second grade, i.e. any grade above
+the lowest; or an option key); boolean uses truth = the reference and rating 50 +/- confidence/2 (or
+100/0 without a confidence question); multi_choice has no per-case binary truth and is refused.
+Ungradable readings are left out of the iMRMC file (the header says how many).
 """
 
 from __future__ import annotations
@@ -29,11 +45,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study.config import NORMAL
+from study import scoring
+from study.config import LEGACY_SALIENCY, NORMAL
 from study.models import AIDED_CONDITIONS, AIOutput, Answer, Assignment, Case, Reader
 from study.simulate import ai_top
 from study.studies import get_study, study_config
@@ -59,10 +77,22 @@ def _shown_ai(session: Session, case_ids: set[int], model_version: str | None) -
     return out
 
 
+def _confidence_question(config) -> str | None:
+    """The question id whose answers are a 0-100 confidence (for the ``confidence`` column), if any."""
+    for q in config.questions:
+        if q.id == "confidence" and q.kind in ("integer", "number") and (q.minimum or 0) >= 0 and (
+                q.maximum is not None and q.maximum <= 100):
+            return q.id
+    return None
+
+
 def answers_table(session: Session, study_id: int | str) -> pd.DataFrame:
     """Every stored answer version of the study as one long table (see the module docstring)."""
     study = get_study(session, study_id)
     config = study_config(study)
+    primary_q = config.primary_question
+    custom = config.custom_questions
+    conf_id = _confidence_question(config)
     rows = session.execute(
         select(Answer, Assignment, Reader, Case)
         .join(Assignment, Answer.assignment_id == Assignment.id)
@@ -76,36 +106,62 @@ def answers_table(session: Session, study_id: int | str) -> pd.DataFrame:
     ai = _shown_ai(session, {c.id for _, _, _, c in rows}, study.model_version)
     out = []
     for ans, a, r, c in rows:
-        primary, findings = truth_of(c.reference_labels)
         p = ans.payload
+        sc = scoring.score(primary_q, c.reference_labels, p)
         shown = ai.get(c.id) if a.condition in AIDED_CONDITIONS else None
         top, top_p = ai_top(shown.probabilities) if shown else (None, None)
-        row = {
-            "study": study.name, "reader": r.pseudonym, "level": r.level, "years": r.years_experience,
-            "case": c.case_key, "truth": primary, "truth_findings": ";".join(findings),
-            **{f"truth_{f}": int(f in findings) for f in config.findings},
-            "condition": a.condition, "session": a.session, "position": a.position, "step": a.step,
-            "primary_diagnosis": p.get("primary_diagnosis"), "findings": ";".join(p.get("findings") or []),
-            "confidence": p.get("confidence"), "referral": p.get("referral"),
-            "correct": int(p.get("primary_diagnosis") == primary),
+        saliency_shown = bool(shown is not None and a.condition == "ai_saliency"
+                              and (shown.saliency_png or shown.saliency_path))
+        row = {"study": study.name, "reader": r.pseudonym, "level": r.level, "years": r.years_experience,
+               "case": c.case_key, "truth": sc.truth}
+        if custom:
+            row |= {"condition": a.condition, "session": a.session, "position": a.position, "step": a.step,
+                    "ungradable": sc.ungradable, "answer": sc.answer, "correct": sc.correct}
+            if primary_q.kind == "ordinal":
+                row |= {"answer_grade": sc.answer_grade, "truth_grade": sc.truth_grade,
+                        "grade_distance": sc.distance}
+            if conf_id:
+                row["confidence"] = p.get(conf_id)
+            for q in config.questions:
+                row[f"q_{q.id}"] = scoring.as_text(q, p.get(q.id))
+            for q in config.questions:
+                if q.truth:
+                    row[f"ref_{q.id}"] = scoring.as_text(q, scoring.reference(q, c.reference_labels))
+        else:
+            primary, findings = truth_of(c.reference_labels)
+            row |= {"truth_findings": ";".join(findings),
+                    **{f"truth_{f}": int(f in findings) for f in config.findings},
+                    "condition": a.condition, "session": a.session, "position": a.position, "step": a.step,
+                    "primary_diagnosis": p.get("primary_diagnosis"), "findings": ";".join(p.get("findings") or []),
+                    "confidence": p.get("confidence"), "referral": p.get("referral"), "correct": sc.correct}
+        row |= {
             "version": ans.version, "is_latest": ans.version == latest[a.id], "correction_reason": ans.reason,
             "ai_model_version": shown.model_version if shown else None,
             "ai_top_suggestion": top, "ai_top_probability": top_p,
             "ai_probabilities": json.dumps(shown.probabilities, sort_keys=True) if shown else None,
-            "ai_saliency_shown": bool(shown is not None and a.condition == "ai_saliency"
-                                      and (shown.saliency_png or shown.saliency_path)),
+            "ai_saliency_shown": saliency_shown,
+            "ai_saliency_method": (shown.model_card.get("saliency") or {}).get("method", LEGACY_SALIENCY)
+            if saliency_shown else None,
             "shown_at": ans.shown_at.isoformat() if ans.shown_at else None,
             "submitted_at": ans.submitted_at.isoformat(),
             "seconds": (ans.submitted_at - ans.shown_at).total_seconds() if ans.shown_at else None,
             "answer_id": ans.id, "assignment_id": a.id,
         }
+        if not custom:
+            row |= {"answer": sc.answer, "ungradable": sc.ungradable}
+        row |= {"primary_question": primary_q.id, "primary_kind": primary_q.kind}
         out.append(row)
     columns = list(out[0]) if out else ["study", "reader", "level", "years", "case", "truth", "condition",
-                                         "correct", "version", "is_latest"]
+                                         "correct", "version", "is_latest", "answer", "ungradable"]
     df = pd.DataFrame(out, columns=columns)
     if not df.empty:
-        df["confidence"] = df["confidence"].astype("Int64")
-        df["referral"] = df["referral"].astype("boolean")
+        df["correct"] = df["correct"].astype("Int64")
+        for col in ("confidence", "answer_grade", "truth_grade", "grade_distance"):
+            if col in df.columns and pd.to_numeric(df[col], errors="coerce").notna().eq(df[col].notna()).all():
+                df[col] = pd.to_numeric(df[col]).astype("Int64")
+        if "referral" in df.columns:
+            df["referral"] = df["referral"].astype("boolean")
+        df["ungradable"] = df["ungradable"].astype(bool)
     return df
 
 
@@ -120,34 +176,77 @@ def _rating(answer_primary: str, answer_findings: str, confidence, task: str) ->
     return 50 - conf / 2
 
 
+def _binary_task(latest: pd.DataFrame, task: str) -> tuple[dict, pd.Series, str, str]:
+    """(truth per case, rating per row, task description, score rule) for the primary question's kind."""
+    kind = str(latest["primary_kind"].iloc[0]) if "primary_kind" in latest.columns else "single_choice"
+    first = latest.drop_duplicates("case").set_index("case")
+    conf = latest["confidence"] if "confidence" in latest.columns else pd.Series(None, index=latest.index)
+    if kind == "ordinal":
+        grades = {**dict(zip(latest["answer"], latest["answer_grade"])), **dict(zip(first["truth"], first["truth_grade"]))}
+        grades = {str(k): int(v) for k, v in grades.items() if pd.notna(k) and pd.notna(v)}
+        if task == "abnormal":
+            cut, label = 1, "reference grade above the lowest"
+        elif task in grades:
+            cut, label = grades[task], f"reference grade >= {task}"
+        else:
+            raise ValueError(f"unknown task {task!r} for an ordinal primary question: use 'abnormal' or a grade "
+                             f"({', '.join(sorted(grades, key=grades.get))})")
+        truth = {c: int(first.at[c, "truth_grade"] >= cut) for c in first.index}
+        return truth, latest["answer_grade"].astype(float), f"{task} (truth 1 = {label})", \
+            "score = the reader's grade (0 = lowest option)"
+    if kind == "boolean":
+        if task != "abnormal":
+            raise ValueError(f"a yes/no primary question has one task, 'abnormal' (the reference is yes), got {task!r}")
+        truth = {c: int(str(first.at[c, "truth"]) == "true") for c in first.index}
+        yes = latest["answer"].astype(str) == "true"
+        c = conf.astype(float).fillna(100.0)
+        return truth, pd.Series(np.where(yes, 50 + c / 2, 50 - c / 2), index=latest.index), \
+            "abnormal (truth 1 = reference yes)", "score = 50 +/- confidence/2 by the yes/no answer (100/0 without confidence)"
+    if kind == "multi_choice":
+        raise ValueError("iMRMC needs one binary truth per case; a multi_choice primary question has none "
+                         "(use the long CSV export)")
+    if task != "abnormal" and f"truth_{task}" not in latest.columns:
+        known = [c[len("truth_"):] for c in latest.columns if c.startswith("truth_") and c != "truth_findings"]
+        raise ValueError(f"unknown task {task!r}: use 'abnormal' or a finding key ({', '.join(known)})")
+    truth = {c: int(first.at[c, "truth"] != NORMAL) if task == "abnormal" else int(first.at[c, f"truth_{task}"])
+             for c in first.index}
+    found = latest["findings"] if "findings" in latest.columns else pd.Series("", index=latest.index)
+    ratings = [_rating(a, f, cf, task) for a, f, cf in zip(latest["answer"], found, conf)]
+    return truth, pd.Series(ratings, index=latest.index), \
+        f"{task} (truth 1 = {'any finding' if task == 'abnormal' else task} in the reference)", \
+        "score = 50 +/- confidence/2 (see study/export.py)"
+
+
 def imrmc_text(table: pd.DataFrame, task: str = "abnormal", *, study: str = "") -> str:
     """An iMRMC input file for ``task`` from :func:`answers_table` output (latest versions only)."""
     if table.empty:
         raise ValueError("the study has no answers to export")
     latest = table[table["is_latest"]]
-    if task != "abnormal" and f"truth_{task}" not in latest.columns:
-        known = [c[len("truth_"):] for c in latest.columns if c.startswith("truth_") and c != "truth_findings"]
-        raise ValueError(f"unknown task {task!r}: use 'abnormal' or a finding key ({', '.join(known)})")
+    if "answer" not in latest.columns:  # an older table: the legacy primary diagnosis
+        latest = latest.assign(answer=latest["primary_diagnosis"])
+    ungradable = latest["ungradable"].astype(bool) if "ungradable" in latest.columns else pd.Series(False, index=latest.index)
+    skipped = int(ungradable.sum())
+    latest = latest[~ungradable & latest["truth"].notna()]
+    if latest.empty:
+        raise ValueError("no gradable answers with a reference to export")
+    truth, ratings, described, rule = _binary_task(latest, task)
+    latest = latest.assign(score_=ratings)
     cases = sorted(latest["case"].unique())
     case_no = {c: i for i, c in enumerate(cases, start=1)}
     readers = sorted(latest["reader"].unique())
     reader_no = {r: i for i, r in enumerate(readers, start=1)}
-    first = latest.drop_duplicates("case").set_index("case")
-    truth = {c: int(first.at[c, "truth"] != NORMAL) if task == "abnormal" else int(first.at[c, f"truth_{task}"])
-             for c in cases}
     modalities = sorted(latest["condition"].unique())
-    n1 = sum(truth.values())
+    n1 = sum(truth[c] for c in cases)
     lines = [f"iMRMC input exported by the ReVision reader study tools; study: {study}",
-             f"task: {task} (truth 1 = {'any finding' if task == 'abnormal' else task} in the reference); "
-             "score = 50 +/- confidence/2 (see study/export.py)",
+             f"task: {described}; {rule}"
+             + (f"; {skipped} ungradable reading(s) left out" if skipped else ""),
              "readers (ID = pseudonym): " + ", ".join(f"{reader_no[r]}={r}" for r in readers),
              "cases (ID = case key): " + ", ".join(f"{case_no[c]}={c}" for c in cases),
              "", f"NR: {len(readers)}", f"N0: {len(cases) - n1}", f"N1: {n1}", f"NM: {len(modalities)}", "",
              "BEGIN DATA:"]
     lines += [f"-1,{case_no[c]},0,{truth[c]}" for c in cases]
     for row in latest.sort_values(["reader", "condition", "case"]).itertuples(index=False):
-        score = _rating(row.primary_diagnosis, row.findings, row.confidence, task)
-        lines.append(f"{reader_no[row.reader]},{case_no[row.case]},{row.condition},{score:g}")
+        lines.append(f"{reader_no[row.reader]},{case_no[row.case]},{row.condition},{row.score_:g}")
     return "\n".join(lines) + "\n"
 
 

@@ -6,8 +6,11 @@ works in batches and commits each batch, skipping cases that already have an out
 version, so an interrupted run resumes where it stopped; an unreadable image is reported, not fatal.
 torch and the model are imported only inside :func:`precompute`, so the workflow stays light.
 Saliency overlays (for studies with an ``ai_saliency`` arm) explain the top finding of each case
-with ``revision_core.saliency.explain`` and are rendered to PNG bytes; a saliency failure is reported
-and the probabilities are still stored (the case then shows no overlay).
+with ``revision_core.saliency.explain`` using the study's ``[ai] saliency`` method (default integrated
+gradients with ``[ai] saliency_steps``) and are rendered to PNG bytes; the stored model card then
+carries ``saliency = {"method": ..., "steps": ...}`` so the export and the reader page know which
+method made the overlay. A saliency failure is reported and the probabilities are still stored (the
+case then shows no overlay).
 """
 
 from __future__ import annotations
@@ -56,27 +59,30 @@ class PrecomputeReport:
     saliency_failed: dict[str, str] = field(default_factory=dict)
 
 
-def _image_path(case: Case, store: Path) -> Path:
-    stored = store / case.image_ref
-    return stored if stored.is_file() else Path(case.image_ref)
+def _image_path(case: Case, store: Path):
+    """What load_image reads for the case: the stored file with its recorded orientation, or the path."""
+    from study.cases import case_source
+
+    return case_source(store, case.image_ref)
 
 
-def _overlay(loaded, classifier, path: Path, probs: dict[str, float], method: str) -> bytes:
+def _overlay(loaded, classifier, path, probs: dict[str, float], method: str, steps: int = 32) -> bytes:
     from revision_core.imageio import load_image
     from revision_core.saliency import explain
     from revision_core.saliency_render import render_overlay
 
     image = load_image(path)
     top = max(probs, key=probs.get)
-    return render_overlay(image, explain(loaded, classifier, image, top, method).map)
+    return render_overlay(image, explain(loaded, classifier, image, top, method, steps=steps).map)
 
 
 def precompute(session: Session, study_id: int, *, loaded=None, store_root: str | Path | None = None,
                batch_size: int = 16, actor: str = "precompute", device: str | None = None,
-               saliency: bool | None = None, saliency_method: str = "gradcam",
+               saliency: bool | None = None, saliency_method: str | None = None, saliency_steps: int | None = None,
                on_progress=None) -> PrecomputeReport:
     """Zero-shot probabilities (and saliency overlays where the design shows them) for every case of the
-    study that lacks them for this model version. ``saliency=None``: only if an arm is ``ai_saliency``."""
+    study that lacks them for this model version. ``saliency=None``: only if an arm is ``ai_saliency``;
+    ``saliency_method``/``saliency_steps`` default to the study's ``[ai]`` settings."""
     from revision_core.zeroshot import ZeroShotClassifier
 
     from study.cases import study_store
@@ -101,6 +107,9 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
     classifier = ZeroShotClassifier(loaded, config.label_set)
     if saliency is None:
         saliency = "ai_saliency" in config.design.conditions
+    method = saliency_method or config.saliency
+    steps = saliency_steps or config.saliency_steps
+    saliency_card = {**card, "saliency": {"method": method, "steps": steps}}
     store = study_store(study.id, store_root)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
@@ -113,10 +122,10 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
             png = None
             if saliency:
                 try:
-                    png = _overlay(loaded, classifier, _image_path(case, store), probs, saliency_method)
+                    png = _overlay(loaded, classifier, _image_path(case, store), probs, method, steps=steps)
                 except Exception as exc:  # reported, never fatal: the probabilities are still stored
                     report.saliency_failed[case.case_key] = f"{type(exc).__name__}: {exc}"
-            store_ai_output(session, case.id, model_card=card, probabilities=probs, label_set=config.label_set,
+            store_ai_output(session, case.id, model_card=saliency_card if png else card, probabilities=probs, label_set=config.label_set,
                             saliency_png=png, actor=actor, commit=False)
             report.stored += 1
         session.commit()  # one batch at a time: an interrupted run keeps every finished batch

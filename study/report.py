@@ -8,7 +8,9 @@ Results keys: meta, descriptive {accuracy, differences, sensitivity_specificity}
 (``fit_glmm("correct ~ condition * level")``.to_dict()), glmm_interaction_p, marginal_effects
 {condition: per-level odds ratios and percentage points}, reading_time (LMM of log seconds or
 None), mrmc {auc, percent_correct, ...} or None, ai_interaction {agreement, switching,
-switching_summary, kappa, roc, operating_points}, methods, software, summary.
+switching_summary, kappa, roc, operating_points}, primary {kind, excluded} (the scored question's kind;
+ungradable readings per condition and reads without a reference, left out of every analysis),
+agreement (ordinal primary only: ``study.analysis.agreement.qwk_summary``), methods, software, summary.
 """
 
 from __future__ import annotations
@@ -102,10 +104,19 @@ def _mrmc(df: pd.DataFrame) -> dict | None:
     """
     from study.analysis.mrmc import mrmc_analysis
 
-    if not {"confidence", "truth"} <= set(df.columns):
+    ordinal = df.attrs.get("primary_kind") == "ordinal" and {"answer_grade", "truth_grade"} <= set(df.columns)
+    if ordinal:  # the grade is an ordinal rating; truth = any grade above the lowest (as the iMRMC export)
+        sub = df[df["answer_grade"].notna() & df["truth_grade"].notna()].drop_duplicates(
+            ["reader", "condition", "case"]).copy()
+        sub["rating"], sub["truth"] = sub["answer_grade"], (sub["truth_grade"] >= 1).astype(int)
+        rating = "the reader's grade (ordinal rating); truth = reference grade above the lowest"
+    elif not {"confidence", "truth"} <= set(df.columns):
         return None
-    sub = df[df["confidence"].notna() & df["truth"].notna()].drop_duplicates(["reader", "condition", "case"]).copy()
-    if "call" in sub.columns and sub["call"].notna().all():
+    else:
+        sub = df[df["confidence"].notna() & df["truth"].notna()].drop_duplicates(["reader", "condition", "case"]).copy()
+    if ordinal:
+        pass
+    elif "call" in sub.columns and sub["call"].notna().all():
         sub["rating"] = np.where(sub["call"] == 1, 50 + sub["confidence"] / 2, 50 - sub["confidence"] / 2)
         rating = "signed confidence: 50 +/- confidence/2 by the reader's abnormal/normal call"
     else:
@@ -143,6 +154,7 @@ def analyze_reads(
     from study.analysis.lmm import fit_lmm_log_time
 
     df = load_reads(reads, level_order=level_order, normal_label=normal_label)
+    kind, excluded = df.attrs.get("primary_kind", "single_choice"), df.attrs.get("excluded", {})
     levels = [str(x) for x in df["level"].cat.categories]
     sequential = "step" in df.columns and bool((df["step"] == 2).any())
     res: dict = {
@@ -153,7 +165,20 @@ def analyze_reads(
             "design": "sequential" if sequential else "crossed", "alpha": alpha, "n_boot": n_boot, "seed": seed,
         },
         "messages": [],
+        "primary": {"kind": kind, "excluded": excluded},
     }
+    n_ungradable = sum((excluded.get("ungradable") or {}).values())
+    if n_ungradable:
+        res["messages"].append(f"{n_ungradable} reading(s) marked 'Image ungradable' are left out of every "
+                               f"analysis (by condition: {excluded['ungradable']})")
+    if excluded.get("no_reference"):
+        res["messages"].append(f"{excluded['no_reference']} reading(s) of cases without a reference answer are "
+                               "left out")
+    res["agreement"] = None
+    if kind == "ordinal" and {"answer_grade", "truth_grade"} <= set(df.columns):
+        from study.analysis.agreement import qwk_summary
+
+        res["agreement"] = qwk_summary(df, n_boot=n_boot, seed=seed, alpha=alpha)
     res["descriptive"] = {
         "accuracy": descriptive.accuracy_table(df, alpha),
         "differences": descriptive.bootstrap_differences(df, n_boot=n_boot, seed=seed, alpha=alpha),
@@ -210,8 +235,17 @@ def analyze_reads(
 
 def _methods(res: dict) -> str:
     m = res["meta"]
+    kind = (res.get("primary") or {}).get("kind", "single_choice")
+    match = {"ordinal": "whose grade on the primary question equalled the reference grade",
+             "multi_choice": "whose set of answers to the primary question matched the reference exactly",
+             "boolean": "whose yes/no answer to the primary question matched the reference"}.get(
+        kind, "whose primary diagnosis matched the reference standard")
+    extra = (" For the ordinal primary question, agreement is also given as quadratic-weighted kappa against the "
+             "reference (reads pooled per condition and level, and the mean of per-reader kappas) and between readers "
+             "(mean over reader pairs per condition), with percentile intervals from a bootstrap over cases."
+             if kind == "ordinal" else "")
     return (
-        f"Accuracy is the proportion of reads whose primary diagnosis matched the reference standard, reported "
+        f"Accuracy is the proportion of reads {match}, reported "
         f"with Wilson 95% intervals by condition and experience level (reads treated as independent). "
         f"Differences between each aided condition and unaided reading use a two-way cluster bootstrap "
         f"({m['n_boot']} replicates, seed {m['seed']}) that resamples readers within experience level and cases "
@@ -222,7 +256,8 @@ def _methods(res: dict) -> str:
         f"modelled as log(seconds) in a linear mixed model with the same terms (REML). Where confidence ratings "
         f"and a binary reference exist, an Obuchowski-Rockette analysis with Hillis degrees of freedom compares "
         f"empirical AUCs on the fully crossed subset. Reader-AI interaction is described by agreement with the AI's "
-        f"top suggestion, the switching table of the sequential design, and Fleiss' kappa among readers."
+        f"top suggestion, the switching table of the sequential design, and Fleiss' kappa among readers. Readings "
+        f"marked ungradable are counted per condition and left out of all analyses.{extra}"
     )
 
 
@@ -339,6 +374,17 @@ def render_html(results: dict, figures: dict | None = None, title: str = "ReVisi
     if results.get("reading_time"):
         parts += ["<h2>Reading time (LMM of log seconds)</h2>",
                   _table_html(results["reading_time"]["fixed_effects"], ["term", "estimate", "se", "p"])]
+    agr = results.get("agreement")
+    if agr:
+        parts += ["<h2 id='qwk'>Quadratic-weighted kappa (ordinal primary question)</h2>",
+                  "<h3>Against the reference</h3>", _table_html(agr["vs_reference"]),
+                  "<h3>Aided - unaided (bootstrap over cases)</h3>", _table_html(agr["differences"]),
+                  "<h3>Between readers (mean pairwise)</h3>", _table_html(agr["between_readers"]),
+                  "<h3>Mean grade distance</h3>", _table_html(agr["mean_grade_distance"])]
+    ung = ((results.get("primary") or {}).get("excluded") or {}).get("ungradable") or {}
+    if ung:
+        parts += ["<h2 id='ungradable'>Ungradable readings</h2>",
+                  _table_html([{"condition": k, "ungradable": v} for k, v in ung.items()])]
     mr = results.get("mrmc")
     if mr and mr.get("auc"):
         parts += [f"<h2>MRMC (Obuchowski-Rockette, Hillis), {mr['n_readers']} readers x {mr['n_cases']} cases</h2>",

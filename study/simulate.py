@@ -25,6 +25,14 @@ reproducible whatever the order of the calls):
   crossover starts one to five days after the washout ends.
 
 In a sequential design step 2 starts from the reader's own locked step-1 answer (``prior_answer``).
+
+Studies with their own ``[[question]]`` tables (:func:`custom_answer`): the primary question is read
+right with the same P(correct); a wrong ordinal grade lands one grade off (two, now and then); an
+aided read adds :data:`AI_SKILL` to the reader's log-odds (the AI's findings need not match the
+question's options); other questions get plausible values (a reference-backed question is read like
+the primary, numbers on their step within range, text empty or a short note). Where the study
+allows it, :data:`UNGRADABLE_RATE` of readings are "Image ungradable", drawn from a stream of their
+own so the other answers do not change.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ FOLLOW_AI, FOLLOW_CONF = 3.0, 0.9
 CONF_RIGHT, CONF_WRONG, CONF_SD = 74.0, 50.0, 12.0
 TIME_MEDIAN = (70.0, 40.0)  # seconds, junior -> senior
 TIME_AIDED = 0.9
+AI_SKILL = 0.9  # log-odds a custom-protocol aided read gains
+UNGRADABLE_RATE = 0.03
 
 
 def _expit(x: float) -> float:
@@ -242,6 +252,73 @@ def _answer(config: StudyConfig, rng: random.Random, primary: str, conf: int, tr
     return ans
 
 
+def _read_option(rng: random.Random, p_right: float, keys: list[str], truth: str | None, ordinal: bool) -> str:
+    if truth not in keys:
+        return rng.choice(keys)
+    if rng.random() < p_right or len(keys) == 1:
+        return truth
+    if not ordinal:
+        return rng.choice([k for k in keys if k != truth])
+    t = keys.index(truth)
+    offset = rng.choice([-1, 1]) * (2 if rng.random() < 0.15 else 1)
+    g = t + offset
+    if not 0 <= g < len(keys):
+        g = t - offset
+    return keys[min(len(keys) - 1, max(0, g))]
+
+
+def _number_value(rng: random.Random, q) -> float:
+    step = q.step or 1
+    low = q.minimum if q.minimum is not None else 0
+    high = q.maximum if q.maximum is not None else low + 100 * step
+    k = rng.randint(0, int(math.floor((high - low) / step + 1e-9)))
+    value = low + k * step
+    return int(value) if float(step).is_integer() and float(low).is_integer() else round(value, 10)
+
+
+def custom_answer(config: StudyConfig, rng: random.Random, reader: SimReader, case: SimCase, labels: dict,
+                  aided: bool) -> dict:
+    """A plausible answer to every required question of a ``[[question]]`` study (see module docstring)."""
+    from study.scoring import reference
+
+    p_right = _expit(reader.skill - case.difficulty + (AI_SKILL if aided else 0.0))
+    ans: dict = {}
+    for q in config.questions:
+        ref = reference(q, labels) if q.truth else None
+        if q.kind in ("single_choice", "ordinal"):
+            if q.truth or q.required:
+                ans[q.id] = _read_option(rng, p_right, q.keys, ref, q.kind == "ordinal")
+        elif q.kind == "boolean":
+            if ref is not None:
+                ans[q.id] = ref if rng.random() < p_right else not ref
+            elif q.required:
+                ans[q.id] = rng.random() < 0.3
+        elif q.kind == "multi_choice":
+            if ref is not None:
+                ans[q.id] = [k for k in q.keys if (k in ref) == (rng.random() < p_right ** 0.5)]
+            elif q.required:
+                ans[q.id] = [k for k in q.keys if rng.random() < 0.2]
+            if q.required and not ans.get(q.id):
+                ans.pop(q.id, None)
+                ans[q.id] = [rng.choice(q.keys)]
+        elif q.kind in ("number", "integer"):
+            if q.kind == "integer":
+                ans[q.id] = _confidence(rng, rng.random() < p_right, reader.rank)
+                ans[q.id] = min(int(q.maximum), max(int(q.minimum), ans[q.id]))
+            elif q.required or rng.random() < 0.5:
+                ans[q.id] = _number_value(rng, q)
+        elif q.kind == "text":
+            if q.required or rng.random() < 0.1:
+                ans[q.id] = "simulated note"[: q.max_length or None]
+    return ans
+
+
+def _ungradable(config: StudyConfig, seed: int, pseudonym: str, case_id: str, condition: str) -> bool:
+    if not config.allow_ungradable:
+        return False
+    return random.Random(derive_seed(seed, "sim-ungradable", pseudonym, case_id, condition)).random() < UNGRADABLE_RATE
+
+
 def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[str], *, seed: int = 0,
                start: datetime | None = None, log: Callable[[str], None] | None = None) -> SimulationReport:
     """Answer every assignment of the given readers through the workflow, with simulated clocks."""
@@ -255,8 +332,9 @@ def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[s
         cases = {c.case_key: c for c in s.scalars(select(Case).where(Case.study_id == study.id))}
         truths = {k: (_truth(c.reference_labels), list(c.reference_labels.get("findings") or []))
                   for k, c in cases.items()}
+        labels = {k: dict(c.reference_labels or {}) for k, c in cases.items()}
     level_names = [lv.name for lv in config.levels]
-    options = [k for k, _ in config.question("primary_diagnosis").options]
+    options = [] if config.custom_questions else [k for k, _ in config.question("primary_diagnosis").options]
     report = SimulationReport(name, readers=[r.pseudonym for r in rows], started_at=start)
     sim_cases = {k: make_case(seed, k) for k in cases}
     for idx, r in enumerate(rows):
@@ -280,18 +358,28 @@ def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[s
                 rng = random.Random(derive_seed(seed, "sim-read", r.pseudonym, item.case_id, item.condition))
                 truth, truth_findings = truths[item.case_id]
                 case = sim_cases[item.case_id]
-                if item.prior_answer:  # sequential step 2: the reader's own step-1 answer
-                    own = (item.prior_answer["primary_diagnosis"], int(item.prior_answer.get("confidence", 50)))
+                aided = isinstance(item, workflow.AidedItem)
+                if _ungradable(config, seed, r.pseudonym, item.case_id, item.condition):
+                    answer = {"ungradable": True}
+                elif config.custom_questions:
+                    answer = custom_answer(config, rng, sim, case, labels[item.case_id], aided)
+                    if item.prior_answer and not item.prior_answer.get("ungradable") and rng.random() < 0.6:
+                        answer = {k: v for k, v in item.prior_answer.items()}  # step 2 keeps the own read
                 else:
-                    own = own_read(rng, sim, case, truth, options)
-                probs = None
-                primary, conf = own
-                if isinstance(item, workflow.AidedItem):
-                    probs = item.ai.probabilities
-                    top, top_p = ai_top(probs)
-                    primary, conf = aided_read(rng, sim, own, top, top_p, truth)
-                answer = _answer(config, rng, primary, conf, truth_findings, sim, probs)
-                seconds = reading_seconds(rng, sim, case, probs is not None)
+                    answer = None
+                if answer is None:
+                    if item.prior_answer and "primary_diagnosis" in item.prior_answer:  # sequential step 2
+                        own = (item.prior_answer["primary_diagnosis"], int(item.prior_answer.get("confidence", 50)))
+                    else:
+                        own = own_read(rng, sim, case, truth, options)
+                    probs = None
+                    primary, conf = own
+                    if aided:
+                        probs = item.ai.probabilities
+                        top, top_p = ai_top(probs)
+                        primary, conf = aided_read(rng, sim, own, top, top_p, truth)
+                    answer = _answer(config, rng, primary, conf, truth_findings, sim, probs)
+                seconds = reading_seconds(rng, sim, case, aided)
                 done = clock + timedelta(seconds=round(seconds, 3))
                 workflow.submit(s, r.id, item.assignment_id, answer,
                                 f"sim:{study_id}:{r.pseudonym}:{item.assignment_id}", now=done)

@@ -176,19 +176,25 @@ def store_root() -> Path | None:
 
 
 def case_image(study_id: int, image_ref: str):
-    """The case photograph as a PIL image (the study store first, then ``image_ref`` as a path)."""
-    from revision_core.imageio import load_image
+    """The case photograph as an upright PIL image, exactly as load_image read it at import (the study
+    store first, then ``image_ref`` as a path)."""
+    from study.cases import load_case_image
 
-    from study.cases import study_store
+    return load_case_image(study_id, image_ref, store_root())
 
-    stored = study_store(study_id, store_root()) / image_ref
-    return load_image(stored if stored.is_file() else Path(image_ref))
+
+def case_display_files(study_id: int, image_ref: str):
+    """The case's browser display files (screen-size and full-resolution JPEGs, upright; see
+    ``study.cases.display_files``) in this server's image store."""
+    from study.cases import display_files
+
+    return display_files(study_id, image_ref, store_root())
 
 
 def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:
     """(question text, answer in words) for each question answered, in the questions' order: what a
     reader reads back, with option labels instead of keys and yes/no instead of True/False."""
-    out = []
+    out = [("Image ungradable", "yes")] if payload.get("ungradable") else []
     for q in questions:
         if q["id"] not in payload:
             continue
@@ -201,6 +207,8 @@ def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:
             text = "not answered"
         else:
             text = labels.get(value, str(value))
+            if q.get("unit") and not labels:
+                text = f"{text} {q['unit']}"
         out.append((q["text"], text))
     return out
 
@@ -431,7 +439,12 @@ def monitor(session: Session, study_id: int) -> list[dict]:
 
 
 def accuracy_by_condition_level(session: Session, study_id: int) -> list[dict]:
-    """Descriptive accuracy of the primary diagnosis (latest answer version) by condition x level."""
+    """Descriptive accuracy of the primary question (latest answer version) by condition x level, scored by
+    ``study.scoring``; ungradable readings are counted apart (``ungradable``), not in the accuracy."""
+    from study.scoring import score
+    from study.studies import get_study, study_config
+
+    primary = study_config(get_study(session, study_id)).primary_question
     latest = (select(Answer.assignment_id, func.max(Answer.version).label("v")).group_by(Answer.assignment_id)
               .subquery())
     rows = session.execute(
@@ -441,12 +454,16 @@ def accuracy_by_condition_level(session: Session, study_id: int) -> list[dict]:
         .join(Reader, Reader.id == Assignment.reader_id).join(Case, Case.id == Assignment.case_id)
         .where(Assignment.study_id == study_id)).all()
     cells: dict[tuple, list[int]] = {}
+    ungradable: dict[tuple, int] = {}
     for condition, level, payload, ref in rows:
-        truth = (ref or {}).get("label")
-        if truth is None:
-            continue
-        cells.setdefault((condition, level), []).append(int(payload.get("primary_diagnosis") == truth))
-    return [{"condition": c, "level": lv, "readings": len(v), "accuracy": round(sum(v) / len(v), 3)}
+        sc = score(primary, ref, payload)
+        if sc.ungradable:
+            ungradable[(condition, level)] = ungradable.get((condition, level), 0) + 1
+            cells.setdefault((condition, level), [])
+        elif sc.correct is not None:
+            cells.setdefault((condition, level), []).append(sc.correct)
+    return [{"condition": c, "level": lv, "readings": len(v),
+             "accuracy": round(sum(v) / len(v), 3) if v else None, "ungradable": ungradable.get((c, lv), 0)}
             for (c, lv), v in sorted(cells.items())]
 
 

@@ -92,6 +92,11 @@ class Item:
     total: int
     shown_at: datetime
     prior_answer: dict[str, Any] | None = None  # sequential step 2: the reader's own locked step-1 answer
+    allow_ungradable: bool = False  # the form offers "Image ungradable" (answer {"ungradable": true})
+    eye: str | None = None  # "right" (OD) or "left" (OS), as the manifest gave it
+    sessions: int = 1  # how many sessions this reader has ("session 1 of 2")
+    block_start: bool = False  # the first reading of a block of this condition within a session
+    next_image_ref: str | None = None  # the reader's next photograph, for the browser to prefetch
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,6 +112,8 @@ class AIPanel:
     probabilities: dict[str, float]
     saliency_png: bytes | None = None  # ai_saliency only
     saliency_path: str | None = None
+    label_set: str | None = None  # whose finding names the panel shows
+    saliency_label: str | None = None  # the saliency method in words, e.g. "Integrated gradients"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,11 +200,39 @@ def _latest_answer(session: Session, assignment_id: int) -> Answer | None:
                           .order_by(Answer.version.desc()).limit(1))
 
 
+def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None]:
+    """(block start, sessions, next image) for assignment ``a``: what the screen says around the case.
+
+    The AI-assisted block starts at an aided reading whose previous reading in the same session (designs
+    group a session's readings by condition) was unaided, or that opens its session; in a sequential
+    design every case alternates, so no block is announced there."""
+    prev = session.scalar(select(Assignment.condition).where(
+        Assignment.reader_id == a.reader_id, Assignment.session == a.session, Assignment.position < a.position)
+        .order_by(Assignment.position.desc()).limit(1))
+    sessions = session.scalar(select(func.max(Assignment.session)).where(Assignment.reader_id == a.reader_id))
+    nxt = session.scalar(select(Case.image_ref).join(Assignment, Assignment.case_id == Case.id).where(
+        Assignment.reader_id == a.reader_id, ~_answered(), Assignment.id != a.id,
+        or_(Assignment.session > a.session, (Assignment.session == a.session) & (Assignment.position > a.position)))
+        .order_by(Assignment.session, Assignment.position).limit(1))
+    block_start = a.depends_on_id is None and a.condition in AIDED_CONDITIONS and prev not in AIDED_CONDITIONS
+    return block_start, int(sessions or 1), nxt
+
+
+def _saliency_label(out: AIOutput) -> str:
+    method = ((out.model_card or {}).get("saliency") or {}).get("method") or "gradcam"
+    return {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated gradients", "smoothgrad": "SmoothGrad",
+            "occlusion": "Occlusion"}.get(method, str(method).replace("_", " ").capitalize()) + " overlay"
+
+
 def _build_item(session: Session, study: Study, config: StudyConfig, a: Assignment, case: Case, position: int,
                 total: int, shown_at: datetime) -> Item:
+    block_start, sessions, next_image = _neighbours(session, a)
     common = dict(assignment_id=a.id, case_id=case.case_key, image_ref=case.image_ref, condition=a.condition,
                   step=a.step, session=a.session, questions=tuple(q.to_dict() for q in config.questions),
-                  position=position, total=total, shown_at=shown_at)
+                  position=position, total=total, shown_at=shown_at, eye=case.eye, sessions=sessions,
+                  allow_ungradable=config.allow_ungradable,
+                  block_start=block_start and study.design != "sequential",
+                  next_image_ref=next_image if next_image != case.image_ref else None)
     if a.depends_on_id is not None:
         prior = _latest_answer(session, a.depends_on_id)
         common["prior_answer"] = dict(prior.payload) if prior else None
@@ -208,7 +243,8 @@ def _build_item(session: Session, study: Study, config: StudyConfig, a: Assignme
     panel = AIPanel(model_version=out.model_version, model_card=dict(out.model_card),
                     probabilities={k: float(v) for k, v in out.probabilities.items()},
                     saliency_png=out.saliency_png if with_saliency else None,
-                    saliency_path=out.saliency_path if with_saliency else None)
+                    saliency_path=out.saliency_path if with_saliency else None, label_set=out.label_set,
+                    saliency_label=_saliency_label(out) if with_saliency else None)
     return AidedItem(**common, ai=panel)
 
 
@@ -333,7 +369,8 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
     now = now or utcnow()
     try:
         a, reader, study = _assignment_of(session, reader_id, assignment_id)
-        payload = validate_answer(study_config(study).questions, answer)
+        config = study_config(study)
+        payload = validate_answer(config.questions, answer, allow_ungradable=config.allow_ungradable)
         keyed, latest = _keyed_and_latest(session, idempotency_key, a.id)
         if (replay := _replay_of(session, keyed, reader.id, a.id, payload)) is not None:
             return replay
@@ -385,7 +422,7 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
         config = study_config(session.get(Study, a.study_id))
         if not config.corrections_allowed:
             raise CorrectionsNotAllowed("this study does not allow answers to be corrected")
-        payload = validate_answer(config.questions, new_answer)
+        payload = validate_answer(config.questions, new_answer, allow_ungradable=config.allow_ungradable)
         if (replay := _replay(session, key, reader.id, a.id, payload, reason)) is not None:
             return replay
         if reader.revoked_at is not None:

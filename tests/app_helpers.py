@@ -134,3 +134,84 @@ def streamlit_server(log_dir: Path, env: dict[str, str]):
 
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# ------------------------------------------------------------------ studies of real-size photographs
+
+REAL_PHOTOS = REPO_ROOT.parent / "shared" / "real" / "idrid"
+
+
+def real_photos() -> list[Path]:
+    """The shared real fundus photographs (IDRiD, 3410 x 2848), or [] where ../shared is absent."""
+    return sorted(REAL_PHOTOS.glob("*.jpg")) if REAL_PHOTOS.is_dir() else []
+
+
+def _heatmap_png(width: int, height: int) -> bytes:
+    """A saliency-like overlay (a red blob), as precompute stores one for the saliency arm."""
+    import io
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    blob = np.exp(-(((xx - 0.6 * width) / (0.15 * width)) ** 2 + ((yy - 0.45 * height) / (0.15 * height)) ** 2))
+    arr = np.zeros((height, width, 3), dtype=np.uint8)
+    arr[..., 0] = (255 * blob).astype(np.uint8)
+    arr[..., 1] = (80 * blob).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi_arm",
+                     arms: list[str] | None = None, n_readers: int = 1, eyes: tuple[str, ...] = ("OD", "OS"),
+                     **toml) -> tuple[str, Path, dict[str, int], list[str]]:
+    """A SQLite study whose cases are ``photos`` imported through the manifest import into a store under
+    ``tmp_path`` (as an investigator imports them), with AI outputs (and overlays) stored directly.
+    Returns (db url, store root, ids, access codes); serve it with REVISION_STORE_ROOT = the store root."""
+    import csv
+
+    from study.cases import import_manifest
+
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    db.upgrade(url)
+    factory = db.session_factory(db.make_engine(url))
+    store = tmp_path / "store"
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case_id", "image_path", "label", "eye"])
+        for i, photo in enumerate(photos):
+            w.writerow([f"P{i:03d}", str(photo), TRUTH[i % len(TRUTH)], eyes[i % len(eyes)]])
+    text = study_toml(design, arms=arms if design == "multi_arm" else None, **toml)
+    codes = []
+    with factory() as s:
+        study = create_study(s, parse_text(text), text)
+        cases = import_manifest(s, study.id, manifest, store_root=store)
+        for case in cases:
+            with Image.open(photos[0]) as im:
+                w_, h_ = im.size
+            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
+                            saliency_png=_heatmap_png(w_ // 8, h_ // 8))
+        for i in range(n_readers):
+            _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
+            codes.append(code)
+        build_design(s, study.id)
+        study.model_version = CARD["version"]
+        s.commit()
+        ids = {"study": study.id}
+    return url, store, ids, codes
+
+
+def study_photos(tmp_path: Path, n: int, *, synthetic: bool = False) -> tuple[list[Path], str]:
+    """``n`` real IDRiD photographs where ../shared is present (cycled if n > 12), else (or with
+    ``synthetic``) ``n`` synthetic 3000 x 2500 JPEGs of about the same weight; and a line saying which."""
+    real = [] if synthetic else real_photos()
+    if real:
+        return [real[i % len(real)] for i in range(n)], f"{n} real IDRiD photographs (3410 x 2848)"
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        arr = np.zeros((2500, 3000, 3), dtype=np.uint8)
+        arr[..., 0] = 100 + (10 * i) % 120
+        arr[..., 1] = rng.integers(30, 90, (2500, 3000), dtype=np.uint8)
+        out.append(Path(tmp_path) / f"synthetic{i:03d}.jpg")
+        Image.fromarray(arr).save(out[-1], quality=90)
+    return out, f"{n} synthetic 3000 x 2500 JPEGs"

@@ -77,7 +77,8 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
         page.get_by_role("button", name="Start reading").click()
         for k in range(1, 5):
             expect(page.get_by_text(f"Case {k} of 4")).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(800)  # let the rest of this run's deltas arrive
+            _idle(page)  # the rest of this run's deltas have arrived
+            page.wait_for_timeout(300)
             unaided = page.get_by_text("Unaided reading").count() > 0
             page.screenshot(path=OUT / f"e2e_3_case{k}_{'unaided' if unaided else 'aided'}.png", full_page=True)
             dom, traffic = page.content(), _text(frames[mark:])
@@ -94,6 +95,8 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
                 assert CARD["version"] in traffic and "It can be wrong" in traffic  # the panel did arrive (aided)
             page.locator('[role="radiogroup"]').nth(0).locator("label").first.click()
             page.locator('[role="radiogroup"]').last.get_by_text("No", exact=True).click()
+            page.locator('input[type="number"]').first.fill("70")  # confidence has no default
+            page.locator('input[type="number"]').first.press("Tab")
             mark = len(frames)
             page.locator('[data-testid="stFormSubmitButton"] button').click()
         expect(page.get_by_text("Study complete")).to_be_visible(timeout=30_000)

@@ -342,3 +342,134 @@ def test_text_mode_stream_is_explained(tmp_path):
     p.write_text("abc")
     with open(p) as fh, pytest.raises(ImageLoadError, match="binary mode"):
         load_image(fh)
+
+
+# --------------------------------------------------------------------------- the study store's encoding
+
+from PIL import ImageOps  # noqa: E402
+
+from revision_core.imageio import (  # noqa: E402
+    OrientedFile, apply_orientation, encode_for_store, screen_jpeg, strip_jpeg_metadata)
+
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description>PATIENT-XMP</rdf:Description></x:xmpmeta>'
+ICC = b"\x00\x00\x02\x0cfake-icc-profile PATIENT-ICC" + b"\x00" * 64
+
+
+def jpeg_markers(data: bytes) -> list[int]:
+    """Every marker of a JPEG in order (a separate walker from the one under test)."""
+    assert data[:2] == b"\xff\xd8"
+    out, pos = [0xD8], 2
+    while True:
+        while data[pos + 1] == 0xFF:
+            pos += 1
+        marker = data[pos + 1]
+        out.append(marker)
+        if marker == 0xD9:
+            return out
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # skip entropy-coded data to the next real marker
+            while not (data[pos] == 0xFF and data[pos + 1] not in (0x00, *range(0xD0, 0xD8))):
+                pos += 1
+
+
+def _noise(size=(48, 32), mode="RGB", seed=0):
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    im = Image.fromarray(arr)
+    return im.convert(mode) if mode != "RGB" else im
+
+
+def _with_app13(data: bytes) -> bytes:
+    """Insert an IPTC (APP13) segment after SOI, as photo tools do."""
+    payload = b"Photoshop 3.0\x00PATIENT-IPTC"
+    return data[:2] + b"\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload + data[2:]
+
+
+def _metadata_jpeg(path, orientation=None, mode="RGB", **save):
+    exif = Image.Exif()
+    exif[0x010E] = "PATIENT-EXIF"
+    if orientation:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    _noise(mode=mode).save(buf, "JPEG", quality=90, exif=exif, icc_profile=ICC, comment=b"PATIENT-COM", xmp=XMP,
+                           **save)
+    path.write_bytes(_with_app13(buf.getvalue()))
+    return path
+
+
+def _assert_no_metadata(data: bytes):
+    for secret in (b"PATIENT", b"Exif\x00", b"ICC_PROFILE", b"http://ns.adobe.com/xap", b"Photoshop"):
+        assert secret not in data
+    assert not set(jpeg_markers(data)) & (set(range(0xE1, 0xEE)) | {0xEF, 0xFE})
+
+
+@pytest.mark.parametrize("save", [{}, {"progressive": True}, {"restart_marker_blocks": 2}],
+                         ids=["baseline", "progressive", "restart-markers"])
+def test_strip_jpeg_metadata_keeps_pixels_and_drops_every_metadata_segment(tmp_path, save):
+    p = _metadata_jpeg(tmp_path / "m.jpg", **save)
+    data = p.read_bytes()
+    assert {0xE1, 0xE2, 0xED, 0xFE} <= set(jpeg_markers(data))  # the source really has EXIF/XMP, ICC, IPTC, COM
+    out = strip_jpeg_metadata(data)
+    _assert_no_metadata(out)
+    assert np.array_equal(np.asarray(load_image(out)), np.asarray(load_image(p)))
+    assert strip_jpeg_metadata(out) == out  # idempotent
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_store_encoding_round_trips_every_orientation(tmp_path, orientation):
+    p = _metadata_jpeg(tmp_path / f"o{orientation}.jpg", orientation)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB"))
+    assert np.array_equal(np.asarray(load_image(p)), expected)
+    enc = encode_for_store(p)
+    assert (enc.suffix, enc.orientation, enc.browser_ready) == (".jpg", orientation, orientation == 1)
+    _assert_no_metadata(enc.data)
+    stored = tmp_path / "stored.jpg"
+    stored.write_bytes(enc.data)
+    back = load_image(OrientedFile(stored, orientation))
+    _assert_plain_rgb(back)
+    assert np.array_equal(np.asarray(back), expected) and np.array_equal(np.asarray(enc.image), expected)
+    assert np.array_equal(np.asarray(apply_orientation(load_image(enc.data), orientation)), expected)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_store_encoding_greyscale_and_cmyk_jpeg_kept_as_jpeg(tmp_path, mode):
+    p = _metadata_jpeg(tmp_path / f"{mode}.jpg", 6, mode=mode)
+    assert Image.open(p).mode == mode
+    enc = encode_for_store(p)
+    assert enc.suffix == ".jpg" and enc.orientation == 6
+    assert enc.browser_ready is False  # rotated (and a browser's CMYK colours differ)
+    _assert_no_metadata(enc.data)
+    assert Image.open(io.BytesIO(enc.data)).mode == mode
+    assert np.array_equal(np.asarray(apply_orientation(load_image(enc.data), 6)), np.asarray(load_image(p)))
+
+
+def test_store_encoding_of_png_is_todays_metadata_free_png(tmp_path):
+    p = tmp_path / "a.png"
+    _noise().save(p)
+    enc = encode_for_store(p)
+    assert (enc.suffix, enc.orientation, enc.browser_ready) == (".png", 1, False)
+    assert enc.data == strip_to_png_bytes(load_image(p))
+
+
+@pytest.mark.parametrize("damage", ["no-soi", "truncated-scan", "bad-length", "no-frame", "odd-marker"])
+def test_strip_jpeg_metadata_refuses_malformed_input(damage):
+    buf = io.BytesIO()
+    _noise().save(buf, "JPEG")
+    data = buf.getvalue()
+    sof = data.index(b"\xff\xc0")
+    bad = {"no-soi": data[2:],
+           "truncated-scan": data[:-40],
+           "bad-length": data[:sof + 2] + b"\xff\xff" + data[sof + 4:],
+           "no-frame": data[:sof] + data[sof + 2 + int.from_bytes(data[sof + 2:sof + 4], "big"):],
+           "odd-marker": data[:2] + b"\xff\xf7\x00\x04ab" + data[2:]}[damage]
+    with pytest.raises(ImageLoadError):
+        strip_jpeg_metadata(bad)
+
+
+def test_screen_jpeg_longest_side_and_never_enlarged():
+    big = Image.new("RGB", (3000, 1000), (200, 10, 10))
+    small = Image.new("RGB", (300, 200), (10, 200, 10))
+    out = Image.open(io.BytesIO(screen_jpeg(big)))
+    assert out.size == (2048, 683) and out.format == "JPEG" and "exif" not in out.info
+    assert Image.open(io.BytesIO(screen_jpeg(small))).size == (300, 200)
+    tall = Image.open(io.BytesIO(screen_jpeg(Image.new("RGB", (1000, 2500)))))
+    assert tall.size == (819, 2048)

@@ -30,7 +30,11 @@ def test_lower_layers_do_not_import_upper_layers(package, forbidden):
     assert not offenders, f"layering broken: {offenders}"
 
 
-def test_pages_hold_no_sql_or_torch():
-    offenders = {str(p.relative_to(REPO)): sorted(_imported_modules(p) & {"sqlalchemy", "torch"})
-                 for p in (REPO / "pages").rglob("*.py") if _imported_modules(p) & {"sqlalchemy", "torch"}}
+@pytest.mark.parametrize("folder, forbidden", [
+    ("pages", {"sqlalchemy", "torch"}),
+    ("components", {"sqlalchemy", "torch", "study"}),  # a component draws; the page gives it its data
+])
+def test_pages_hold_no_sql_or_torch(folder, forbidden):
+    offenders = {str(p.relative_to(REPO)): sorted(_imported_modules(p) & forbidden)
+                 for p in (REPO / folder).rglob("*.py") if _imported_modules(p) & forbidden}
     assert not offenders, f"pages must call study/revision_core instead: {offenders}"

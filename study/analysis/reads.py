@@ -14,7 +14,15 @@ optional  years, session, step (1 = first read; in a sequential design step 2 is
           call (0/1 reader says abnormal; derived as answer != normal_label when absent),
           confidence (0-100), ai_label (AI top suggestion), ai_prob (AI probability that the
           case is abnormal / has the reference finding), ai_correct (0/1),
-          answer_<finding> and truth_<finding> (0/1 per finding, for sensitivity/specificity).
+          answer_<finding> and truth_<finding> (0/1 per finding, for sensitivity/specificity),
+          ungradable (readings marked "Image ungradable": left out of every analysis and counted),
+          primary_question, primary_kind (``study.export``: the scored question and its kind),
+          answer_grade, truth_grade (ordinal primary: 0-based grades, for weighted kappa).
+
+For a primary question other than a diagnosis (``primary_kind`` ordinal, boolean or multi_choice)
+the AI's top finding is not an answer to it, so no AI-vs-reference columns are derived; a yes/no
+primary gives ``truth``/``call`` from the reference and the answer. Rows left out are counted in
+``df.attrs["excluded"]`` ({"ungradable": {condition: n}, "no_reference": n}).
 """
 
 from __future__ import annotations
@@ -82,7 +90,29 @@ def load_reads(
     non-0/1 ``correct``, a single condition or no unaided condition.
     """
     df = read_table(source, "reads file")
+    kind = None
+    if "primary_kind" in df.columns and df["primary_kind"].notna().any():
+        kind = str(df["primary_kind"].dropna().iloc[0])
+    legacy = kind is None or ("primary_question" in df.columns
+                              and str(df["primary_question"].dropna().iloc[0]) == "primary_diagnosis")
+    if not legacy and kind != "single_choice":
+        df = df.rename(columns={"ai_top_suggestion": "ai_top_finding"}).drop(columns=["ai_probabilities"],
+                                                                             errors="ignore")
+    if kind is not None and "truth" in df.columns and "reference" not in df.columns:
+        df = df.rename(columns={"truth": "reference"})
     df = df.rename(columns={k: v for k, v in _ALIASES.items() if k in df.columns and v not in df.columns})
+    excluded: dict = {"ungradable": {}, "no_reference": 0}
+    if "ungradable" in df.columns:
+        if "is_latest" in df.columns:
+            df = df[_as_binary(df["is_latest"], "is_latest").astype(bool)]
+        flag = _as_binary(df["ungradable"].fillna(False), "ungradable").astype(bool)
+        if "condition" in df.columns:
+            excluded["ungradable"] = {str(k): int(v) for k, v in df[flag].groupby("condition").size().items()}
+        df = df[~flag]
+        if "correct" in df.columns:
+            missing = df["correct"].isna()
+            excluded["no_reference"] = int(missing.sum())
+            df = df[~missing]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(
@@ -90,6 +120,15 @@ def load_reads(
             f"(one row per reader x case x condition); found {list(df.columns)[:20]}"
         )
     df = _from_study_export(df, normal_label)
+    if kind == "boolean" and "reference" in df.columns:
+        df["truth"] = _as_binary(df["reference"], "truth", allow_missing=True)
+        if "answer" in df.columns:
+            df["call"] = _as_binary(df["answer"], "answer", allow_missing=True)
+    elif not legacy and kind == "single_choice" and "reference" in df.columns:
+        if not (df["reference"].astype(str) == normal_label).any():  # no "normal": no abnormal-vs-normal task
+            df = df.assign(truth=np.nan, call=np.nan)
+    elif not legacy:
+        df = df.assign(truth=np.nan, call=np.nan)
     if "is_latest" in df.columns:
         df = df[_as_binary(df["is_latest"], "is_latest").astype(bool)]
     if df.empty:
@@ -141,7 +180,13 @@ def load_reads(
         c = df["confidence"].dropna()
         if ((c < 0) | (c > 100)).any():
             raise ValueError("column 'confidence' must be between 0 and 100")
-    return df.reset_index(drop=True)
+    for col in ("answer_grade", "truth_grade"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    df = df.reset_index(drop=True)
+    df.attrs["excluded"] = excluded
+    df.attrs["primary_kind"] = kind or "single_choice"
+    return df
 
 
 def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:

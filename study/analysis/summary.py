@@ -74,4 +74,14 @@ def summary_paragraph(results: dict) -> str:
                 f"({row['right_to_wrong_after_wrong_ai']} reads); {row['wrong_to_right_after_correct_ai']} initially "
                 f"wrong reads were corrected after a correct suggestion."
             )
+    agr = results.get("agreement") or {}
+    overall = [r for r in agr.get("vs_reference", []) if r.get("level") == "all" and r.get("qwk") is not None]
+    if overall:
+        parts = [f"{r['qwk']:.3f} {r['condition']}" + (f" (95% CI {r['ci_low']:.3f} to {r['ci_high']:.3f})"
+                                                       if r.get("ci_low") is not None else "") for r in overall]
+        sentences.append("Quadratic-weighted kappa of the readers' grades against the reference was "
+                         + ", ".join(parts) + ".")
+    ung = sum(((results.get("primary") or {}).get("excluded") or {}).get("ungradable", {}).values())
+    if ung:
+        sentences.append(f"{ung} readings were marked ungradable and left out.")
     return " ".join(sentences)

@@ -48,8 +48,10 @@ def test_import_good_manifest(Session, tmp_path):
         assert (a.eye, a.patient_pseudonym, a.split) == ("right", "P1", "test")
         stored = cases.study_store(st.id, store) / a.image_ref
         data = stored.read_bytes()
-        assert a.image_ref == f"{a.image_sha256}.png" and hashlib.sha256(data).hexdigest() == a.image_sha256
+        assert a.image_ref == f"{a.image_sha256}.jpg" and hashlib.sha256(data).hexdigest() == a.image_sha256
         assert b"John Doe" not in data and b"Exif" not in data
+        b = s.scalar(select(Case).where(Case.case_key == "B"))
+        assert b.image_ref == f"{b.image_sha256}.png"
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "case.added")) == 2
 
 

@@ -38,7 +38,7 @@ def test_import_good_folder(Session, tmp_path):
                        "G1": {"label": "glaucoma", "findings": []}, "N1": {"label": "normal", "findings": []}}
         a1 = s.scalar(select(Case).where(Case.case_key == "A1"))
         data = (cases.study_store(st.id, store) / a1.image_ref).read_bytes()
-        assert a1.image_ref == f"{a1.image_sha256}.png" and hashlib.sha256(data).hexdigest() == a1.image_sha256
+        assert a1.image_ref == f"{a1.image_sha256}.jpg" and hashlib.sha256(data).hexdigest() == a1.image_sha256
         assert b"John Doe" not in data and b"Exif" not in data
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "case.added")) == 4
         ev = s.scalar(select(AuditEvent).where(AuditEvent.action == "cases.imported"))

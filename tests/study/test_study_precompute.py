@@ -64,6 +64,8 @@ def test_precompute_saliency_for_a_saliency_arm(tmp_path, tiny_model):
         assert report.stored == 1 and report.failed == {} and report.saliency_failed == {}
         row = s.scalar(select(AIOutput))
         assert row.saliency_png.startswith(b"\x89PNG")
+        assert row.model_card["saliency"] == {"method": "integrated_gradients", "steps": 32}  # the default
+        assert row.model_card["version"] == tiny_model.card.version
         overlay = Image.open(__import__("io").BytesIO(row.saliency_png))
         assert overlay.size == (64, 64)
 
@@ -84,3 +86,24 @@ def test_saliency_failure_reported_not_fatal(tmp_path, tiny_model, monkeypatch):
         report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
         assert report.stored == 1 and report.saliency_failed == {"A": "RuntimeError: no layer"}
         assert s.scalar(select(AIOutput)).saliency_png is None
+
+
+def test_study_chooses_the_saliency_method(tmp_path, tiny_model, monkeypatch):
+    _engine, Session = db.open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
+    seen = []
+
+    def fake(loaded, classifier, path, probs, method, steps=32):
+        seen.append((method, steps))
+        return b"\x89PNG fake"
+
+    monkeypatch.setattr(precompute, "_overlay", fake)
+    with Session() as s:
+        t = study_toml("multi_arm") + '[ai]\nsaliency = "occlusion"\nsaliency_steps = 4\n'
+        st = studies.create_study(s, parse_text(t), t)
+        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
+        row = s.scalar(select(AIOutput))
+        assert seen == [("occlusion", 4)]
+        assert row.model_card["saliency"] == {"method": "occlusion", "steps": 4}

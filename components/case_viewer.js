@@ -1,0 +1,392 @@
+// The case viewer: a fundus photograph on a canvas, with zoom, pan, brightness, contrast, gamma,
+// red-free and (saliency arm only) the AI overlay. Everything happens in the browser: no view change
+// sends anything to the server. Photographs arrive by signed URL (cached by the browser); the screen
+// image (longest side 2048 px) is shown first and the full-resolution file is fetched once the zoom
+// needs more pixels than the screen image has. No libraries, no CDN: this file is the whole viewer.
+
+const VIEWERS = new WeakMap();
+const MAX_DEVICE_PX_PER_IMAGE_PX = 8; // zoom limit: one photograph pixel as 8x8 screen pixels
+const STATS = (window.__caseViewer = window.__caseViewer || { frames: [], mounts: 0 });
+
+export default function (component) {
+  const { data, parentElement } = component;
+  let viewer = VIEWERS.get(parentElement);
+  if (!viewer || viewer.id !== data.id) {
+    if (viewer) viewer.destroy();
+    viewer = new Viewer(parentElement, data);
+    VIEWERS.set(parentElement, viewer);
+  }
+  return () => {
+    viewer.destroy();
+    VIEWERS.delete(parentElement);
+  };
+}
+
+// Brightness and contrast as the server-side viewer defines them, then gamma:
+// out = 255 * (clamp(((in - 128) * contrast + 128) * brightness) / 255) ^ (1 / gamma)
+function lookupTable(brightness, contrast, gamma) {
+  const lut = new Uint8ClampedArray(256);
+  for (let i = 0; i < 256; i++) {
+    const v = Math.min(255, Math.max(0, ((i - 128) * contrast + 128) * brightness));
+    lut[i] = Math.round(255 * Math.pow(v / 255, 1 / gamma));
+  }
+  return lut;
+}
+
+function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.appendChild(c);
+  return node;
+}
+
+class Viewer {
+  constructor(parent, data) {
+    this.id = data.id;
+    this.data = data;
+    this.parent = parent;
+    this.iw = data.width;
+    this.ih = data.height;
+    this.adjust = { brightness: 1, contrast: 1, gamma: 1, redFree: false };
+    this.overlay = { show: false, opacity: 0.5 };
+    this.pointers = new Map();
+    this.frame = 0;
+    this.listeners = [];
+    STATS.mounts += 1;
+    this.build();
+    this.load();
+    this.scrollPageToTop();
+  }
+
+  on(target, type, fn, opts) {
+    target.addEventListener(type, fn, opts);
+    this.listeners.push(() => target.removeEventListener(type, fn, opts));
+  }
+
+  button(label, title, fn, extra = {}) {
+    const b = el("button", { type: "button", title, "aria-label": title, ...extra, text: label });
+    this.on(b, "click", fn);
+    return b;
+  }
+
+  slider(name, label, min, max, step, value, fn) {
+    const input = el("input", { type: "range", min, max, step, value: String(value), "aria-label": label,
+                                "data-control": name });
+    const out = el("output", { text: Number(value).toFixed(2) });
+    this.on(input, "input", () => { out.textContent = Number(input.value).toFixed(2); fn(Number(input.value)); });
+    this.sliders[name] = { input, out };
+    return el("label", { class: "cv-slider" }, [el("span", { text: label }), input, out]);
+  }
+
+  build() {
+    this.sliders = {};
+    const d = this.data;
+    this.root = el("div", { class: "cv-root", "data-testid": "case-viewer", "data-zoom": "fit", "data-source": "none",
+                            "data-case": String(d.id) });
+    const tools = el("div", { class: "cv-tools" });
+    tools.append(
+      this.button("\u2212", "Zoom out (-)", () => this.zoomBy(1 / 1.5)),
+      this.button("+", "Zoom in (+)", () => this.zoomBy(1.5)),
+      this.button("Fit", "Whole photograph (0 or double-click)", () => this.reset()),
+      this.button("1:1", "Native pixels (1)", () => this.zoomTo(window.devicePixelRatio || 1)),
+    );
+    this.redFreeButton = this.button("Red-free", "Red-free: green channel in grey (G)", () => this.toggleRedFree(),
+                                     { "aria-pressed": "false", "data-control": "red_free" });
+    tools.append(this.redFreeButton);
+    if (d.overlay) {
+      this.overlayButton = this.button(d.overlay_label || "AI overlay", "Show the AI saliency overlay (S)",
+                                       () => this.toggleOverlay(), { "aria-pressed": "false", "data-control": "overlay" });
+      tools.append(this.overlayButton);
+    }
+    tools.append(this.button("Reset all", "Reset zoom and image adjustments (R)", () => this.resetAll()));
+    const adjust = el("div", { class: "cv-adjust" }, [
+      this.slider("brightness", "Brightness", 0.5, 2, 0.05, 1, (v) => this.setAdjust("brightness", v)),
+      this.slider("contrast", "Contrast", 0.5, 2, 0.05, 1, (v) => this.setAdjust("contrast", v)),
+      this.slider("gamma", "Gamma", 0.4, 2.5, 0.05, 1, (v) => this.setAdjust("gamma", v)),
+    ]);
+    if (d.overlay) adjust.append(this.slider("opacity", "Overlay", 0, 1, 0.05, 0.5, (v) => this.setOpacity(v)));
+    this.stage = el("div", { class: "cv-stage", tabindex: "0", "aria-label": "Fundus photograph viewer" });
+    this.canvas = el("canvas", { class: "cv-canvas" });
+    this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
+    this.status = el("div", { class: "cv-status" });
+    this.loading = el("div", { class: "cv-loading", text: "Loading photograph\u2026" });
+    this.stage.append(this.canvas, this.loading);
+    const help = el("div", { class: "cv-help", text: "Wheel or pinch: zoom \u00b7 drag: pan \u00b7 double-click: fit \u00b7 "
+      + "keys: + \u2212 0 1, arrows, G red-free" + (d.overlay ? ", S overlay" : "") + ", R reset" });
+    this.root.append(tools, adjust, this.stage, el("div", { class: "cv-foot" }, [this.status, help]));
+    this.parent.appendChild(this.root);
+
+    this.on(this.stage, "wheel", (e) => this.onWheel(e), { passive: false });
+    this.on(this.stage, "pointerdown", (e) => this.onPointerDown(e));
+    this.on(this.stage, "pointermove", (e) => this.onPointerMove(e));
+    for (const t of ["pointerup", "pointercancel", "pointerleave"]) this.on(this.stage, t, (e) => this.onPointerUp(e));
+    this.on(this.stage, "dblclick", () => this.reset());
+    this.on(document, "keydown", (e) => this.onKey(e));
+    this.on(window, "resize", () => this.layout());
+    this.resizeObserver = new ResizeObserver(() => this.layout());
+    this.resizeObserver.observe(this.stage);
+    this.layout();
+  }
+
+  load() {
+    const d = this.data;
+    this.screen = new Image();
+    this.screen.decoding = "async";
+    this.screen.onload = () => {
+      this.loading.remove();
+      this.draw();
+      for (const url of d.prefetch || []) { const p = new Image(); p.src = url; } // the next case, into the cache
+    };
+    this.screen.onerror = () => { this.loading.textContent = "The photograph could not be loaded: reload the page."; };
+    this.screen.src = d.screen_url;
+    if (d.overlay) {
+      this.overlayImage = new Image();
+      this.overlayImage.onload = () => this.draw();
+      this.overlayImage.src = d.overlay;
+    }
+  }
+
+  wantFull() {
+    if (this.full || !this.screen.naturalWidth) return;
+    if (this.scale * this.iw <= this.screen.naturalWidth * 1.01) return;
+    this.full = new Image();
+    this.full.decoding = "async";
+    this.full.onload = () => this.draw();
+    this.full.src = this.data.full_url;
+  }
+
+  scrollPageToTop() {
+    // each case starts at the top of the page: heading, photograph and AI panel in view
+    const scrollers = [document.scrollingElement, document.querySelector('[data-testid="stMain"]'),
+                       document.querySelector('[data-testid="stAppViewContainer"]'),
+                       document.querySelector('[data-testid="stMainBlockContainer"]')];
+    for (const s of scrollers) if (s && s.scrollTop) s.scrollTop = 0;
+    window.scrollTo(0, 0);
+  }
+
+  layout() {
+    // the stage takes the window's height below its own top (as laid out at the top of the page)
+    const rect = this.stage.getBoundingClientRect();
+    const scroller = document.querySelector('[data-testid="stMain"]');
+    const top = rect.top + (scroller ? scroller.scrollTop : 0) + window.scrollY;
+    const foot = 28;
+    const h = Math.max(320, Math.floor(window.innerHeight - top - foot - 12));
+    this.stage.style.height = `${h}px`;
+    const dpr = window.devicePixelRatio || 1;
+    const cw = Math.max(1, Math.round(this.stage.clientWidth * dpr));
+    const ch = Math.max(1, Math.round(h * dpr));
+    if (cw === this.canvas.width && ch === this.canvas.height && this.scale) return;
+    this.canvas.width = cw;
+    this.canvas.height = ch;
+    this.canvas.style.width = `${this.stage.clientWidth}px`;
+    this.canvas.style.height = `${h}px`;
+    this.fitScale = Math.min(cw / this.iw, ch / this.ih);
+    if (!this.scale || this.isFit) this.reset(); else this.clamp(), this.draw();
+  }
+
+  reset() {
+    this.scale = this.fitScale;
+    this.tx = (this.canvas.width - this.iw * this.scale) / 2;
+    this.ty = (this.canvas.height - this.ih * this.scale) / 2;
+    this.isFit = true;
+    this.draw();
+  }
+
+  resetAll() {
+    this.adjust = { brightness: 1, contrast: 1, gamma: 1, redFree: false };
+    for (const [name, s] of Object.entries(this.sliders)) {
+      if (name === "opacity") continue;
+      s.input.value = "1"; s.out.textContent = "1.00";
+    }
+    this.redFreeButton.setAttribute("aria-pressed", "false");
+    this.reset();
+  }
+
+  maxScale() {
+    return Math.max(this.fitScale, MAX_DEVICE_PX_PER_IMAGE_PX);
+  }
+
+  zoomTo(scale, cx = this.canvas.width / 2, cy = this.canvas.height / 2) {
+    const s = Math.min(this.maxScale(), Math.max(this.fitScale, scale));
+    this.tx = cx - ((cx - this.tx) * s) / this.scale;
+    this.ty = cy - ((cy - this.ty) * s) / this.scale;
+    this.scale = s;
+    this.isFit = Math.abs(s - this.fitScale) < 1e-9;
+    this.clamp();
+    this.draw();
+  }
+
+  zoomBy(factor, cx, cy) {
+    this.zoomTo(this.scale * factor, cx, cy);
+  }
+
+  panBy(dx, dy) {
+    this.tx += dx;
+    this.ty += dy;
+    this.clamp();
+    this.draw();
+  }
+
+  clamp() {
+    // keep the photograph on screen: centred along an axis where it is smaller than the stage
+    const w = this.iw * this.scale, h = this.ih * this.scale, cw = this.canvas.width, ch = this.canvas.height;
+    this.tx = w <= cw ? (cw - w) / 2 : Math.min(0, Math.max(cw - w, this.tx));
+    this.ty = h <= ch ? (ch - h) / 2 : Math.min(0, Math.max(ch - h, this.ty));
+  }
+
+  devicePoint(e) {
+    const r = this.canvas.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
+    return [(e.clientX - r.left) * dpr, (e.clientY - r.top) * dpr];
+  }
+
+  onWheel(e) {
+    e.preventDefault();
+    const [x, y] = this.devicePoint(e);
+    const delta = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
+    this.zoomBy(Math.exp(-delta * 0.002), x, y);
+  }
+
+  onPointerDown(e) {
+    this.stage.focus({ preventScroll: true });
+    this.stage.setPointerCapture?.(e.pointerId);
+    this.pointers.set(e.pointerId, this.devicePoint(e));
+    this.pinch = null;
+  }
+
+  onPointerMove(e) {
+    if (!this.pointers.has(e.pointerId)) return;
+    const prev = this.pointers.get(e.pointerId), now = this.devicePoint(e);
+    this.pointers.set(e.pointerId, now);
+    if (this.pointers.size === 1) {
+      this.panBy(now[0] - prev[0], now[1] - prev[1]);
+    } else if (this.pointers.size === 2) {
+      const [a, b] = [...this.pointers.values()];
+      const dist = Math.hypot(a[0] - b[0], a[1] - b[1]);
+      const mid = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+      if (this.pinch) this.zoomBy(dist / this.pinch, mid[0], mid[1]);
+      this.pinch = dist;
+    }
+  }
+
+  onPointerUp(e) {
+    this.pointers.delete(e.pointerId);
+    this.pinch = null;
+  }
+
+  onKey(e) {
+    const target = e.composedPath()[0];
+    if (!this.root.isConnected || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (target && (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) || target.isContentEditable)) {
+      if (!(target.type === "range" && this.root.contains(target)) || !["+", "=", "-", "0"].includes(e.key)) return;
+    }
+    const step = 0.1 * Math.min(this.canvas.width, this.canvas.height);
+    const actions = {
+      "+": () => this.zoomBy(1.5), "=": () => this.zoomBy(1.5), "-": () => this.zoomBy(1 / 1.5),
+      "0": () => this.reset(), "1": () => this.zoomTo(window.devicePixelRatio || 1),
+      ArrowLeft: () => this.panBy(step, 0), ArrowRight: () => this.panBy(-step, 0),
+      ArrowUp: () => this.panBy(0, step), ArrowDown: () => this.panBy(0, -step),
+      g: () => this.toggleRedFree(), G: () => this.toggleRedFree(), r: () => this.resetAll(), R: () => this.resetAll(),
+    };
+    if (this.data.overlay) actions.s = actions.S = () => this.toggleOverlay();
+    const action = actions[e.key];
+    if (!action) return;
+    if (e.key.startsWith("Arrow") && this.isFit) return; // nothing to pan: leave the arrows to the page
+    e.preventDefault();
+    action();
+  }
+
+  setAdjust(name, value) {
+    this.adjust[name] = value;
+    this.draw();
+  }
+
+  setOpacity(value) {
+    this.overlay.opacity = value;
+    if (this.overlay.show) this.draw();
+  }
+
+  toggleRedFree() {
+    this.adjust.redFree = !this.adjust.redFree;
+    this.redFreeButton.setAttribute("aria-pressed", String(this.adjust.redFree));
+    this.draw();
+  }
+
+  toggleOverlay() {
+    this.overlay.show = !this.overlay.show;
+    this.overlayButton.setAttribute("aria-pressed", String(this.overlay.show));
+    this.draw();
+  }
+
+  draw() {
+    if (this.frame || !this.screen) return;
+    this.frame = requestAnimationFrame(() => { this.frame = 0; this.paint(); });
+  }
+
+  paint() {
+    const t0 = performance.now();
+    const ctx = this.ctx, W = this.canvas.width, H = this.canvas.height;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, W, H);
+    if (!this.screen.complete || !this.screen.naturalWidth) return;
+    this.wantFull();
+    const useFull = this.full && this.full.complete && this.full.naturalWidth
+      && this.scale * this.iw > this.screen.naturalWidth * 1.01;
+    const src = useFull ? this.full : this.screen;
+    const k = src.naturalWidth / this.iw; // source pixels per photograph pixel
+    // the visible part of the photograph, in photograph pixels
+    const x0 = Math.max(0, -this.tx / this.scale), y0 = Math.max(0, -this.ty / this.scale);
+    const x1 = Math.min(this.iw, (W - this.tx) / this.scale), y1 = Math.min(this.ih, (H - this.ty) / this.scale);
+    if (x1 <= x0 || y1 <= y0) return;
+    ctx.imageSmoothingEnabled = this.scale * (useFull ? 1 : 1 / k) < 2;
+    ctx.imageSmoothingQuality = "high";
+    const dx = this.tx + x0 * this.scale, dy = this.ty + y0 * this.scale;
+    const dw = (x1 - x0) * this.scale, dh = (y1 - y0) * this.scale;
+    ctx.drawImage(src, x0 * k, y0 * k, (x1 - x0) * k, (y1 - y0) * k, dx, dy, dw, dh);
+    const a = this.adjust;
+    if (a.redFree || a.brightness !== 1 || a.contrast !== 1 || a.gamma !== 1) {
+      const bx = Math.max(0, Math.floor(dx)), by = Math.max(0, Math.floor(dy));
+      const bw = Math.min(W, Math.ceil(dx + dw)) - bx, bh = Math.min(H, Math.ceil(dy + dh)) - by;
+      if (bw > 0 && bh > 0) {
+        const img = ctx.getImageData(bx, by, bw, bh), p = img.data, lut = lookupTable(a.brightness, a.contrast, a.gamma);
+        if (a.redFree) {
+          for (let i = 0; i < p.length; i += 4) { const v = lut[p[i + 1]]; p[i] = v; p[i + 1] = v; p[i + 2] = v; }
+        } else {
+          for (let i = 0; i < p.length; i += 4) { p[i] = lut[p[i]]; p[i + 1] = lut[p[i + 1]]; p[i + 2] = lut[p[i + 2]]; }
+        }
+        ctx.putImageData(img, bx, by);
+      }
+    }
+    if (this.overlay.show && this.overlayImage && this.overlayImage.naturalWidth) {
+      const ko = this.overlayImage.naturalWidth / this.iw, ko_y = this.overlayImage.naturalHeight / this.ih;
+      ctx.globalAlpha = this.overlay.opacity;
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(this.overlayImage, x0 * ko, y0 * ko_y, (x1 - x0) * ko, (y1 - y0) * ko_y, dx, dy, dw, dh);
+      ctx.globalAlpha = 1;
+    }
+    const t1 = performance.now();
+    STATS.frames.push(t1 - t0);
+    if (!this.painted) { this.painted = true; STATS.painted = { id: this.id, at: t1 }; } // first sight of this case
+    if (STATS.frames.length > 500) STATS.frames.shift();
+    const dpr = window.devicePixelRatio || 1;
+    const zoom = this.scale / dpr; // screen (CSS) pixels per photograph pixel
+    this.root.dataset.zoom = this.isFit ? "fit" : zoom.toFixed(3);
+    this.root.dataset.source = useFull ? "full" : "screen";
+    this.status.textContent = `${this.iw}\u00d7${this.ih} px \u00b7 `
+      + (this.isFit ? "whole photograph" : `zoom ${(this.scale / this.fitScale).toFixed(1)}\u00d7`)
+      + ` \u00b7 ${zoom >= 1 ? `1 photo px = ${zoom.toFixed(1)} screen px` : `${(100 * zoom).toFixed(0)}% of native`}`
+      + (useFull ? " \u00b7 full resolution" : "");
+  }
+
+  destroy() {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.resizeObserver?.disconnect();
+    for (const off of this.listeners) off();
+    this.listeners = [];
+    this.root.remove();
+    if (this.screen) this.screen.onload = null;
+  }
+}

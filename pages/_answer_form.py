@@ -1,0 +1,88 @@
+"""The answer form for one reading: widgets per question kind, and the answer read back on submit.
+
+Why a helper: the reading page stays thin, and the rule "nothing is pre-filled" (every radio starts
+unselected, numbers and the legacy 0-100 confidence start empty) lives in one place, so an
+untouched question reaches ``validate_answer`` as unanswered instead of as a silent default.
+Widget keys are ``q_{assignment_id}_{question id}`` (``ungradable`` is reserved, so the "Image
+ungradable" box, ``q_{assignment_id}_ungradable``, never collides with a question).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+UNGRADABLE = "ungradable"
+SHORT_LABEL = 14  # ordinal grades with labels up to this long are laid out in one row
+
+
+def widget_key(assignment_id: int, qid: str) -> str:
+    return f"q_{assignment_id}_{qid}"
+
+
+def _label(q: dict) -> str:
+    unit = q.get("unit")
+    return f"{q['text']} ({unit})" if unit and q["kind"] == "number" else q["text"]
+
+
+def _numbers(q: dict) -> tuple:
+    """(min, max, step) of a number question, all int or all float as st.number_input requires."""
+    low, high, step = q.get("minimum"), q.get("maximum"), q.get("step")
+    if q["kind"] == "integer":
+        step = 1
+    whole = all(v is None or float(v).is_integer() for v in (low, high, step)) and step is not None
+    cast = int if whole else float
+    return tuple(None if v is None else cast(v) for v in (low, high, step))
+
+
+def draw_answer_form(questions, assignment_id: int, allow_ungradable: bool = False) -> None:
+    """Draw the widgets (call inside ``st.form``); ``questions`` are dicts as ``Item.questions`` holds them."""
+    if allow_ungradable:
+        st.checkbox("Image ungradable", key=widget_key(assignment_id, UNGRADABLE),
+                    help="Tick when the photograph cannot be graded; the other questions are then skipped.")
+    for q in questions:
+        key, kind, label = widget_key(assignment_id, q["id"]), q["kind"], _label(q)
+        labels = dict(q.get("options") or ())
+        helptext = None if q.get("required", True) else "Optional"
+        if kind == "single_choice":
+            st.radio(label, list(labels), format_func=labels.get, index=None, key=key, help=helptext)
+        elif kind == "ordinal":
+            short = all(len(v) <= SHORT_LABEL for v in labels.values())
+            st.radio(label, list(labels), format_func=labels.get, index=None, key=key, help=helptext,
+                     horizontal=short)
+        elif kind == "multi_choice":
+            st.multiselect(label, list(labels), format_func=labels.get, key=key, help=helptext)
+        elif kind in ("number", "integer"):
+            low, high, step = _numbers(q)
+            st.number_input(label, min_value=low, max_value=high, step=step, value=None, key=key, help=helptext,
+                            placeholder="not answered")
+        elif kind == "text":
+            st.text_area(label, max_chars=q.get("max_length"), key=key, help=helptext)
+        elif kind == "boolean":
+            st.radio(label, ["Yes", "No"], index=None, horizontal=True, key=key, help=helptext)
+
+
+def collect_answer(questions, assignment_id: int, allow_ungradable: bool = False, state=None) -> dict:
+    """The answer dict for ``workflow.submit`` from the widgets' values (``state``: st.session_state).
+
+    Unanswered widgets are left out (the workflow then says which required answers are missing);
+    with "Image ungradable" ticked the answer is ``{"ungradable": True}`` plus any optional answers.
+    """
+    state = st.session_state if state is None else state
+    ungradable = bool(allow_ungradable and state.get(widget_key(assignment_id, UNGRADABLE)))
+    answer: dict = {UNGRADABLE: True} if ungradable else {}
+    for q in questions:
+        if ungradable and q.get("required", True):
+            continue
+        value = state.get(widget_key(assignment_id, q["id"]))
+        kind = q["kind"]
+        if kind == "boolean" and value is not None:
+            value = value == "Yes"
+        elif kind in ("number", "integer") and value is not None:
+            low, _high, step = _numbers(q)
+            value = int(round(value)) if isinstance(step, int) and (low is None or isinstance(low, int)) else float(value)
+        elif kind == "text" and value is not None:
+            value = value.strip() or None
+        elif kind == "multi_choice" and value is not None:
+            value = list(value)
+        if value is not None:
+            answer[q["id"]] = value
+    return answer

@@ -1,0 +1,95 @@
+"""The study's own questions on the reading page (AppTest): studies/dr_grading.toml's ordinal ICDR grade,
+yes/no oedema and free-text comment, and "Image ungradable", end to end through submit, export and the
+analysis table. Form errors name the question as the reader sees it, not its internal id."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from study import db
+from study.cases import import_manifest
+from study.config import parse_text
+from study.design import build_design
+from study.export import answers_table
+from study.precompute import store_ai_output
+from study.readers import add_reader
+from study.studies import create_study
+from tests.app_helpers import APP, CARD, PROBS
+from tests.test_app_reader import consent, signed_in
+
+DR_TOML = Path(__file__).resolve().parents[1] / "studies" / "dr_grading.toml"
+
+
+@pytest.fixture
+def dr_study(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    db.upgrade(url)
+    factory = db.session_factory(db.make_engine(url))
+    rng = np.random.default_rng(3)
+    with (tmp_path / "manifest.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case_id", "image_path", "label", "eye", "dr_grade", "dme"])
+        for i, (grade, dme) in enumerate([("2", "yes"), ("0", "no"), ("3", "yes"), ("1", "no")]):
+            Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / f"c{i}.png")
+            w.writerow([f"DR{i}", f"c{i}.png", "diabetic_retinopathy" if grade != "0" else "normal", "OD", grade, dme])
+    text = DR_TOML.read_text()
+    with factory() as s:
+        study = create_study(s, parse_text(text), text)
+        for case in import_manifest(s, study.id, tmp_path / "manifest.csv", store_root=tmp_path / "store"):
+            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings")
+        _, code = add_reader(s, study.id, display_name="Grader", years_experience=8)
+        build_design(s, study.id)
+        study.model_version = CARD["version"]
+        s.commit()
+        sid = study.id
+    monkeypatch.setenv("REVISION_DB_URL", url)
+    monkeypatch.setenv("REVISION_STORE_ROOT", str(tmp_path / "store"))
+    return factory, sid, code
+
+
+def _submit(at: AppTest) -> AppTest:
+    [b for b in at.button if b.proto.is_form_submitter][0].click()
+    return at.run()
+
+
+def test_ordinal_grade_and_ungradable_through_submit_export_and_analysis(dr_study):
+    factory, sid, code = dr_study
+    at = consent(signed_in(code))
+    assert not at.exception, at.exception
+    assert at.subheader[0].value.startswith("Case 1 of 8, session 1 of 2")
+    grade = next(r for r in at.radio if r.label == "ICDR diabetic retinopathy grade")
+    assert grade.value is None and grade.options[2] == "Moderate NPDR"
+    # an empty form is refused, in the reader's words
+    at = _submit(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "ICDR diabetic retinopathy grade: an answer is required" in errors and "dr_grade" not in errors
+    # case 1: grade 2, oedema yes, a comment
+    next(r for r in at.radio if r.label == "ICDR diabetic retinopathy grade").set_value("2")
+    next(r for r in at.radio if r.label.startswith("Diabetic macular oedema")).set_value("Yes")
+    at.text_area[0].input("hard exudates temporal to the fovea")
+    at = _submit(at)
+    assert not at.exception and at.subheader[0].value.startswith("Case 2 of 8")
+    # case 2: ungradable, nothing else
+    ungradable = next(c for c in at.checkbox if c.label == "Image ungradable")
+    ungradable.check()
+    at = _submit(at)
+    assert not at.exception and at.subheader[0].value.startswith("Case 3 of 8")
+
+    with factory() as s:
+        table = answers_table(s, sid)
+    first, second = table.sort_values("submitted_at").iloc[0], table.sort_values("submitted_at").iloc[1]
+    assert first.q_dr_grade == "2" and first.answer == "2" and first.q_dme == "true"
+    assert first.q_comment == "hard exudates temporal to the fovea" and not first.ungradable
+    assert first.answer_grade == 2 and first.truth_grade == int(first.ref_dr_grade)
+    assert bool(second.ungradable) and pd_isna(second.answer) and pd_isna(second.correct)
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
