@@ -7,6 +7,16 @@
 const VIEWERS = new WeakMap();
 const MAX_DEVICE_PX_PER_IMAGE_PX = 8; // zoom limit: one photograph pixel as 8x8 screen pixels
 const STATS = (window.__caseViewer = window.__caseViewer || { frames: [], mounts: 0 });
+const PRELOADED = new Map(); // url -> Image fetched and decoded ahead (the next case), reused when it comes
+
+function preload(url) {
+  if (PRELOADED.has(url)) return;
+  const image = new Image();
+  image.src = url;
+  image.decode().catch(() => PRELOADED.delete(url));
+  PRELOADED.set(url, image);
+  while (PRELOADED.size > 3) PRELOADED.delete(PRELOADED.keys().next().value);
+}
 
 export default function (component) {
   const { data, parentElement } = component;
@@ -56,6 +66,7 @@ class Viewer {
     this.frame = 0;
     this.listeners = [];
     STATS.mounts += 1;
+    STATS.mounted = { id: this.id, at: performance.now() };
     this.build();
     this.load();
     this.scrollPageToTop();
@@ -133,15 +144,22 @@ class Viewer {
 
   load() {
     const d = this.data;
-    this.screen = new Image();
-    this.screen.decoding = "async";
-    this.screen.onload = () => {
+    const ready = () => {
       this.loading.remove();
       this.draw();
-      for (const url of d.prefetch || []) { const p = new Image(); p.src = url; } // the next case, into the cache
+      for (const url of d.prefetch || []) preload(url); // the next case: fetched and decoded while this one is read
     };
-    this.screen.onerror = () => { this.loading.textContent = "The photograph could not be loaded: reload the page."; };
-    this.screen.src = d.screen_url;
+    const ahead = PRELOADED.get(d.screen_url);
+    if (ahead && ahead.complete && ahead.naturalWidth) {
+      this.screen = ahead;
+      ready();
+    } else {
+      this.screen = new Image();
+      this.screen.decoding = "async";
+      this.screen.onload = ready;
+      this.screen.onerror = () => { this.loading.textContent = "The photograph could not be loaded: reload the page."; };
+      this.screen.src = d.screen_url;
+    }
     if (d.overlay) {
       this.overlayImage = new Image();
       this.overlayImage.onload = () => this.draw();

@@ -122,10 +122,13 @@ def finding_names(label_set: str | None, questions=()) -> dict[str, str]:
 READING_ROOM_CSS = """
 <style>
 /* the reading page: the photograph gets the room. No header band, slim margins, and the viewer column
-   stays in view while the reader scrolls the questions */
+   stays in view while the reader scrolls the questions. */
 header[data-testid="stHeader"] { display: none; }
 .stMainBlockContainer, [data-testid="stMainBlockContainer"] { padding: 0.75rem 1rem 1rem 1rem; max-width: none; }
 .st-key-viewer_column { position: sticky; top: 0.5rem; }
+/* while the next case is drawn, nothing of the previous one stays on screen: no old AI panel beside a new
+   photograph, no old heading above it (the page reruns only on Submit and Pause) */
+[data-testid="stElementContainer"][data-stale="true"] { visibility: hidden; }
 .stMainBlockContainer h3 { padding: 0 0 0.1rem 0; }
 </style>
 """

@@ -77,21 +77,22 @@ aided = is_aided(item)
 mode = "AI-assisted reading" if aided else "Unaided reading"
 if item.step == 2:
     mode += " · step 2: final answer"
-where = f"Case {item.position} of {item.total}" + (f", session {item.session} of {item.sessions}"
-                                                   if item.sessions > 1 else "")
+if item.sessions > 1:
+    where = f"Case {item.session_position} of {item.session_total}, session {item.session} of {item.sessions}"
+else:
+    where = f"Case {item.position} of {item.total}"
 head = st.columns([5, 1.3], vertical_alignment="center")
-head[0].subheader(where, anchor=False)
-head[0].markdown(f"**{mode}** · {eye_label(item.eye)} · :gray[{state.study_name} · reader {state.pseudonym}]")
-with head[1]:
-    pause_button("case")
-
 left, right = st.columns([5, 3], gap="small")
-with left, st.container(key="viewer_column"):
+with left, st.container(key="viewer_column"):  # drawn first: the photograph is what the reader waits for
     display = case_display(state.study_id, item.image_ref, item.next_image_ref)
     overlay = item.ai.saliency_png if aided else None
     case_viewer(key=f"viewer_{item.assignment_id}", screen_url=display.screen_url, full_url=display.full_url,
                 width=display.width, height=display.height, prefetch=display.prefetch,
                 overlay_png=overlay, overlay_label=item.ai.saliency_label if overlay is not None else None)
+head[0].subheader(where, anchor=False)
+head[0].markdown(f"**{mode}** · {eye_label(item.eye)} · :gray[{state.study_name} · reader {state.pseudonym}]")
+with head[1]:
+    pause_button("case")
 
 with right:
     if aided and item.block_start:

@@ -85,10 +85,11 @@ def ensure_demo_study(db_url: str | None = None, *, n_cases: int = 60, n_sim_rea
     from study.readers import add_reader
     from study.simulate import simulate
     from study.studies import create_study
+    from study.web import store_root as store_root_env
 
     config, text = load_config(config_path)
     data_dir = Path(data_dir) if data_dir is not None else db.REPO_ROOT / "data"
-    store_root = data_dir / "store"
+    store_root = store_root_env() or data_dir / "store"  # where the app will look for the photographs
     _engine, factory = db.open_database(db_url)
     try:
         with factory() as s:

@@ -95,6 +95,8 @@ class Item:
     allow_ungradable: bool = False  # the form offers "Image ungradable" (answer {"ungradable": true})
     eye: str | None = None  # "right" (OD) or "left" (OS), as the manifest gave it
     sessions: int = 1  # how many sessions this reader has ("session 1 of 2")
+    session_position: int = 1  # k of n within this session ("Case 3 of 60, session 1 of 2")
+    session_total: int = 1
     block_start: bool = False  # the first reading of a block of this condition within a session
     next_image_ref: str | None = None  # the reader's next photograph, for the browser to prefetch
 
@@ -200,8 +202,9 @@ def _latest_answer(session: Session, assignment_id: int) -> Answer | None:
                           .order_by(Answer.version.desc()).limit(1))
 
 
-def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None]:
-    """(block start, sessions, next image) for assignment ``a``: what the screen says around the case.
+def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None, int, int]:
+    """(block start, sessions, next image, k and n of "case k of n in this session") for assignment ``a``:
+    what the screen says around the case.
 
     The AI-assisted block starts at an aided reading whose previous reading in the same session (designs
     group a session's readings by condition) was unaided, or that opens its session; in a sequential
@@ -210,12 +213,15 @@ def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None]
         Assignment.reader_id == a.reader_id, Assignment.session == a.session, Assignment.position < a.position)
         .order_by(Assignment.position.desc()).limit(1))
     sessions = session.scalar(select(func.max(Assignment.session)).where(Assignment.reader_id == a.reader_id))
+    in_session, answered_in_session = session.execute(
+        select(func.count(Assignment.id), func.count(Assignment.id).filter(_answered()))
+        .where(Assignment.reader_id == a.reader_id, Assignment.session == a.session)).one()
     nxt = session.scalar(select(Case.image_ref).join(Assignment, Assignment.case_id == Case.id).where(
         Assignment.reader_id == a.reader_id, ~_answered(), Assignment.id != a.id,
         or_(Assignment.session > a.session, (Assignment.session == a.session) & (Assignment.position > a.position)))
         .order_by(Assignment.session, Assignment.position).limit(1))
     block_start = a.depends_on_id is None and a.condition in AIDED_CONDITIONS and prev not in AIDED_CONDITIONS
-    return block_start, int(sessions or 1), nxt
+    return block_start, int(sessions or 1), nxt, answered_in_session + 1, in_session
 
 
 def _saliency_label(out: AIOutput) -> str:
@@ -226,10 +232,11 @@ def _saliency_label(out: AIOutput) -> str:
 
 def _build_item(session: Session, study: Study, config: StudyConfig, a: Assignment, case: Case, position: int,
                 total: int, shown_at: datetime) -> Item:
-    block_start, sessions, next_image = _neighbours(session, a)
+    block_start, sessions, next_image, session_position, session_total = _neighbours(session, a)
     common = dict(assignment_id=a.id, case_id=case.case_key, image_ref=case.image_ref, condition=a.condition,
                   step=a.step, session=a.session, questions=tuple(q.to_dict() for q in config.questions),
                   position=position, total=total, shown_at=shown_at, eye=case.eye, sessions=sessions,
+                  session_position=session_position, session_total=session_total,
                   allow_ungradable=config.allow_ungradable,
                   block_start=block_start and study.design != "sequential",
                   next_image_ref=next_image if next_image != case.image_ref else None)

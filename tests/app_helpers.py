@@ -215,3 +215,40 @@ def study_photos(tmp_path: Path, n: int, *, synthetic: bool = False) -> tuple[li
         out.append(Path(tmp_path) / f"synthetic{i:03d}.jpg")
         Image.fromarray(arr).save(out[-1], quality=90)
     return out, f"{n} synthetic 3000 x 2500 JPEGs"
+
+
+def answer_default_protocol(page) -> None:
+    """Answer the default protocol's form in the browser: first diagnosis, confidence 70, no referral."""
+    page.locator('[role="radiogroup"]').nth(0).locator("label").first.click()
+    number = page.locator('input[type="number"]').first
+    number.fill("70")
+    number.press("Tab")
+    page.locator('[role="radiogroup"]').last.get_by_text("No", exact=True).click()
+
+
+def viewer_view_changes(page, sent: list) -> tuple[int, list[float]]:
+    """20 view changes in the case viewer (6 wheel zooms, 5 drags, 5 contrast values, 4 keys); returns
+    (messages the browser sent meanwhile, from ``sent`` as filled by a websocket listener; the time
+    in ms of each frame the viewer drew meanwhile)."""
+    frames_before = page.evaluate("() => window.__caseViewer.frames.length")
+    box = page.locator(".cv-stage").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    mark = len(sent)
+    page.mouse.move(cx, cy)
+    for _ in range(6):
+        page.mouse.wheel(0, -200)
+        page.wait_for_timeout(60)
+    for dx in (80, -60, 40, -90, 70):
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + dx, cy + dx / 3, steps=3)
+        page.mouse.up()
+        page.wait_for_timeout(40)
+    for value in ("1.3", "0.8", "1.5", "1.1", "1.7"):
+        page.locator('input[data-control="contrast"]').fill(value)
+        page.wait_for_timeout(40)
+    for key in ("+", "ArrowLeft", "g", "g"):
+        page.keyboard.press(key)
+        page.wait_for_timeout(60)
+    page.wait_for_timeout(1000)
+    return len(sent) - mark, page.evaluate("(n) => window.__caseViewer.frames.slice(n)", frames_before)

@@ -61,7 +61,7 @@ def test_ordinal_grade_and_ungradable_through_submit_export_and_analysis(dr_stud
     factory, sid, code = dr_study
     at = consent(signed_in(code))
     assert not at.exception, at.exception
-    assert at.subheader[0].value.startswith("Case 1 of 8, session 1 of 2")
+    assert at.subheader[0].value.startswith("Case 1 of 4, session 1 of 2")
     grade = next(r for r in at.radio if r.label == "ICDR diabetic retinopathy grade")
     assert grade.value is None and grade.options[2] == "Moderate NPDR"
     # an empty form is refused, in the reader's words
@@ -73,12 +73,12 @@ def test_ordinal_grade_and_ungradable_through_submit_export_and_analysis(dr_stud
     next(r for r in at.radio if r.label.startswith("Diabetic macular oedema")).set_value("Yes")
     at.text_area[0].input("hard exudates temporal to the fovea")
     at = _submit(at)
-    assert not at.exception and at.subheader[0].value.startswith("Case 2 of 8")
+    assert not at.exception and at.subheader[0].value.startswith("Case 2 of 4, session 1 of 2")
     # case 2: ungradable, nothing else
     ungradable = next(c for c in at.checkbox if c.label == "Image ungradable")
     ungradable.check()
     at = _submit(at)
-    assert not at.exception and at.subheader[0].value.startswith("Case 3 of 8")
+    assert not at.exception and at.subheader[0].value.startswith("Case 3 of 4, session 1 of 2")
 
     with factory() as s:
         table = answers_table(s, sid)

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from study import db
 from study.models import Answer
-from tests.app_helpers import CARD, CHROMIUM, launch_chromium, make_photo_study, streamlit_server, study_photos
+from tests.app_helpers import (CARD, CHROMIUM, answer_default_protocol, launch_chromium, make_photo_study,
+                               streamlit_server, study_photos, viewer_view_changes)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"
@@ -73,36 +74,6 @@ def _inside(box, width: int, height: int) -> bool:
 
 def _text(frames: list) -> str:
     return "\n".join(f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in frames)
-
-
-def _answer(page) -> None:
-    page.locator('[role="radiogroup"]').nth(0).locator("label").first.click()
-    page.locator('input[type="number"]').first.fill("70")
-    page.locator('input[type="number"]').first.press("Tab")
-    page.locator('[role="radiogroup"]').last.get_by_text("No", exact=True).click()
-
-
-def _play_with_viewer(page, sent: list) -> int:
-    """20 zoom, pan and contrast changes; returns how many messages the browser sent meanwhile."""
-    stage = page.locator(".cv-stage")
-    box = stage.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    mark = len(sent)
-    page.mouse.move(cx, cy)
-    for _ in range(6):
-        page.mouse.wheel(0, -240)
-        page.wait_for_timeout(40)
-    for dx in (60, -40, 80, -30, 50):
-        page.mouse.move(cx, cy)
-        page.mouse.down()
-        page.mouse.move(cx + dx, cy + dx / 2, steps=4)
-        page.mouse.up()
-    for value in ("1.4", "0.8", "1.2", "1.6", "1.1"):
-        page.locator('input[data-control="contrast"]').fill(value)
-    for key in ("+", "ArrowLeft", "g", "g"):
-        page.keyboard.press(key)
-    page.wait_for_timeout(800)
-    return len(sent) - mark
 
 
 def test_reading_station_layout_leaks_and_viewer(photo_server):
@@ -163,7 +134,8 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
                     assert CARD["version"] in traffic
                 saliency = page.locator('[data-control="overlay"]').count() == 1
                 if k == 1:
-                    messages = _play_with_viewer(page, sent)
+                    messages, frames = viewer_view_changes(page, sent)
+                    assert frames, f"{tag}: the viewer drew nothing"
                     assert messages == 0, f"{tag}: {messages} message(s) sent to the server by view changes"
                     assert viewer.get_attribute("data-zoom") != "fit"
                     page.screenshot(path=OUT / f"station_{tag}_zoomed.png")
@@ -171,7 +143,7 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
                     page.locator('[data-control="overlay"]').click()
                     page.wait_for_timeout(300)
                     page.screenshot(path=OUT / f"station_{tag}_overlay.png")
-                _answer(page)
+                answer_default_protocol(page)
                 mark = len(received)
                 page.locator('[data-testid="stFormSubmitButton"] button').click()
             expect(page.get_by_text("Study complete")).to_be_visible(timeout=30_000)
