@@ -2,13 +2,13 @@
 
 A reader reads one case of each arm (unaided, AI, AI + saliency) of a study whose photographs were
 imported through the manifest import: the real IDRiD photographs (3410 x 2848) where ../shared is
-present, else synthetic 3000 x 2500 JPEGs (the layout checks hold for both; the skip reason says which).
+present, else synthetic 3000 x 2500 JPEGs (the layout checks hold for both).
 Checked on every case, right after Submit: the page is scrolled to the top, the photograph fills the
 height below the heading and lies inside the viewport, and on aided cases the AI panel is inside the
 viewport with full finding names; on the unaided case neither the DOM (shadow DOM included) nor the
 websocket frames carry any AI text, number or overlay. In the viewer, 20 zoom, pan and contrast changes
-send nothing to the server, and each case starts with a fresh view. The photograph route serves only
-signed links. Screenshots go to test-output/ (gitignored).
+send nothing to the server, a pinch zooms (at the tablet size, with touch), and each case starts with a
+fresh view. The photograph route serves only signed links. Screenshots go to test-output/ (gitignored).
 """
 from __future__ import annotations
 
@@ -76,6 +76,24 @@ def _text(frames: list) -> str:
     return "\n".join(f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in frames)
 
 
+def _pinch(context, page) -> None:
+    """Two fingers moving apart over the photograph (touch events through the DevTools protocol)."""
+    box = page.locator(".cv-stage").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind: str, spread: float | None) -> None:
+        points = [] if spread is None else [{"x": cx - spread, "y": cy, "id": 0}, {"x": cx + spread, "y": cy, "id": 1}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", 20)
+    for spread in range(40, 220, 20):
+        touch("touchMove", spread)
+        page.wait_for_timeout(30)
+    touch("touchEnd", None)
+    page.wait_for_timeout(300)
+
+
 def test_reading_station_layout_leaks_and_viewer(photo_server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -86,7 +104,9 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
         for (width, height), code in zip(VIEWPORTS, codes):
             received: list = []
             sent: list = []
-            page = browser.new_page(viewport={"width": width, "height": height})
+            tablet = (width, height) == (1180, 820)  # a tablet's size: a touch screen, pinch to zoom
+            context = browser.new_context(viewport={"width": width, "height": height}, has_touch=tablet)
+            page = context.new_page()
             page.on("websocket", lambda ws: (ws.on("framereceived", lambda f: received.append(f)),
                                              ws.on("framesent", lambda f: sent.append(f))))
             page.goto(f"{base}/reader_signin")
@@ -139,6 +159,11 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
                     assert messages == 0, f"{tag}: {messages} message(s) sent to the server by view changes"
                     assert viewer.get_attribute("data-zoom") != "fit"
                     page.screenshot(path=OUT / f"station_{tag}_zoomed.png")
+                    if tablet:
+                        page.keyboard.press("0")
+                        _pinch(context, page)
+                        zoom = viewer.get_attribute("data-zoom")
+                        assert zoom != "fit" and float(zoom) > 0.5, f"{tag}: pinching out must zoom in ({zoom})"
                 if saliency:
                     page.locator('[data-control="overlay"]').click()
                     page.wait_for_timeout(300)
@@ -147,7 +172,7 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
                 mark = len(received)
                 page.locator('[data-testid="stFormSubmitButton"] button').click()
             expect(page.get_by_text("Study complete")).to_be_visible(timeout=30_000)
-            page.close()
+            context.close()
         browser.close()
     factory = db.session_factory(db.make_engine(url))
     with factory() as s:
