@@ -14,9 +14,16 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
+# Study mode (study/study_mode.py): by default ("auto") the public demo pages, which run the model for any
+# visitor, are hidden while a study has readers with unaided readings left, and the demo study's demo
+# readers always have some. `make run` is the local demo, not a live study, so it says explicitly that the
+# demo pages stay visible (the environment beats [app] public_demo in secrets.toml). To see study mode:
+# `make run PUBLIC_DEMO=auto`. A real study's server: leave REVISION_PUBLIC_DEMO unset ("auto") or "off".
+PUBLIC_DEMO ?= on
+
 run: $(STAMP)
 	$(PY) -m study demo
-	$(PY) scripts/serve_app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
+	REVISION_PUBLIC_DEMO=$(PUBLIC_DEMO) $(PY) scripts/serve_app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
 
 system-deps:
 	bash scripts/install_system_deps.sh

@@ -5,10 +5,18 @@ Roles are separated here: a visitor sees the public demo pages and the two sign-
 reader sees only the reading page; a signed-in investigator only the investigator pages. A page that
 is not in the navigation cannot be opened (Streamlit serves only the pages given to ``st.navigation``),
 and every reader/investigator page also checks the role itself (``pages/_shared.require_role``).
+
+Study mode (``study.study_mode``, setting ``[app] public_demo``): the demo pages run the study's model for
+anyone, so in "auto" they are left out of the navigation while any study has a reader with unaided
+readings left (each demo page checks too: ``pages/_shared.require_public_demo``); visitors then land on
+the reader sign-in page (a reload too). A reader who pauses lands on the reader sign-in page in any mode.
 """
+import sys
+
 import streamlit as st
 
-from pages._shared import role, sign_out
+from pages._shared import LANDING, public_demo_enabled, role, sign_out
+from study.study_mode import PublicDemoSettingError, public_demo_setting
 
 st.set_page_config(page_title="ReVision Reader Study", page_icon=":material/visibility:", layout="wide")
 
@@ -18,6 +26,13 @@ demo = [
     st.Page("pages/demo_try_study.py", title="Try the study", icon=":material/science:"),
 ]
 current = role()
+try:
+    public_demo_setting()  # an invalid value stops every page, for every role: a deployment error to fix
+    show_demo = current is None and public_demo_enabled()
+except PublicDemoSettingError as exc:
+    print(f"[revision] {exc}", file=sys.stderr, flush=True)
+    st.error(f"Configuration error: {exc}")
+    st.stop()
 if current == "reader":
     pages = {"Reading": [st.Page("pages/reader_study.py", title="Reading", icon=":material/visibility:", default=True)]}
 elif current == "investigator":
@@ -27,11 +42,21 @@ elif current == "investigator":
         st.Page("pages/investigator_analysis.py", title="Analysis and exports", icon=":material/bar_chart:"),
     ]}
 else:
-    demo[0] = st.Page("pages/demo_playground.py", title="Model playground", icon=":material/biotech:", default=True)
-    pages = {"Demo": demo, "Study": [
+    # the reader sign-in page is the default while the demo is off, and for a reader who signed out
+    signin_first = not show_demo or st.session_state.get(LANDING) == "reader_signin"
+    study = [
         st.Page("pages/reader_signin.py", title="Reader sign-in", icon=":material/key:"),
         st.Page("pages/investigator_signin.py", title="Investigator sign-in", icon=":material/lock:"),
-    ]}
+    ]
+    if signin_first:  # "/" forwards to /reader_signin, which keeps its own address (links and bookmarks work)
+        study.insert(0, st.Page("pages/landing.py", title="Welcome", visibility="hidden", default=True))
+    if show_demo:
+        if not signin_first:
+            demo[0] = st.Page("pages/demo_playground.py", title="Model playground", icon=":material/biotech:",
+                              default=True)
+        pages = {"Demo": demo, "Study": study}
+    else:
+        pages = {"Study": study}
 if current == "investigator":
     st.sidebar.caption(f"Signed in as investigator **{st.session_state.get('investigator_user', '?')}**")
     st.sidebar.button("Sign out", on_click=sign_out, key="sign_out")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages._shared import plain
+
 UNGRADABLE = "ungradable"
 SHORT_LABEL = 14  # ordinal grades with labels up to this long are laid out in one row
 
@@ -20,7 +22,8 @@ def widget_key(assignment_id: int, qid: str) -> str:
 
 def _label(q: dict) -> str:
     unit = q.get("unit")
-    return f"{q['text']} ({unit})" if unit and q["kind"] == "number" else q["text"]
+    # question texts, units and option labels are typed by investigators: shown literally, never as Markdown
+    return plain(f"{q['text']} ({unit})" if unit and q["kind"] == "number" else q["text"])
 
 
 def _numbers(q: dict) -> tuple:
@@ -40,7 +43,7 @@ def draw_answer_form(questions, assignment_id: int, allow_ungradable: bool = Fal
                     help="Tick when the photograph cannot be graded; the other questions are then skipped.")
     for q in questions:
         key, kind, label = widget_key(assignment_id, q["id"]), q["kind"], _label(q)
-        labels = dict(q.get("options") or ())
+        labels = {k: plain(v) for k, v in (q.get("options") or ())}
         helptext = None if q.get("required", True) else "Optional"
         if kind == "single_choice":
             st.radio(label, list(labels), format_func=labels.get, index=None, key=key, help=helptext)

@@ -136,3 +136,147 @@ header[data-testid="stHeader"] { display: none; }
 
 def reading_room_style() -> None:
     st.html(READING_ROOM_CSS)
+
+
+# --- plain text for user-supplied names (issue 11) ----------------------------------------------------
+
+_MARKDOWN_INLINE = frozenset("\\`*_{}[]<>|~:$&@")   # escaped wherever they stand
+_MARKDOWN_LINE_START = frozenset("-+#>=")             # escaped when they open the text (list, heading, quote)
+
+
+def plain(text) -> str:
+    """``text`` escaped so that Streamlit's Markdown shows it literally: no links, images, autolinks, HTML,
+    emphasis, headings, lists, LaTeX, emoji codes or ``:color[...]`` directives.
+
+    For every user-supplied string (study, finding, level, question and option names, reader pseudonyms,
+    case keys, correction reasons, messages that quote them) that goes into a Markdown-rendering call:
+    ``st.markdown``, ``st.caption``, ``st.title``/``header``/``subheader``, ``st.info``/``warning``/``error``/
+    ``success``, ``st.progress`` text, and widget labels and ``st.radio`` options (Streamlit renders
+    Markdown in those too, images included). Not needed where Streamlit shows plain text: ``st.dataframe``
+    cells, ``st.selectbox`` options, ``st.text``, ``st.code``.
+
+    How: a backslash before an ASCII punctuation character means "this character, literally" in
+    CommonMark. Escaped everywhere: the characters that open inline constructs (``[ ] < > ` * _ ~ | { }``,
+    ``\\``), ``:`` (``http://`` autolinks, ``:red[...]``, ``:material/...:``, emoji codes), ``$`` (LaTeX),
+    ``&`` (entities) and ``@`` (e-mail autolinks); ``.`` after ``www`` (``www.`` autolinks). Escaped at the
+    start only: ``- + # > =`` and the ``.``/``)`` of ``1.`` (lists, headings, quotes). Line breaks and other
+    control characters become spaces, so a name cannot start a new block. So ``![x](http://host/t.png)``
+    shows as typed and fetches nothing, while ordinary names (``Age-related macular degeneration (AMD)``)
+    are unchanged. ``None`` becomes an empty string.
+    """
+    if text is None:
+        return ""
+    chars = [" " if (c < " " or c in "\x7f\x85\u2028\u2029") else c for c in str(text)]
+    out = []
+    lead = len(chars) - len("".join(chars).lstrip(" "))
+    digits_end = lead
+    while digits_end < len(chars) and chars[digits_end].isdigit():
+        digits_end += 1
+    for i, ch in enumerate(chars):
+        escape = ch in _MARKDOWN_INLINE
+        escape |= i == lead and ch in _MARKDOWN_LINE_START
+        escape |= i == digits_end > lead and ch in ".)"
+        escape |= ch == "." and "".join(chars[max(0, i - 3):i]).lower() == "www"
+        out.append("\\" + ch if escape else ch)
+    return "".join(out)
+
+
+PLAYGROUND_LONGEST = 2048      # decoded side for the playground: the demo model reads 256 px, IG saliency too
+PLAYGROUND_MAX_PIXELS = 50_000_000  # header check before decoding (as an import): refused above this
+
+
+def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = PLAYGROUND_LONGEST,
+                        max_pixels: int = PLAYGROUND_MAX_PIXELS):
+    """An uploaded photograph as 8-bit RGB with its longest side at most ``longest``, decoded within a
+    pixel budget (the public playground: anyone can upload, and the server is one process for everyone).
+
+    The pixel count is checked from the header before any pixels are decoded (``max_pixels``, the same
+    message as ``revision_core.imageio.load_image``). A JPEG is decoded at reduced size by the DCT itself
+    (PIL ``draft``: 1/2, 1/4 or 1/8 scale), so a 50-megapixel JPEG never exists at full size in memory.
+    PNG and TIFF have no reduced decoding: the pixels are decoded once in their stored mode (16-bit stays
+    2 bytes a pixel), shrunk in that mode (``Image.reduce``, or a box filter for 16-bit grey), and only the
+    small result is converted to RGB; a 16-bit 7000 x 7000 PNG costs about 120 MB for a moment instead of
+    1.1 GB. DICOM and anything PIL cannot open goes through ``load_image`` (same budget) and is then shrunk.
+    EXIF orientation is applied and no metadata is kept. Raises ``ImageLoadError`` with a user-facing message.
+    """
+    import io
+    import math
+    import warnings
+
+    from PIL import Image
+
+    from revision_core import imageio
+
+    def _shrunk(img):
+        if max(img.size) > longest:
+            img = img.copy()
+            img.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+        img.info = {}
+        return img
+
+    im = None
+    if not imageio._is_dicom(data):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data))  # the header only
+        except Exception:  # noqa: BLE001 - load_image below gives the user-facing message
+            im = None
+    if im is None or im.size[0] * im.size[1] > max_pixels:
+        return _shrunk(imageio.load_image(data, max_pixels=max_pixels, name=name))  # refuses / DICOM path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.seek(0)
+            if im.format == "JPEG":
+                im.draft(im.mode, (longest, longest))  # DCT scaling only; the mode stays
+            im.load()
+            orientation = imageio._orientation(im)
+    except Exception:  # noqa: BLE001 - truncated or damaged: load_image explains it (same budget)
+        return _shrunk(imageio.load_image(data, max_pixels=max_pixels, name=name))
+    factor = math.ceil(max(im.size) / longest)
+    if factor > 1:
+        size = (max(1, im.size[0] // factor), max(1, im.size[1] // factor))
+        try:
+            im = im.reduce(factor)
+        except (ValueError, NotImplementedError):  # e.g. 16-bit grey (I;16): box-average in the stored mode
+            try:
+                im = im.resize(size, Image.Resampling.BOX)
+            except (ValueError, NotImplementedError):  # any other mode: convert at full size, then shrink
+                im = imageio._to_rgb8(im, name or "upload").reduce(factor)
+    return _shrunk(imageio._fresh(imageio._to_rgb8(imageio.apply_orientation(im, orientation), name or "upload")))
+
+
+# --- study mode (issue 11): the public demo pages only while no study has unaided readings left -------
+
+LANDING = "landing"  # session_state key: "reader_signin" after a reader's sign-out (study mode)
+PUBLIC_DEMO_HIDDEN = "This page is not available on this server."
+
+
+def public_demo_enabled() -> bool:
+    """Whether this server offers the pages that run a model for visitors (``study.study_mode``: the
+    ``[app] public_demo`` setting; in "auto", off while any study has unaided readings left). Raises
+    ``study.study_mode.PublicDemoSettingError`` for an invalid setting."""
+    from study import db, study_mode
+
+    return study_mode.public_demo_enabled(db.resolve_url(None), database)
+
+
+def require_public_demo() -> None:
+    """Stop a demo page, with one short line, unless the public demo is on for this visitor (defence in
+    depth: app.py's navigation already leaves the demo pages out when they are off). Nothing of the
+    model is loaded or shown before this check; a signed-in reader never gets a demo page."""
+    try:
+        allowed = role() != "reader" and public_demo_enabled()
+    except ValueError:  # an invalid setting: app.py shows the error; the demo stays off
+        allowed = False
+    if not allowed:
+        st.info(PUBLIC_DEMO_HIDDEN)
+        st.stop()
+
+
+def sign_out_to_reader_signin() -> None:
+    """A reader's sign-out (pause): the session is cleared as by :func:`sign_out`, and this browser
+    session's default page becomes the reader sign-in page (app.py), so the next run lands there."""
+    sign_out()
+    st.session_state[LANDING] = "reader_signin"

@@ -1,5 +1,7 @@
 """Demo: how good is the model? ROC curves and AUROC with 95% DeLong CIs on a small synthetic labelled
 set, and the few-shot label-efficiency curve. Both cached per model version and settings."""
+import html
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -7,6 +9,9 @@ import streamlit as st
 
 from pages._shared import classifier_or_stop, model_banner
 
+from pages._shared import require_public_demo
+
+require_public_demo()  # study mode: nothing of the model while a study has unaided readings left (app.py)
 st.title("Model evaluation")
 clf = classifier_or_stop()
 card = clf.loaded.card
@@ -32,7 +37,8 @@ res = _roc(card.version, n)
 st.subheader(f"ROC curves (mean AUROC {res['mean_auroc']:.3f})" if res["mean_auroc"] is not None else "ROC curves")
 fig = go.Figure()
 for finding, (fpr, tpr) in res["curves"].items():
-    fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=clf.label_set.finding(finding).name))
+    name = html.escape(clf.label_set.finding(finding).name)  # plotly renders <a> and <b> in names
+    fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=name))
 fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance"))
 fig.update_layout(xaxis_title="1 - specificity", yaxis_title="sensitivity", height=420)
 st.plotly_chart(fig, width="stretch", key="roc")

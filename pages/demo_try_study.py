@@ -1,15 +1,19 @@
 """Demo: try a 10-case mini reader study (half with the AI suggestion, half without), then compare your
 accuracy in each condition with the model's. Kept in this browser session only; nothing is stored."""
+import html
 import secrets
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages._shared import classifier_or_stop, probability_chart
+from pages._shared import classifier_or_stop, plain, probability_chart
 from study import ministudy
 from study.viewer import ViewSettings, render_view
 
+from pages._shared import require_public_demo
+
+require_public_demo()  # study mode: nothing of the model while a study has unaided readings left (app.py)
 N_CASES = 10
 st.title("Try the study")
 clf = classifier_or_stop()
@@ -70,12 +74,13 @@ with right:
             st.markdown("#### AI suggestion")
             st.info("A suggestion from a demo model trained on synthetic images only; it can be wrong.", icon=":material/lightbulb:")
             top = sorted(probs[i].items(), key=lambda kv: kv[1], reverse=True)[:5]
-            st.plotly_chart(probability_chart([names[k] for k, _ in top], [p for _, p in top], height=240),
+            st.plotly_chart(probability_chart([html.escape(names[k]) for k, _ in top], [p for _, p in top], height=240),
                             width="stretch", key=f"mini_ai_{i}")
     else:
         st.caption("Unaided case: read it on your own.")
     with st.form(f"mini_form_{i}"):
-        choice = st.radio("Primary diagnosis", list(names), format_func=names.get, index=None, key=f"mini_q_{i}")
+        choice = st.radio("Primary diagnosis", list(names), format_func=lambda k: plain(names[k]),  # radio: Markdown
+                          index=None, key=f"mini_q_{i}")
         if st.form_submit_button("Submit", type="primary"):
             if choice is None:
                 st.error("Choose a diagnosis first.")

@@ -1,10 +1,17 @@
 """Investigator: descriptive accuracy by condition and level, export downloads (built on click) and the
-HTML analysis report."""
+HTML analysis report.
+
+User-supplied names (levels, conditions) reach the browser only as plain text: st.dataframe cells are not
+Markdown, the chart gets HTML-escaped copies (plotly renders <a href> in labels) and error messages go
+through ``plain``."""
+import html
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from pages._investigator import header
+from pages._shared import plain
 
 factory, study_id, actor = header("Analysis and exports")
 if study_id is None:
@@ -18,7 +25,9 @@ with reading(factory) as session:
     rows = accuracy_by_condition_level(session, study_id)
 if rows:
     table = pd.DataFrame(rows)
-    st.plotly_chart(px.bar(table, x="level", y="accuracy", color="condition", barmode="group", range_y=[0, 1],
+    chart = table.assign(level=table["level"].map(lambda v: html.escape(str(v), quote=False)),
+                         condition=table["condition"].map(lambda v: html.escape(str(v), quote=False)))
+    st.plotly_chart(px.bar(chart, x="level", y="accuracy", color="condition", barmode="group", range_y=[0, 1],
                            hover_data=["readings"]), width="stretch")
     st.dataframe(table, hide_index=True, column_config={
         "condition": "Condition", "level": "Experience level", "readings": "Readings",
@@ -46,7 +55,7 @@ if st.button("Build the HTML report (runs the full analysis; may take a minute)"
         try:
             st.session_state[report_key] = html_report(factory, study_id)
         except Exception as exc:
-            st.error(f"The report could not be built: {exc}")
+            st.error(f"The report could not be built: {plain(exc)}")
 if st.session_state.get(report_key):
     st.download_button("Download the HTML report", st.session_state[report_key], "report.html", "text/html",
                        key="dl_report")

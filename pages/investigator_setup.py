@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._investigator import header
+from pages._shared import plain
 
 factory, study_id, actor = header("Study set-up")
 from study import web  # noqa: E402
@@ -34,15 +35,16 @@ for col, (label, key) in zip(cols, [("Cases", "cases"), ("AI outputs", "ai_outpu
 st.caption(f"Design {summary['design']}, seed {summary['seed']}; "
            + (f"locked since {summary['locked_at']}" if summary["locked_at"] else "not locked (no answers yet)"))
 
-with st.expander("2. Import cases (manifest CSV, or a ZIP with manifest.csv and the images)"):
-    st.caption("Columns: case_id, image_path, label (+ findings, eye, patient_pseudonym, split). All or nothing: "
-               "any problem rejects the whole file and every problem is listed.")
+with st.expander("2. Import cases (a ZIP with manifest.csv and the images)"):
+    st.caption("Columns: case_id, image_path (relative to the manifest's folder), label (+ findings, eye, "
+               "patient_pseudonym, split). All or nothing: any problem rejects the whole file and the problems "
+               "are listed.")
     cases = st.file_uploader("Manifest", type=["csv", "zip"], key="manifest_upload")
     if cases is not None and st.button("Validate and import", key="import_cases"):
         with st.spinner("Checking every row and image ..."):
             n, problems = web.import_cases_upload(factory, study_id, cases.name, cases.getvalue(), actor)
         if problems:
-            st.error(f"Rejected, nothing imported: {len(problems)} problem(s).")
+            st.error("Rejected, nothing imported: fix the problems listed and upload again.")
             st.dataframe(pd.DataFrame({"problem": problems}), hide_index=True, width="stretch")
         else:
             st.success(f"{n} cases imported.")
@@ -54,7 +56,7 @@ with st.expander("3. Readers and access codes"):
     if readers is not None and st.button("Add readers", key="add_readers"):
         rows, problems = web.add_readers_csv(factory, study_id, readers.getvalue().decode("utf-8-sig"), actor)
         if problems:
-            st.error("Nothing added: " + "; ".join(problems))
+            st.error("Nothing added: " + plain("; ".join(problems)))
         else:
             st.session_state["new_codes"] = web.ReaderCodes(rows)
     codes = st.session_state.get("new_codes")
@@ -86,7 +88,7 @@ with st.expander("4. Design and AI precompute"):
         try:
             st.success(f"{web.build_design(factory, study_id, actor)} assignments stored.")
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
     st.caption("Precompute stores the model's suggestion (and saliency overlays for an ai_saliency arm) for every "
                "case; it resumes where it stopped.")
     if st.button("Run the AI precompute", key="precompute"):
@@ -98,7 +100,7 @@ with st.expander("4. Design and AI precompute"):
         try:
             report, total = web.run_precompute(factory, study_id, actor=actor, on_progress=_progress)
         except Exception as exc:  # a missing model or a locked design: say so, do not crash the page
-            st.error(f"Precompute failed: {exc}")
+            st.error(f"Precompute failed: {plain(exc)}")
         else:
             bar.progress(1.0, text="done")
             st.success(f"Model {report.model_version}: {report.stored} stored, {report.already_done} already done.")

@@ -12,7 +12,8 @@ import streamlit as st
 
 from components.case_viewer import case_viewer
 from pages._answer_form import collect_answer, draw_answer_form
-from pages._shared import database, finding_names, reading_room_style, require_role, sign_out
+from pages._shared import (database, finding_names, plain, reading_room_style, require_role,
+                           sign_out_to_reader_signin)
 from study.config import AnswerInvalid
 from study.reader_screen import case_display, consent_summary, eye_label
 from study.web import describe_answer, is_aided, reader_state, record_consent, submit_answer
@@ -26,7 +27,7 @@ state = reader_state(factory, st.session_state["reader_id"])
 
 def pause_button(where: str) -> None:
     if st.button("Pause and sign out", key=f"pause_{where}", icon=":material/pause:"):
-        sign_out()
+        sign_out_to_reader_signin()  # lands on the reader sign-in page, never on a demo page
         st.rerun()
 
 
@@ -35,7 +36,7 @@ if state.revoked:
     st.stop()
 
 if not state.consented:
-    st.title(state.study_name)
+    st.title(plain(state.study_name))
     st.header("Instructions and consent")
     st.markdown(
         f"- {consent_summary(factory, st.session_state['reader_id'])}\n"
@@ -57,10 +58,10 @@ if not state.consented:
     st.stop()
 
 if state.error or state.washout_until is not None or state.finished:
-    st.title(state.study_name)
+    st.title(plain(state.study_name))
     st.progress(state.done / state.total if state.total else 0.0, text=f"{state.done} of {state.total} readings done")
     if state.error:
-        st.error(state.error)
+        st.error(plain(state.error))
     elif state.washout_until is not None:
         st.header("End of this session")
         st.success(f"Thank you: you have finished session {state.washout_session - 1}.")
@@ -90,7 +91,7 @@ with left, st.container(key="viewer_column"):  # drawn first: the photograph is 
                 width=display.width, height=display.height, prefetch=display.prefetch,
                 overlay_png=overlay, overlay_label=item.ai.saliency_label if overlay is not None else None)
 head[0].subheader(where, anchor=False)
-head[0].markdown(f"**{mode}** · {eye_label(item.eye)} · :gray[{state.study_name} · reader {state.pseudonym}]")
+head[0].markdown(f"**{mode}** · {eye_label(item.eye)} · :gray[{plain(state.study_name)} · reader {plain(state.pseudonym)}]")
 with head[1]:
     pause_button("case")
 
@@ -101,7 +102,7 @@ with right:
     if item.prior_answer is not None:
         with st.container(border=True):
             st.markdown("**Your unaided answer (locked)**")
-            st.markdown("  \n".join(f"{question}: **{answer}**"
+            st.markdown("  \n".join(f"{plain(question)}: **{plain(answer)}**"
                                     for question, answer in describe_answer(item.questions, item.prior_answer)))
     if aided:
         ai = item.ai
@@ -109,9 +110,9 @@ with right:
         with st.container(border=True, key="ai_panel"):
             st.markdown("**AI suggestion.** It can be wrong: the decision is yours.")
             for finding, p in sorted(ai.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:5]:
-                st.progress(min(max(float(p), 0.0), 1.0), text=f"{names.get(finding, finding)}: **{p:.0%}**")
+                st.progress(min(max(float(p), 0.0), 1.0), text=f"{plain(names.get(finding, finding))}: **{p:.0%}**")
             card = ai.model_card
-            st.caption(f"Model: {card.get('name', '?')} · version {ai.model_version}"
+            st.caption(f"Model: {plain(card.get('name', '?'))} · version {plain(ai.model_version)}"
                        + (" · **demo model trained on synthetic images only, not for clinical use**"
                           if card.get("is_demo") else ""))
 

@@ -16,6 +16,16 @@ Display derivatives beside it: ``<stem>.screen.jpg`` (longest side 2048) and, un
 an upright JPEG a browser can show as is, ``<stem>.full.jpg`` (see :func:`display_files`).
 Reference labels are stored on the case for analysis only; the reader workflow never reads them.
 
+Hostile input (see :class:`ImportLimits`, the one place every bound lives): a manifest is read as a stream
+within a size, row and column limit; at most ``max_problems`` problems are listed, with the count of the
+rest; an image path must resolve inside the manifest's folder (absolute paths elsewhere, '..' and links
+leading out all get the same message, which says nothing about whether the file exists); case ids are
+printable, without control characters, at most 128 characters, and every other stored text has the length
+of its database column, so SQLite and PostgreSQL accept exactly the same manifests; a photograph already
+stored as a case of the study is refused, naming that case. :func:`import_zip` imports an uploaded ZIP
+(one manifest.csv and its images), refusing from its headers alone, before extracting anything, what is
+too big, too many, too compressed, duplicated or outside the ZIP.
+
 :func:`import_folder` imports a folder laid out by label instead of a manifest (see its docstring for the
 convention); it builds the same in-memory manifest rows, so the checks and the storage are the same code.
 """
@@ -24,10 +34,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
+import posixpath
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +65,40 @@ WORKERS = min(4, os.cpu_count() or 1)  # images staged at once: PIL decodes and 
 
 
 @dataclass(frozen=True)
+class ImportLimits:
+    """Every bound on an import, in one place (pass ``limits=`` to the importers to change them).
+
+    A ZIP is refused before anything is extracted when it would unpack to more than ``max_total_bytes``,
+    holds more than ``max_members`` entries, or has a member over ``ratio_floor_bytes`` compressed more than
+    ``max_ratio``:1 (a ZIP bomb: photographs are already compressed); members are then extracted one at a
+    time, counting the bytes actually written. A manifest over ``max_manifest_bytes``, ``max_rows`` data
+    rows or ``max_columns`` columns is refused before any row is checked; at most ``max_problems`` problems
+    are listed, with the count of the rest."""
+    max_total_bytes: int = 4 * 1024 ** 3  # 4 GiB unpacked
+    max_members: int = 20_000
+    max_ratio: float = 100.0
+    ratio_floor_bytes: int = 1024 ** 2  # members smaller than this unpack to too little to matter
+    max_manifest_bytes: int = 10 * 1000 ** 2  # 10 MB
+    max_rows: int = 100_000
+    max_columns: int = 100
+    max_problems: int = 200
+    max_path_chars: int = 1024
+    chunk_bytes: int = 1024 ** 2  # extraction buffer
+
+
+LIMITS = ImportLimits()
+
+# Text stored from a manifest: the same checks on SQLite (which stores any length) and PostgreSQL (which
+# refuses more than the column length, and NUL characters), so both accept exactly the same manifests.
+CASE_ID_MAX_CHARS = 128
+TEXT_MAX_CHARS = {"eye": Case.__table__.c.eye.type.length,
+                  "patient_pseudonym": Case.__table__.c.patient_pseudonym.type.length,
+                  "split": Case.__table__.c.split.type.length}
+TRUTH_MAX_CHARS = 200  # a truth column's value (stored in the reference_labels JSON)
+OUTSIDE = "image_path must be a path inside the manifest's folder (relative, without '..', not a link leading out)"
+
+
+@dataclass(frozen=True)
 class Problem:
     row: int  # 1 = header line, 2 = first data row (as a spreadsheet numbers them)
     column: str
@@ -72,13 +119,79 @@ class FolderProblem:
 
 
 class ManifestError(ValueError):
-    """The manifest (or folder) was rejected whole; ``problems`` lists every problem found
-    (:class:`Problem` row/column/reason for a manifest, :class:`FolderProblem` path/reason for a folder)."""
+    """The manifest, folder or ZIP was rejected whole; ``problems`` lists the problems found (at most
+    ``ImportLimits.max_problems``: :class:`Problem` row/column/reason for a manifest, :class:`FolderProblem`
+    path/reason for a folder or a ZIP), ``total`` counts them all (images are not checked while the other
+    columns already have ``max_problems`` problems: ``images_checked`` is then False)."""
 
-    def __init__(self, source: str, problems: list[Problem] | list[FolderProblem]):
-        self.problems = problems
-        super().__init__(f"{source}: rejected, nothing imported; {len(problems)} problem(s):\n"
-                         + "\n".join(f"  - {p}" for p in problems))
+    def __init__(self, source: str, problems: list[Problem] | list[FolderProblem], total: int | None = None,
+                 images_checked: bool = True):
+        self.problems = list(problems)
+        self.total = max(total if total is not None else 0, len(self.problems))
+        self.images_checked = images_checked
+        super().__init__(f"{source}: rejected, nothing imported; {self.total} problem(s):\n"
+                         + "\n".join(f"  - {m}" for m in self.messages()))
+
+    @property
+    def more(self) -> int:
+        """How many problems are counted but not listed."""
+        return self.total - len(self.problems)
+
+    def messages(self) -> list[str]:
+        """One line per listed problem, then one saying how many more there are (if any)."""
+        lines = [str(p) for p in self.problems]
+        if self.more:
+            lines.append(f"and {self.more} more problem(s) not listed: fix these and import again"
+                         + ("" if self.images_checked else " (the images are checked once the other columns "
+                                                           "are right)"))
+        return lines
+
+
+class _Problems:
+    """Collects at most ``cap`` problems and counts the rest (a hostile manifest cannot build millions of
+    messages)."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.items: list = []
+        self.total = 0
+
+    def add(self, problem) -> None:
+        self.total += 1
+        if len(self.items) < self.cap:
+            self.items.append(problem)
+
+    @property
+    def full(self) -> bool:
+        return self.total >= self.cap
+
+
+def _show(value, limit: int = 60) -> str:
+    """A value quoted for a message, shortened (a message never echoes a megabyte)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + "...'"
+
+
+def _text_problem(value: str, limit: int) -> str | None:
+    """Why a stored text value is refused (too long, or a control / invisible character), or None."""
+    if len(value) > limit:
+        return f"{len(value)} characters long, at most {limit} allowed: shorten it"
+    if not value.isprintable():
+        return f"{_show(value)} contains a control or invisible character (newline, tab, ...): remove it"
+    return None
+
+
+def case_key_problem(case_key) -> str | None:
+    """Why ``case_key`` (already stripped) cannot be a case id, or None: case ids are printable text
+    without control characters (no newline, no tab), 1 to 128 characters, on every database."""
+    if not isinstance(case_key, str) or not case_key:
+        return "empty"
+    if len(case_key) > CASE_ID_MAX_CHARS:
+        return f"{len(case_key)} characters long, at most {CASE_ID_MAX_CHARS} allowed: use a shorter id"
+    if not case_key.isprintable():
+        return (f"{_show(case_key)} contains a control or invisible character (newline, tab, ...): case ids "
+                "must be printable text")
+    return None
 
 
 def add_case(session: Session, study_id: int, case_key: str, image_ref: str, reference_labels: dict, *,
@@ -88,6 +201,8 @@ def add_case(session: Session, study_id: int, case_key: str, image_ref: str, ref
     study = get_study(session, study_id)
     if not isinstance(case_key, str) or not case_key.strip():
         raise ValueError("case_key must be a non-empty string")
+    if (why := case_key_problem(case_key.strip())) is not None:
+        raise ValueError(f"case_key: {why}")
     case = Case(study_id=study.id, case_key=case_key.strip(), image_ref=image_ref, image_sha256=image_sha256,
                 reference_labels=dict(reference_labels), eye=eye, patient_pseudonym=patient_pseudonym, split=split)
     session.add(case)
@@ -300,95 +415,398 @@ def _stage_all(paths: list[Path | None], staging: _Staging) -> list:
         return [f.result() if f is not None else None for f in futures]
 
 
-def _row_path(row: dict, base: Path) -> tuple[Path | None, str | None]:
-    """The row's image file, or the reason there is none."""
+class _Base:
+    """The folder a manifest's image paths must resolve inside: as written (for the lexical check, made
+    before the file system is touched) and with every link resolved (for the check after resolving).
+    Plain strings and a cache of resolved sub-folders: 100,000 rows are located in well under a second."""
+
+    def __init__(self, folder: Path, confined: bool = True):
+        self.folder = Path(folder)
+        self.lexical = os.path.abspath(folder)
+        self.real = os.path.realpath(folder)
+        self.confined = confined
+        self._dirs: dict[str, str] = {}
+
+    @staticmethod
+    def _within(path: str, folder: str) -> bool:
+        return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+    def locate(self, image: str) -> str | None:
+        """The resolved file ``image`` names, or None where it leads outside the folder (lexically, or
+        through a link). A path with '..' is judged as written: 'sub/../x' is 'x'."""
+        lexical = os.path.normpath(os.path.join(self.lexical, image))
+        if not self._within(lexical, self.lexical):
+            return None
+        head, name = os.path.split(lexical[len(self.lexical):].lstrip(os.sep))
+        real_dir = self._dirs.get(head)
+        if real_dir is None:
+            real_dir = self._dirs[head] = os.path.realpath(os.path.join(self.real, head)) if head else self.real
+        if not self._within(real_dir, self.real):
+            return None
+        path = os.path.join(real_dir, name) if name else real_dir
+        if os.path.islink(path):
+            path = os.path.realpath(path)
+        return path if self._within(path, self.real) else None
+
+
+def _row_path(row: dict, base: _Base, limits: ImportLimits) -> tuple[Path | None, str | None]:
+    """The row's image file, or the reason there is none. Confined (the default), a path that is absolute
+    outside the folder, climbs out with '..' or resolves (through a link) outside gets one message whether
+    or not the file exists; 'file not found' is said only of paths inside the folder."""
     image = (row.get("image_path") or "").strip()
     if not image:
         return None, "empty"
-    path = Path(image) if Path(image).is_absolute() else base / image
-    return (path, None) if path.is_file() else (None, f"file not found: {path}")
+    if len(image) > limits.max_path_chars:
+        return None, f"{len(image)} characters long, at most {limits.max_path_chars} allowed"
+    if not image.isprintable():
+        return None, f"{_show(image)} contains a control or invisible character: remove it"
+    if not base.confined:
+        path = Path(image) if Path(image).is_absolute() else base.folder / image
+        return (path, None) if path.is_file() else (None, f"file not found: {path}")
+    try:
+        located = base.locate(image)
+    except (OSError, ValueError):
+        located = None
+    if located is None:
+        return None, OUTSIDE
+    if not os.path.isfile(located):
+        return None, f"file not found: {_show(image)} (in the manifest's folder)"
+    return Path(located), None
 
 
-def _check_rows(rows: list[dict], base: Path, findings: tuple[str, ...], existing: set[str], staging: _Staging, *,
-                truth_columns: tuple[str, ...] = (), name: Callable[[int], str] = lambda i: f"row {i}"
-                ) -> tuple[list[Problem], list[dict]]:
+@dataclass(frozen=True)
+class _Existing:
+    """What the study already holds: case ids, and the case id of each stored photograph (by sha256)."""
+    ids: set[str]
+    images: dict[str, str]
+
+
+def _existing(session: Session, study_id: int) -> _Existing:
+    rows = session.execute(select(Case.case_key, Case.image_sha256).where(Case.study_id == study_id)).all()
+    return _Existing({key for key, _ in rows}, {sha: key for key, sha in rows if sha})
+
+
+def _check_rows(rows: list[dict], base: Path | _Base, findings: tuple[str, ...], existing: _Existing,
+                staging: _Staging, *, truth_columns: tuple[str, ...] = (),
+                name: Callable[[int], str] = lambda i: f"row {i}", limits: ImportLimits = LIMITS
+                ) -> tuple[_Problems, list[dict], bool]:
     """Check every manifest row (numbered from 2) and stage its image; ``name(row)`` words a cross-reference
-    to another row. ``truth_columns``' non-empty values join the row's reference labels (as strings)."""
-    problems: list[Problem] = []
+    to another row. ``truth_columns``' non-empty values join the row's reference labels (as strings).
+
+    Returns (problems, parsed rows, whether the images were checked): the cheap checks run on every row
+    first; the images are decoded (each once) only while fewer than ``limits.max_problems`` problems are
+    found, so a manifest of junk is refused without decoding anything."""
+    if not isinstance(base, _Base):
+        base = _Base(base)
+    problems = _Problems(limits.max_problems)
     parsed: list[dict] = []
     seen_ids: dict[str, int] = {}
-    seen_images: dict[str, int] = {}
     labels = set(findings) | {NORMAL}
-    located = [_row_path(row, base) for row in rows]
-    staged = _stage_all([path for path, _ in located], staging)
-    for i, (row, (path, missing), ref) in enumerate(zip(rows, located, staged), start=2):
+    located: list[Path | None] = []
+    for i, row in enumerate(rows, start=2):
         case_id = (row.get("case_id") or "").strip()
-        if not case_id:
-            problems.append(Problem(i, "case_id", "empty"))
+        if (why := case_key_problem(case_id)) is not None:
+            problems.add(Problem(i, "case_id", why))
         elif case_id in seen_ids:
-            problems.append(Problem(i, "case_id", f"{case_id!r} repeats {name(seen_ids[case_id])}"))
-        elif case_id in existing:
-            problems.append(Problem(i, "case_id", f"{case_id!r} is already a case of this study"))
+            problems.add(Problem(i, "case_id", f"{case_id!r} repeats {name(seen_ids[case_id])}"))
+        elif case_id in existing.ids:
+            problems.add(Problem(i, "case_id", f"{case_id!r} is already a case of this study"))
         seen_ids.setdefault(case_id, i)
         label = (row.get("label") or "").strip()
         if label not in labels:
-            problems.append(Problem(i, "label", f"{label!r} is not one of {', '.join(sorted(labels))}"))
+            problems.add(Problem(i, "label", f"{_show(label)} is not one of {', '.join(sorted(labels))}"))
         raw_findings = [f.strip() for f in (row.get("findings") or "").split(";") if f.strip()]
         if bad := [f for f in raw_findings if f not in findings]:
-            problems.append(Problem(i, "findings", f"unknown finding(s) {bad} (separate keys with ';')"))
+            problems.add(Problem(i, "findings", f"unknown finding(s) {_show(bad)} (separate keys with ';')"))
         eye_raw = (row.get("eye") or "").strip().lower()
         if eye_raw and eye_raw not in EYES:
-            problems.append(Problem(i, "eye", f"{row.get('eye')!r} is not left/right/OD/OS"))
-        if missing is not None:
-            problems.append(Problem(i, "image_path", missing))
-        elif not isinstance(ref, str):
-            problems.append(Problem(i, "image_path", str(ref)))
-        elif ref in seen_images:
-            problems.append(Problem(i, "image_path", f"same image as {name(seen_images[ref])}"))
-        if isinstance(ref, str):
-            seen_images.setdefault(ref, i)
+            problems.add(Problem(i, "eye", f"{_show(row.get('eye'))} is not left/right/OD/OS"))
+        texts = {}
+        for column in ("patient_pseudonym", "split"):
+            texts[column] = (row.get(column) or "").strip() or None
+            if texts[column] and (why := _text_problem(texts[column], TEXT_MAX_CHARS[column])):
+                problems.add(Problem(i, column, why))
         truth = {c: str(row[c]).strip() for c in truth_columns if str(row.get(c) or "").strip()}
-        parsed.append({"case_id": case_id, "ref": ref, "labels": {"label": label, "findings": raw_findings, **truth},
-                       "eye": EYES.get(eye_raw),
-                       "patient_pseudonym": (row.get("patient_pseudonym") or "").strip() or None,
-                       "split": (row.get("split") or "").strip() or None})
-    return problems, parsed
+        for column, value in truth.items():
+            if why := _text_problem(value, TRUTH_MAX_CHARS):
+                problems.add(Problem(i, column, why))
+        path, missing = _row_path(row, base, limits)
+        if missing is not None:
+            problems.add(Problem(i, "image_path", missing))
+        located.append(path)
+        parsed.append({"case_id": case_id, "ref": None, "labels": {"label": label, "findings": raw_findings, **truth},
+                       "eye": EYES.get(eye_raw), **texts})
+    if problems.full:
+        return problems, parsed, False
+    staged = _stage_all(located, staging)
+    seen_images: dict[str, int] = {}
+    for i, (p, ref) in enumerate(zip(parsed, staged), start=2):
+        if ref is None:
+            continue
+        if not isinstance(ref, str):
+            problems.add(Problem(i, "image_path", str(ref)))
+            continue
+        p["ref"] = ref
+        sha = STORED_REF.match(ref)["sha"]
+        if sha in seen_images:
+            problems.add(Problem(i, "image_path", f"same image as {name(seen_images[sha])}"))
+        elif sha in existing.images:
+            problems.add(Problem(i, "image_path", f"same photograph as existing case {existing.images[sha]!r} "
+                                                  "of this study: remove the row or the existing case"))
+        seen_images.setdefault(sha, i)
+    problems.items.sort(key=lambda q: q.row)  # stable: each row's problems together, in column order
+    return problems, parsed, True
+
+
+def _read_manifest(manifest: Path, allowed: tuple[str, ...], limits: ImportLimits = LIMITS, source: str | None = None
+                   ) -> list[dict]:
+    """The manifest's rows (dicts by column), read as a stream within ``limits``; raises ManifestError for
+    a manifest that is too big, unreadable, or has wrong columns or no rows."""
+    source = source or str(manifest)
+
+    def refuse(row: int, column: str, reason: str):
+        return ManifestError(source, [Problem(row, column, reason)])
+
+    try:
+        size = manifest.stat().st_size
+    except OSError as exc:
+        raise refuse(1, "-", f"cannot read the manifest: {exc.strerror or exc}") from None
+    if size > limits.max_manifest_bytes:
+        raise refuse(1, "-", f"the manifest is {size / 1e6:.1f} MB, over the {limits.max_manifest_bytes / 1e6:g} MB "
+                             "limit: split the cases into several manifests and import them one after another")
+    rows: list[dict] = []
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            columns = next(reader, [])
+            if len(columns) > limits.max_columns:
+                raise refuse(1, "-", f"{len(columns)} columns, over the limit of {limits.max_columns}: keep the "
+                                     f"columns {', '.join(allowed)}")
+            for values in reader:
+                if not values:
+                    continue  # a blank line
+                if len(rows) >= limits.max_rows:
+                    raise refuse(len(rows) + 2, "-", f"more than {limits.max_rows} rows, over the limit: split the "
+                                                     "cases into several manifests and import them one after another")
+                rows.append(dict(zip(columns, values)))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise refuse(1, "-", f"cannot read the manifest: {_show(str(exc), 200)[1:-1]}") from None
+    problems = [Problem(1, c, "required column missing") for c in REQUIRED_COLUMNS if c not in columns]
+    problems += [Problem(1, _show(c)[1:-1], f"unknown column (allowed: {', '.join(allowed)})")
+                 for c in dict.fromkeys(columns) if c not in allowed]
+    problems += [Problem(1, c, "column appears more than once") for c in dict.fromkeys(columns)
+                 if c in allowed and columns.count(c) > 1]
+    if not rows:
+        problems.append(Problem(2, "-", "the manifest has no cases"))
+    if problems:
+        raise ManifestError(source, problems)
+    return rows
+
+
+def _allowed_columns(truth_columns: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every allowed column, the truth columns among them)."""
+    extra = tuple(c for c in truth_columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
+    return REQUIRED_COLUMNS + OPTIONAL_COLUMNS + extra, extra
+
+
+def _truth_columns(study, truth_columns: Iterable[str] | None) -> Iterable[str]:
+    if truth_columns is None:
+        truth_columns = getattr(study_config(study), "truth_columns", ()) or ()
+    return truth_columns
 
 
 def import_manifest(session: Session, study_id: int, manifest: str | Path, *, store_root: str | Path | None = None,
-                    actor: str = "investigator", truth_columns: Iterable[str] | None = None) -> list[Case]:
+                    actor: str = "investigator", truth_columns: Iterable[str] | None = None,
+                    limits: ImportLimits = LIMITS, paths_outside: bool = False, source: str | None = None
+                    ) -> list[Case]:
     """Validate the whole manifest, then store every image and case in one transaction.
 
     ``truth_columns``: extra columns holding reference answers to study-defined questions (default: the
     study configuration's ``truth_columns``); a row's non-empty value goes to ``reference_labels[column]``.
+    Image paths must resolve inside the manifest's folder (relative, no '..', no link leading out);
+    ``paths_outside=True`` lets a trusted local caller use any path (never for uploads). ``source`` names
+    the manifest in the error (default: its path).
     """
     manifest = Path(manifest)
     study = get_study(session, study_id)
     config = study_config(study)
-    if truth_columns is None:
-        truth_columns = getattr(config, "truth_columns", ()) or ()
-    extra = tuple(c for c in truth_columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
-    allowed = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + extra
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(str(manifest), [Problem(1, "-", f"cannot read the manifest: {exc}")]) from exc
-    problems = [Problem(1, c, "required column missing") for c in REQUIRED_COLUMNS if c not in columns]
-    problems += [Problem(1, c, f"unknown column (allowed: {', '.join(allowed)})") for c in columns if c not in allowed]
-    if not rows:
-        problems.append(Problem(2, "-", "the manifest has no cases"))
-    if problems:
-        raise ManifestError(str(manifest), problems)
-    existing = set(session.scalars(select(Case.case_key).where(Case.study_id == study.id)))
+    allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
+    source = source or str(manifest)
+    rows = _read_manifest(manifest, allowed, limits, source)
+    existing = _existing(session, study.id)
     with _Staging(study_store(study.id, store_root)) as staging:
-        problems, parsed = _check_rows(rows, manifest.parent, config.findings, existing, staging,
-                                       truth_columns=extra)
-        if problems:
-            raise ManifestError(str(manifest), problems)
-        return _store_cases(session, study, parsed, staging, actor, {"manifest": str(manifest)})
+        problems, parsed, checked = _check_rows(rows, _Base(manifest.parent, not paths_outside), config.findings,
+                                                existing, staging, truth_columns=extra, limits=limits)
+        if problems.total:
+            raise ManifestError(source, problems.items, problems.total, checked)
+        return _store_cases(session, study, parsed, staging, actor, {"manifest": source})
+
+
+def _size_text(n: int) -> str:
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _member_text(name: str) -> str:
+    """A member name for a message: as is when short and printable, else quoted and shortened."""
+    return name if len(name) <= 200 and name.isprintable() else _show(name, 200)
+
+
+def _zip_refusal(source: str, where: str, reason: str) -> ManifestError:
+    return ManifestError(source, [FolderProblem(where, reason)])
+
+
+def _zip_member_name(name: str) -> str | None:
+    """The member's normalised relative path, or None where it is not a safe path inside the ZIP."""
+    if not name or "\x00" in name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return None
+    norm = posixpath.normpath(name)
+    if norm in (".", "..") or norm.startswith("../") or ".." in norm.split("/"):
+        return None
+    return norm
+
+
+def _check_zip(zf: zipfile.ZipFile, source: str, limits: ImportLimits) -> tuple[list, zipfile.ZipInfo]:
+    """The ZIP's file members (name normalised) and its manifest member, from the headers alone; raises
+    ManifestError for anything the limits or the layout refuse. Nothing is extracted here."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise _zip_refusal(source, ".", f"{len(infos)} entries, over the limit of {limits.max_members}: split the "
+                                        "cases into several ZIPs, each with its own manifest.csv")
+    problems = _Problems(limits.max_problems)
+    seen: dict[str, int] = {}
+    files: list[tuple[str, zipfile.ZipInfo]] = []
+    total = 0
+    for info in infos:
+        norm = _zip_member_name(info.filename)
+        if norm is None:
+            problems.add(FolderProblem(_member_text(info.filename), "not a path inside the ZIP (absolute, or "
+                                                                   "with '..'): zip the folder again from inside it"))
+            continue
+        seen[norm] = seen.get(norm, 0) + 1
+        if seen[norm] == 2:
+            problems.add(FolderProblem(_member_text(norm), "appears more than once in the ZIP: each file must appear once; "
+                                             "zip the folder again"))
+        if info.is_dir():
+            continue
+        if info.flag_bits & 0x1:
+            problems.add(FolderProblem(_member_text(norm), "encrypted: make the ZIP without a password"))
+        total += info.file_size
+        is_manifest = posixpath.basename(norm).lower() == "manifest.csv"  # text: bounded by its own size limit
+        if (not is_manifest and info.file_size > limits.ratio_floor_bytes
+                and info.file_size / max(info.compress_size, 1) > limits.max_ratio):
+            problems.add(FolderProblem(_member_text(norm), f"compressed {info.file_size / max(info.compress_size, 1):,.0f}:1, over "
+                                             f"the {limits.max_ratio:g}:1 limit (a ZIP bomb?): photographs are "
+                                             "already compressed; zip the original image files"))
+        files.append((norm, info))
+    if total > limits.max_total_bytes:
+        cap = _size_text(limits.max_total_bytes)
+        problems.add(FolderProblem(".", f"unpacks to {_size_text(total)}, over the {cap} limit: split the cases "
+                                        "into several ZIPs, each with its own manifest.csv"))
+    manifests = [(norm, info) for norm, info in files if posixpath.basename(norm).lower() == "manifest.csv"]
+    if len(manifests) > 1:
+        problems.add(FolderProblem(".", f"{len(manifests)} manifest.csv files ({', '.join(_member_text(n) for n, _ in manifests[:5])}"
+                                        f"{', ...' if len(manifests) > 5 else ''}): keep exactly one, with image "
+                                        "paths relative to its folder"))
+    elif not manifests and not problems.total:
+        problems.add(FolderProblem(".", "the ZIP has no manifest.csv: put manifest.csv (columns case_id, "
+                                        "image_path, label) at the ZIP's root, beside the images"))
+    elif manifests and manifests[0][1].file_size > limits.max_manifest_bytes:
+        problems.add(FolderProblem(_member_text(manifests[0][0]), f"{manifests[0][1].file_size / 1e6:.1f} MB, over the "
+                                                    f"{limits.max_manifest_bytes / 1e6:g} MB limit: split the "
+                                                    "cases into several manifests and ZIPs"))
+    if problems.total:
+        raise ManifestError(source, problems.items, problems.total)
+    return files, manifests[0][1]
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, source: str, limits: ImportLimits) -> int:
+    """Write one member to ``target``, counting the bytes actually produced: never more than its header
+    declares (the header is not trusted). Returns the bytes written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with zf.open(info) as src, open(target, "xb") as out:
+        while chunk := src.read(limits.chunk_bytes):
+            written += len(chunk)
+            if written > info.file_size:
+                raise _zip_refusal(source, _member_text(info.filename), "holds more data than its header declares (a damaged "
+                                                          "or crafted ZIP): zip the folder again")
+            out.write(chunk)
+    return written
+
+
+def _zip_directory_too_big(fp, limits: ImportLimits) -> str | None:
+    """Checks the ZIP's end record (entries, central directory size) before ``zipfile`` reads the whole
+    directory into memory: a reason to refuse, or None."""
+    try:
+        end = zipfile._EndRecData(fp)  # noqa: SLF001 (the stdlib's own end-record reader)
+    except (AttributeError, OSError):
+        return None
+    if not end:
+        return None
+    entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if entries > limits.max_members:
+        return (f"{entries} entries, over the limit of {limits.max_members}: split the cases into several ZIPs, "
+                "each with its own manifest.csv")
+    if size > limits.max_members * 1024:  # 1 KiB of directory per entry allowed: names cannot be that long
+        return (f"a table of contents of {_size_text(size)}, over the {_size_text(limits.max_members * 1024)} "
+                "limit (too many or too long names): zip the folder again, in several ZIPs if need be")
+    return None
+
+
+def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, name: str = "upload.zip",
+               store_root: str | Path | None = None, actor: str = "investigator",
+               truth_columns: Iterable[str] | None = None, limits: ImportLimits = LIMITS) -> list[Case]:
+    """Import a ZIP holding exactly one ``manifest.csv`` and its images (paths relative to the manifest's
+    folder), all or nothing, within ``limits``.
+
+    Refused from the headers alone, before anything is extracted: more than ``max_members`` entries, more
+    than ``max_total_bytes`` unpacked, a member compressed over ``max_ratio``:1, a manifest over
+    ``max_manifest_bytes``, a member path that is absolute or climbs out with '..', a name that appears
+    twice, encrypted members, no or several manifest.csv. The manifest is extracted and read first (too
+    many rows or wrong columns: refused before the images are extracted); then each member is extracted
+    counting its bytes; then the manifest import runs on the extracted folder, confined to it. Every
+    problem is a :class:`FolderProblem` (member path, reason) or a manifest :class:`Problem` in
+    :class:`ManifestError`; ``name`` (the uploaded file's name) names the source, never a server path.
+    """
+    study = get_study(session, study_id)
+    allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
+    fp = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else open(data, "rb")
+    try:
+        if (why := _zip_directory_too_big(fp, limits)) is not None:
+            raise _zip_refusal(name, ".", why)
+        try:
+            zf = zipfile.ZipFile(fp)
+        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise _zip_refusal(name, ".", f"not a valid ZIP file ({exc}): make it again with a ZIP tool") from None
+        with zf, tempfile.TemporaryDirectory(prefix="revision-import-") as tmp:
+            root = Path(tmp)
+            files, manifest_info = _check_zip(zf, name, limits)
+            manifest_name = posixpath.normpath(manifest_info.filename)
+            try:
+                _extract(zf, manifest_info, root / manifest_name, name, limits)
+                manifest = root / manifest_name
+                _read_manifest(manifest, allowed, limits, f"{name}: {manifest_name}")  # refuse early: no image out
+                written = manifest.stat().st_size
+                for norm, info in files:
+                    if info is manifest_info:
+                        continue
+                    written += _extract(zf, info, root / norm, name, limits)
+                    if written > limits.max_total_bytes:
+                        raise _zip_refusal(name, ".", "unpacks to more than its headers declare: zip the folder again")
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise _zip_refusal(name, ".", f"cannot be unpacked ({_show(str(exc), 120)[1:-1]}): make it again "
+                                              "with a ZIP tool (standard deflate compression)") from None
+            except OSError as exc:
+                raise _zip_refusal(name, ".", f"cannot be unpacked ({exc.strerror or exc}): a file and a folder with "
+                                              "the same name, or the server is out of space") from None
+            return import_manifest(session, study.id, manifest, store_root=store_root, actor=actor,
+                                   truth_columns=truth_columns, limits=limits,
+                                   source=f"{name}: {manifest_name}")
+    finally:
+        fp.close()
 
 
 def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging, actor: str, audit_after: dict
@@ -461,7 +879,7 @@ def _folder_rows(folder: Path) -> tuple[list[FolderProblem], list[dict], list[st
 
 
 def import_folder(session: Session, study_id: int, folder: str | Path, *, store_root: str | Path | None = None,
-                  actor: str = "investigator") -> list[Case]:
+                  actor: str = "investigator", limits: ImportLimits = LIMITS) -> list[Case]:
     """Import a folder laid out by reference label, all or nothing, into the study's image store.
 
     Convention: ``folder`` holds one sub-folder per reference label, named after the case's reference
@@ -494,10 +912,12 @@ def import_folder(session: Session, study_id: int, folder: str | Path, *, store_
     def problem(row: int, column: str, reason: str) -> FolderProblem:
         return FolderProblem(name(row), f"{_FOLDER_COLUMN.get(column, column)}: {reason}")
 
-    existing = set(session.scalars(select(Case.case_key).where(Case.study_id == study.id)))
+    existing = _existing(session, study.id)
     with _Staging(study_store(study.id, store_root)) as staging:
-        row_problems, parsed = _check_rows(rows, folder, config.findings, existing, staging, name=name)
-        problems += [problem(p.row, p.column, p.reason) for p in row_problems]
-        if problems:
-            raise ManifestError(str(folder), problems)
+        row_problems, parsed, checked = _check_rows(rows, folder, config.findings, existing, staging, name=name,
+                                                    limits=limits)
+        total = len(problems) + row_problems.total
+        problems += [problem(p.row, p.column, p.reason) for p in row_problems.items]
+        if total:
+            raise ManifestError(str(folder), problems[:limits.max_problems], total, checked)
         return _store_cases(session, study, parsed, staging, actor, {"folder": str(folder)})

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "study.commands.demo"),
     "analyze": ("accuracy by experience level, mixed models, MRMC and AI interaction: HTML + JSON",
                 "study.commands.analyze"),
+    "hash-password": ("make the argon2 hash of a new investigator password (prompted, or --stdin; never argv)",
+                      "study.commands.hash_password"),
 }
 
 

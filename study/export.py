@@ -38,11 +38,28 @@ truth = reference grade >= the task's grade (task ``abnormal``: the second grade
 the lowest; or an option key); boolean uses truth = the reference and rating 50 +/- confidence/2 (or
 100/0 without a confidence question); multi_choice has no per-case binary truth and is refused.
 Ungradable readings are left out of the iMRMC file (the header says how many).
+
+Hostile text (issue 11). The long CSV is opened in spreadsheets, which run a cell starting with ``=``,
+``+``, ``-``, ``@``, tab or carriage return as a formula (``=HYPERLINK(...)`` in a case id, a level name,
+the study name or a correction reason). :func:`csv_safe_table` applies OWASP's rule to every text cell:
+such a cell gets a leading single quote (``'=HYPERLINK(...)``), and the file quotes every non-numeric
+field (``csv.QUOTE_NONNUMERIC``). Numbers stay numbers: numeric columns are not touched, and a text cell
+that is a plain decimal number (``-1.5``, ``+2``, ``-3e4``: a spreadsheet reads it as that number, never
+as a formula) is kept as it is. Consequence: an analysis read back from the CSV (``study analyze``, the
+HTML report) shows such a name with its leading quote. The Parquet export keeps the raw values: its
+columns are typed, and no program evaluates a Parquet string as a formula. The iMRMC file's header is free
+text; line breaks and other control characters in the study name, reader pseudonyms and case keys that
+it lists are replaced by visible escapes (``\\x0a`` for a line feed), so no id can add a line (such as a second
+``BEGIN DATA:``) to the file; its data lines hold only integers, the modality and the score, and a
+modality (condition) with a comma, whitespace or control character is refused with a ValueError.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +74,49 @@ from study.simulate import ai_top
 from study.studies import get_study, study_config
 
 FORMATS = ("csv", "parquet", "imrmc")
+
+
+# OWASP CSV injection: cells starting with these are run as formulas by spreadsheets
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_safe(value):
+    """One cell neutralised for spreadsheets (OWASP): a string starting with ``=``, ``+``, ``-``, ``@``, tab or
+    carriage return gets a leading single quote, unless it is a plain decimal number (``-1.5``); anything
+    that is not a string is returned unchanged."""
+    if isinstance(value, str) and value[:1] in FORMULA_START and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_safe_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with :func:`csv_safe` applied to every text column (numeric, boolean and
+    datetime columns are left as they are)."""
+    out = table.copy()
+    for col in out.columns:
+        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])
+                or pd.api.types.is_datetime64_any_dtype(out[col])):
+            out[col] = out[col].map(csv_safe, na_action="ignore")
+    return out
+
+
+def write_csv(table: pd.DataFrame, out) -> None:
+    """The CSV as every export writes it: text cells neutralised (:func:`csv_safe_table`), non-numeric
+    fields quoted."""
+    csv_safe_table(table).to_csv(out, index=False, quoting=csv.QUOTE_NONNUMERIC)
+
+
+def _visible(text) -> str:
+    """Free text for one header line of the iMRMC file: control characters and line separators become
+    ``\\xNN`` / ``\\uNNNN`` escapes, so that the text stays on its line."""
+    out = []
+    for ch in str(text):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def truth_of(labels: dict) -> tuple[str, list[str]]:
@@ -236,12 +296,17 @@ def imrmc_text(table: pd.DataFrame, task: str = "abnormal", *, study: str = "") 
     readers = sorted(latest["reader"].unique())
     reader_no = {r: i for i, r in enumerate(readers, start=1)}
     modalities = sorted(latest["condition"].unique())
+    for m in modalities:
+        if not str(m) or any(ch == "," or ch.isspace() or unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+                             for ch in str(m)):
+            raise ValueError(f"condition {_visible(m)!r} cannot be an iMRMC modality ID (no commas, spaces or "
+                             "control characters); rename the study's arms")
     n1 = sum(truth[c] for c in cases)
-    lines = [f"iMRMC input exported by the ReVision reader study tools; study: {study}",
-             f"task: {described}; {rule}"
+    lines = [f"iMRMC input exported by the ReVision reader study tools; study: {_visible(study)}",
+             f"task: {_visible(described)}; {rule}"
              + (f"; {skipped} ungradable reading(s) left out" if skipped else ""),
-             "readers (ID = pseudonym): " + ", ".join(f"{reader_no[r]}={r}" for r in readers),
-             "cases (ID = case key): " + ", ".join(f"{case_no[c]}={c}" for c in cases),
+             "readers (ID = pseudonym): " + ", ".join(f"{reader_no[r]}={_visible(r)}" for r in readers),
+             "cases (ID = case key): " + ", ".join(f"{case_no[c]}={_visible(c)}" for c in cases),
              "", f"NR: {len(readers)}", f"N0: {len(cases) - n1}", f"N1: {n1}", f"NM: {len(modalities)}", "",
              "BEGIN DATA:"]
     lines += [f"-1,{case_no[c]},0,{truth[c]}" for c in cases]
@@ -259,10 +324,10 @@ def export(session: Session, study_id: int | str, fmt: str, out: str | Path, *, 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        table.to_csv(out, index=False)
+        write_csv(table, out)  # text cells neutralised for spreadsheets (module docstring)
         return len(table)
     if fmt == "parquet":
-        table.to_parquet(out, index=False)
+        table.to_parquet(out, index=False)  # raw values: typed columns, nothing is run as a formula
         return len(table)
     text = imrmc_text(table, task, study=study.name)
     out.write_text(text, encoding="utf-8")

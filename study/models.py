@@ -194,6 +194,20 @@ class WashoutOverride(Base):
     granted_at: Mapped[datetime]
 
 
+class SignInCounter(Base):
+    """Failed sign-ins per scope (a reader-code prefix, an investigator user, a client), shared by every
+    browser session and server process; see ``study.lockout``. Never holds a typed secret."""
+
+    __tablename__ = "sign_in_counter"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(200), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_entity", "entity", "entity_id"),)

@@ -4,6 +4,8 @@ Why a lookup prefix: argon2 is deliberately slow (tens of ms), so verifying a ty
 reader would make sign-in O(readers). A code is three groups of four characters; the first group is
 stored in clear as ``code_lookup`` (it is not secret on its own: the remaining eight characters, ~40
 bits, are what the argon2 hash protects), sign-in verifies only the few readers sharing that prefix.
+A prefix nobody has costs one argon2 verify of a dummy hash, so the response time does not tell which
+prefixes exist; failed tries are counted per prefix in the database (``study.lockout``).
 The plain code is returned once by :func:`add_reader` / :func:`issue_code` and stored nowhere.
 """
 
@@ -117,13 +119,32 @@ def authenticate(session: Session, code: str, *, study_id: int | None = None) ->
                                  Reader.code_hash.is_not(None))
     if study_id is not None:
         query = query.where(Reader.study_id == study_id)
-    for reader in session.scalars(query):
+    candidates = list(session.scalars(query))
+    if not candidates:  # an unknown prefix costs the same argon2 verify as a known one
+        try:
+            HASHER.verify(_dummy_hash(), flat)
+        except (VerificationError, InvalidHashError):
+            pass
+        return None
+    for reader in candidates:
         try:
             if HASHER.verify(reader.code_hash, flat):
                 return reader
         except (VerificationError, InvalidHashError):
             continue
     return None
+
+
+_DUMMY: tuple[PasswordHasher, str] | None = None
+
+
+def _dummy_hash() -> str:
+    """A hash of a random code with the current :data:`HASHER`'s parameters (so verifying it costs what
+    verifying a reader's code costs); made once per hasher."""
+    global _DUMMY
+    if _DUMMY is None or _DUMMY[0] is not HASHER:
+        _DUMMY = (HASHER, HASHER.hash(normalise_code(generate_code())))
+    return _DUMMY[1]
 
 
 def _get(session: Session, reader_id: int) -> Reader:

@@ -266,15 +266,22 @@ def _methods(res: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _esc(value) -> str:
+    """A name (level, condition, reader) for a plotly label: plotly renders <a href>, <b>, <br> in text, so a
+    level named ``<a href="http://...">`` would be a live link in the report; escaped, it is shown as typed."""
+    return html.escape(str(value), quote=False)
+
+
 def build_figures(results: dict) -> dict:
-    """Plotly figures keyed by id: accuracy, forest, roc, switching, reading_time (when data exist)."""
+    """Plotly figures keyed by id: accuracy, forest, roc, switching, reading_time (when data exist).
+    Every name from the data (levels, conditions, readers) is HTML-escaped (:func:`_esc`)."""
     import plotly.graph_objects as go
 
     figs = {}
     acc = pd.DataFrame(results["descriptive"]["accuracy"])
     fig = go.Figure()
     for cond, g in acc.groupby("condition", sort=False):
-        fig.add_bar(x=g["level"], y=100 * g["accuracy"], name=cond,
+        fig.add_bar(x=[_esc(v) for v in g["level"]], y=100 * g["accuracy"], name=_esc(cond),
                     error_y=dict(type="data", symmetric=False, array=100 * (g["ci_high"] - g["accuracy"]),
                                  arrayminus=100 * (g["accuracy"] - g["ci_low"])))
     fig.update_layout(title="Accuracy by condition and experience level (Wilson 95% CI)", barmode="group",
@@ -284,7 +291,7 @@ def build_figures(results: dict) -> dict:
     fig = go.Figure()
     for cond, rows in results["marginal_effects"].items():
         me = pd.DataFrame(rows)
-        fig.add_scatter(x=me["pp_diff"], y=[f"{lev} ({cond})" for lev in me["level"]], mode="markers", name=cond,
+        fig.add_scatter(x=me["pp_diff"], y=[_esc(f"{lev} ({cond})") for lev in me["level"]], mode="markers", name=_esc(cond),
                         error_x=dict(type="data", symmetric=False, array=me["pp_ci_high"] - me["pp_diff"],
                                      arrayminus=me["pp_diff"] - me["pp_ci_low"]),
                         text=[f"OR {o:.2f} ({lo:.2f}-{hi:.2f})" for o, lo, hi in zip(me["odds_ratio"], me["or_ci_low"], me["or_ci_high"])])
@@ -300,8 +307,8 @@ def build_figures(results: dict) -> dict:
         if roc:
             fig.add_scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name=f"AI (AUC {roc['auc']:.3f})")
         for cond, g in pts.groupby("condition", sort=False) if not pts.empty else []:
-            fig.add_scatter(x=g["fpr"], y=g["sensitivity"], mode="markers", name=f"readers, {cond}",
-                            text=[f"{r} ({lev})" for r, lev in zip(g["reader"], g["level"])])
+            fig.add_scatter(x=g["fpr"], y=g["sensitivity"], mode="markers", name=_esc(f"readers, {cond}"),
+                            text=[_esc(f"{r} ({lev})") for r, lev in zip(g["reader"], g["level"])])
         fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), showlegend=False)
         fig.update_layout(title="AI ROC curve with reader operating points (abnormal vs normal)",
                           xaxis_title="1 - specificity", yaxis_title="Sensitivity")
@@ -310,7 +317,7 @@ def build_figures(results: dict) -> dict:
     summ = pd.DataFrame(results["ai_interaction"].get("switching_summary") or [])
     if not summ.empty:
         fig = go.Figure()
-        x = [f"{lev} ({c})" for lev, c in zip(summ["level"], summ["aided_condition"])]
+        x = [_esc(f"{lev} ({c})") for lev, c in zip(summ["level"], summ["aided_condition"])]
         for col, name in (("right_to_right", "right -> right"), ("wrong_to_wrong", "wrong -> wrong"),
                           ("wrong_to_right", "wrong -> right"), ("right_to_wrong", "right -> wrong")):
             fig.add_bar(x=x, y=summ[col], name=name)
@@ -323,7 +330,7 @@ def build_figures(results: dict) -> dict:
         med = pd.DataFrame(rt["median_seconds"])
         fig = go.Figure()
         for cond, g in med.groupby("condition", sort=False):
-            fig.add_bar(x=g["level"], y=g["median"], name=cond)
+            fig.add_bar(x=[_esc(v) for v in g["level"]], y=g["median"], name=_esc(cond))
         fig.update_layout(barmode="group", title="Median reading time by condition and level", yaxis_title="Seconds")
         figs["reading_time"] = fig
     return figs

@@ -26,6 +26,14 @@ reproducible whatever the order of the calls):
 
 In a sequential design step 2 starts from the reader's own locked step-1 answer (``prior_answer``).
 
+Atomic and resumable (:func:`simulate`): the readers, their codes and the rebuilt design are stored in
+one transaction, so a killed run leaves all of them or none. Simulated readers are known by their
+display name ("Simulated reader k") and site ("simulation"); the run's size and seed are in a
+``simulation.started`` audit row. The same call again answers what the readers left open. Every draw is
+keyed by reader + case + condition (the pause after an answer too), and a resumed reader's clock is
+recomputed from their latest stored answer, so an interrupted and resumed run stores what an
+uninterrupted one would; answers keep their idempotency keys ``sim:study:reader:assignment``.
+
 Studies with their own ``[[question]]`` tables (:func:`custom_answer`): the primary question is read
 right with the same P(correct); a wrong ordinal grade lands one grade off (two, now and then); an
 aided read adds :data:`AI_SKILL` to the reader's log-odds (the AI's findings need not match the
@@ -39,18 +47,20 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from study import audit, db
 from study import readers as readers_mod
 from study import workflow
 from study.config import NORMAL, ExperienceLevel, StudyConfig
 from study.design import build_design, derive_seed
-from study.models import Case, Reader
+from study.models import Answer, Assignment, AuditEvent, Case, Reader
 from study.studies import get_study, has_answers, study_config
 
 AI_POSITIVE = 0.5  # a finding probability at or above this makes it a candidate AI suggestion
@@ -176,6 +186,8 @@ class SimulationReport:
     assignments: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    resumed: bool = False  # this call went on with an earlier run's simulated readers
+    readers_left: int = 0  # simulated readers that had unanswered items when this call started
 
 
 def _level_ranges(levels: tuple[ExperienceLevel, ...]) -> list[tuple[str, float, float]]:
@@ -208,22 +220,64 @@ def reader_years(config: StudyConfig, n: int, seed: int) -> list[tuple[str, floa
     return out
 
 
-def add_simulated_readers(session: Session, study_id: int, n: int, *, seed: int = 0,
-                          actor: str = "simulator") -> dict[str, str]:
-    """Add ``n`` virtual readers (display name "Simulated reader k"); returns pseudonym -> plain code."""
-    study = get_study(session, study_id)
-    config = study_config(study)
+SIM_NAME = "Simulated reader"  # display name "Simulated reader k" + site SIM_SITE: how simulated readers are known
+SIM_SITE = "simulation"
+
+
+def _is_simulated():
+    return (Reader.display_name.like(f"{SIM_NAME} %"), Reader.site == SIM_SITE)
+
+
+def simulated_readers(session: Session, study_id: int) -> list[Reader]:
+    """The study's simulated readers (display name "Simulated reader k", site "simulation"), by k."""
+    rows = list(session.scalars(select(Reader).where(Reader.study_id == study_id, *_is_simulated())))
+    return sorted(rows, key=lambda r: (_sim_index(r) or 0, r.pseudonym))
+
+
+def _sim_index(reader: Reader) -> int | None:
+    tail = reader.display_name[len(SIM_NAME):].strip()
+    return int(tail) if tail.isdigit() else None
+
+
+def _create_readers(session: Session, study_id: int, n: int, *, seed: int, actor: str,
+                    skip: set[int] = frozenset()) -> dict[str, str]:
+    config = study_config(get_study(session, study_id))
     codes = {}
-    existing = session.scalar(select(Reader.id).where(Reader.study_id == study.id,
-                                                      Reader.display_name.like("Simulated reader %")).limit(1))
-    if existing is not None:
-        raise ValueError(f"study {study.name!r} already has simulated readers")
-    for k, (level, years) in enumerate(reader_years(config, n, seed), start=1):
-        reader, code = readers_mod.add_reader(session, study.id, display_name=f"Simulated reader {k}",
-                                              years_experience=years, specialty="simulated", site="simulation",
+    for k, (_level, years) in enumerate(reader_years(config, n, seed), start=1):
+        if k in skip:
+            continue
+        reader, code = readers_mod.add_reader(session, study_id, display_name=f"{SIM_NAME} {k}",
+                                              years_experience=years, specialty="simulated", site=SIM_SITE,
                                               actor=actor)
         codes[reader.pseudonym] = code
     return codes
+
+
+def add_simulated_readers(session: Session, study_id: int, n: int, *, seed: int = 0,
+                          actor: str = "simulator") -> dict[str, str]:
+    """Add ``n`` virtual readers (display name "Simulated reader k"); returns pseudonym -> plain code.
+
+    Each reader is committed on its own (``readers.add_reader`` commits); :func:`simulate` calls this
+    inside :func:`_one_transaction`, where those commits are savepoints of one transaction.
+    """
+    study = get_study(session, study_id)
+    if session.scalar(select(Reader.id).where(Reader.study_id == study.id, *_is_simulated()).limit(1)) is not None:
+        raise ValueError(f"study {study.name!r} already has simulated readers")
+    return _create_readers(session, study.id, n, seed=seed, actor=actor)
+
+
+@contextmanager
+def _one_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose commits are savepoints of one outer transaction, committed only at the end.
+
+    ``readers.add_reader`` and ``design.build_design`` commit as they go; joined to an outer transaction
+    this way (SQLAlchemy's ``join_transaction_mode="create_savepoint"``), an exception or a killed process
+    anywhere inside rolls all of it back, and the database never holds half of the readers.
+    """
+    engine = factory.kw["bind"]
+    with engine.connect() as conn, conn.begin():
+        with factory(bind=conn, join_transaction_mode="create_savepoint") as session:
+            yield session
 
 
 def _truth(labels: dict) -> str:
@@ -319,9 +373,29 @@ def _ungradable(config: StudyConfig, seed: int, pseudonym: str, case_id: str, co
     return random.Random(derive_seed(seed, "sim-ungradable", pseudonym, case_id, condition)).random() < UNGRADABLE_RATE
 
 
+def _pause(seed: int, pseudonym: str, case_key: str, condition: str) -> timedelta:
+    """The pause after an answer, from a stream of its own so that a resumed run can recompute it."""
+    rng = random.Random(derive_seed(seed, "sim-pause", pseudonym, case_key, condition))
+    return timedelta(seconds=rng.uniform(2, 12))
+
+
+def _last_answer(session: Session, reader_id: int) -> tuple[datetime, int, str, str] | None:
+    """(submitted_at, session, case key, condition) of the reader's latest answer, or None."""
+    row = session.execute(
+        select(Answer.submitted_at, Assignment.session, Case.case_key, Assignment.condition)
+        .join(Assignment, Answer.assignment_id == Assignment.id).join(Case, Assignment.case_id == Case.id)
+        .where(Answer.reader_id == reader_id).order_by(Answer.submitted_at.desc(), Answer.id.desc()).limit(1)).first()
+    return tuple(row) if row is not None else None
+
+
 def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[str], *, seed: int = 0,
                start: datetime | None = None, log: Callable[[str], None] | None = None) -> SimulationReport:
-    """Answer every assignment of the given readers through the workflow, with simulated clocks."""
+    """Answer every assignment of the given readers through the workflow, with simulated clocks.
+
+    Resumable: items already answered are skipped (``workflow.next_item`` serves the next open one) and a
+    reader's clock is recomputed from their latest stored answer, so a run interrupted at any point and
+    started again stores what one uninterrupted run would have stored.
+    """
     with factory() as s:
         study = get_study(s, study_id)
         config = study_config(study)
@@ -341,8 +415,15 @@ def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[s
         rank = level_names.index(r.level) / max(1, len(level_names) - 1) if r.level in level_names else 0.5
         sim = make_reader(seed, r.pseudonym, rank)
         clock = start + timedelta(minutes=17 * idx)
-        last_session, session_end = None, clock
+        last_session = None
         with factory() as s:
+            db.begin_read(s)
+            last = _last_answer(s, r.id)
+            s.rollback()
+            if last is not None:  # resuming: the clock goes on from the latest stored answer
+                submitted_at, last_session, case_key, condition = last
+                clock = submitted_at + _pause(seed, r.pseudonym, case_key, condition)
+            session_end = clock
             while True:
                 try:
                     item = workflow.next_item(s, r.id, now=clock)
@@ -384,7 +465,7 @@ def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[s
                 workflow.submit(s, r.id, item.assignment_id, answer,
                                 f"sim:{study_id}:{r.pseudonym}:{item.assignment_id}", now=done)
                 report.answers += 1
-                clock = done + timedelta(seconds=rng.uniform(2, 12))
+                clock = done + _pause(seed, r.pseudonym, item.case_id, item.condition)
                 session_end = max(session_end, clock)
         report.finished_at = max(report.finished_at or session_end, session_end)
         if log:
@@ -392,29 +473,118 @@ def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[s
     return report
 
 
+def _open_items(session: Session, reader_ids: list[int]) -> dict[int, int]:
+    """reader id -> number of their assignments without an answer."""
+    answered = select(Answer.id).where(Answer.assignment_id == Assignment.id).exists()
+    rows = session.execute(select(Assignment.reader_id, func.count())
+                           .where(Assignment.reader_id.in_(reader_ids), ~answered)
+                           .group_by(Assignment.reader_id)).all()
+    return {rid: n for rid, n in rows}
+
+
+def _assignment_counts(session: Session, reader_ids: list[int]) -> dict[int, int]:
+    rows = session.execute(select(Assignment.reader_id, func.count()).where(Assignment.reader_id.in_(reader_ids))
+                           .group_by(Assignment.reader_id)).all()
+    return {rid: n for rid, n in rows}
+
+
+def _started_with(session: Session, study_id: int) -> dict | None:
+    """The ``simulation.started`` audit row's {"readers", "seed"} (None for runs older than that row)."""
+    event = session.scalar(select(AuditEvent).where(AuditEvent.study_id == study_id,
+                                                    AuditEvent.action == "simulation.started")
+                           .order_by(AuditEvent.id.desc()).limit(1))
+    return dict(event.after or {}) if event is not None else None
+
+
 def simulate(factory: sessionmaker[Session], study_id: int | str, n_readers: int, *, seed: int = 0,
              start: datetime | None = None, actor: str = "simulator",
              log: Callable[[str], None] | None = None) -> SimulationReport:
     """Add ``n_readers`` virtual readers, rebuild the design, and answer every one of their assignments.
 
-    Needs a study with cases and AI outputs and no answers yet (the design must still be open: the
-    new readers need assignments).
+    A fresh run needs a study with cases and no answers yet (the design must still be open: the new
+    readers need assignments). The readers, their codes, the rebuilt design and a ``simulation.started``
+    audit row are stored in one transaction: all of them, or (killed, or failed) none.
+
+    The same call again resumes: where the study already has its ``n_readers`` simulated readers from
+    ``seed``, it answers what they left open (nothing, if they are done) and says so in
+    ``report.resumed``. Readers left without assignments by a run of an older, non-atomic version are
+    completed and the design rebuilt, if no answer exists yet. A different ``n_readers`` or ``seed``
+    is refused: mixing two simulations in one study is not a simulation of either.
     """
     if n_readers < 1:
         raise ValueError("n_readers must be at least 1")
     with factory() as s:
         study = get_study(s, study_id)
-        sid = study.id
-        if has_answers(s, sid) or study.design_locked_at is not None:
-            raise ValueError(f"study {study.name!r} already has answers; simulated readers can only be added "
-                             "before reading starts (the design must include them)")
+        sid, name = study.id, study.name
         if not s.scalar(select(Case.id).where(Case.study_id == sid).limit(1)):
-            raise ValueError(f"study {study.name!r} has no cases; import cases first")
-        codes = add_simulated_readers(s, sid, n_readers, seed=seed, actor=actor)
-        n_assign = build_design(s, sid, actor=actor)
-    report = answer_all(factory, sid, list(codes), seed=seed, start=start, log=log)
+            raise ValueError(f"study {name!r} has no cases; import cases first")
+        sims = simulated_readers(s, sid)
+        answered = has_answers(s, sid) or study.design_locked_at is not None
+        started = _started_with(s, sid)
+    if not sims:
+        if answered:
+            raise ValueError(f"study {name!r} already has answers; simulated readers can only be added "
+                             "before reading starts (the design must include them)")
+        with _one_transaction(factory) as s:
+            codes = add_simulated_readers(s, sid, n_readers, seed=seed, actor=actor)
+            build_design(s, sid, actor=actor)
+            audit.record(s, actor=actor, action="simulation.started", entity="study", entity_id=sid, study_id=sid,
+                         after={"readers": n_readers, "seed": seed, "start": start, "pseudonyms": sorted(codes)})
+            s.commit()
+        return _finish(factory, sid, seed=seed, start=start, log=log, codes=codes)
+
+    if start is None and started is not None and started.get("start"):  # resume on the first run's clock
+        start = datetime.fromisoformat(started["start"])
+    k = len(sims)
+    if (started is not None and (started.get("readers"), started.get("seed")) != (n_readers, seed)) or k > n_readers:
+        was = (f"{started.get('readers')} simulated readers made with seed {started.get('seed')}"
+               if started is not None else f"{k} simulated readers")
+        what = "answers from" if answered else "its"
+        raise ValueError(f"study {name!r} already has {what} {was}; run the same command again "
+                         "(same --readers and --seed) to resume them: a study holds one simulation")
+    with factory() as s:
+        have = _assignment_counts(s, [r.id for r in sims])
+    bare = [r for r in sims if not have.get(r.id)]
+    codes: dict[str, str] = {}
+    if k < n_readers or bare:  # left by an older, non-atomic run: finish creating, then the design
+        if answered:
+            raise ValueError(f"study {name!r} has {len(bare)} simulated reader(s) without assignments and "
+                             f"{n_readers - k} still to add, but it already has answers: its design can no "
+                             "longer change, so they cannot be given assignments (simulate into a copy of the study "
+                             "made before its first answer instead)")
+        with _one_transaction(factory) as s:
+            codes = _create_readers(s, sid, n_readers, seed=seed, actor=actor,
+                                    skip={i for r in sims if (i := _sim_index(r)) is not None})
+            build_design(s, sid, actor=actor)
+            audit.record(s, actor=actor, action="simulation.started", entity="study", entity_id=sid, study_id=sid,
+                         after={"readers": n_readers, "seed": seed, "start": start, "completed_from": k,
+                                "pseudonyms": sorted([r.pseudonym for r in sims] + list(codes))})
+            s.commit()
+        if log:
+            log(f"completed the readers of an interrupted run: {n_readers - k} added, design rebuilt")
+    return _finish(factory, sid, seed=seed, start=start, log=log, codes=codes, resumed=True, actor=actor)
+
+
+def _finish(factory: sessionmaker[Session], sid: int, *, seed: int, start: datetime | None,
+            log: Callable[[str], None] | None, codes: dict[str, str], resumed: bool = False,
+            actor: str = "simulator") -> SimulationReport:
+    with factory() as s:
+        sims = simulated_readers(s, sid)
+        ids = [r.id for r in sims]
+        n_assign = sum(_assignment_counts(s, ids).values())
+        left = _open_items(s, ids)
+        if resumed:
+            audit.record(s, actor=actor, action="simulation.resumed", entity="study", entity_id=sid, study_id=sid,
+                         after={"readers": len(sims), "readers_with_items_left": len(left),
+                                "items_left": sum(left.values()), "seed": seed})
+            s.commit()
+    # every simulated reader, done or not: a reader's starting clock depends on their place among them
+    report = answer_all(factory, sid, [r.pseudonym for r in sims], seed=seed, start=start, log=log)
+    report.readers = [r.pseudonym for r in sims]
     report.codes, report.assignments = codes, n_assign
+    report.resumed, report.readers_left = resumed, len(left)
     return report
 
 
-__all__ = ["SimulationReport", "add_simulated_readers", "ai_top", "answer_all", "expected_accuracy", "simulate"]
+__all__ = ["SimulationReport", "add_simulated_readers", "ai_top", "answer_all", "expected_accuracy", "simulate",
+           "simulated_readers"]

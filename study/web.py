@@ -4,9 +4,11 @@ Why a separate module: the pages stay thin (widgets and charts), and everything 
 sign-in throttling, consent, the reader's current state, the investigator's monitor — is testable
 without a browser. Nothing here imports torch; the model is only touched by :func:`run_precompute`.
 
-Sign-in throttling is per browser session (the page keeps a :class:`SignInThrottle` in its session
-state): after :data:`MAX_FAILURES` wrong codes further tries are refused for :data:`LOCKOUT` and every
-failure, lockout and refused try is written to the audit trail (never the typed code itself).
+Sign-in failures are counted in the database (``study.lockout``) per client, per reader-code prefix and
+per investigator user, so a lockout holds across reloads, browser sessions and server processes: after
+:data:`MAX_FAILURES` failures further tries in that scope are refused for :data:`LOCKOUT`, and every
+failure, lockout and refused try is written to the audit trail (never the typed code or password, nor a
+user name other than the configured one).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import tomllib
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,11 +28,10 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study import audit, db
+from study import audit, db, lockout
 from study.models import AIDED_CONDITIONS, Answer, Assignment, AuditEvent, Case, Reader, Study, utcnow
 
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=10)
+MAX_FAILURES, LOCKOUT = lockout.MAX_FAILURES, lockout.LOCKOUT  # re-exported for the pages
 CONSENT_ACTION = "reader.consented"
 USER_ENV, HASH_ENV, PLAIN_ENV = ("REVISION_INVESTIGATOR_USER", "REVISION_INVESTIGATOR_PASSWORD_HASH",
                                  "REVISION_INVESTIGATOR_PASSWORD")
@@ -39,13 +39,33 @@ STORE_ENV = "REVISION_STORE_ROOT"
 DEFAULT_INVESTIGATOR = "investigator"
 
 
-# --- sign-in with a per-browser-session lockout -----------------------------------------------------
+# --- sign-in, with lockouts kept in the database (study.lockout) ------------------------------------
 
 @dataclass
 class SignInThrottle:
+    """What a page keeps in its session state: who this browser is. The counts live in the database
+    (``study.lockout``), so a reload, a new browser session or another server process sees them too;
+    ``failures`` / ``locked_until`` only mirror the last answer for the page."""
+
     client_id: str
     failures: int = 0
     locked_until: datetime | None = None
+    ip: str | None = None  # st.context.ip_address (None on localhost and in tests)
+
+    @property
+    def client_scope(self) -> str:
+        """The client as the audit names it: its IP address when known, else its browser session."""
+        return f"client:ip:{self.ip[:80]}" if self._ip() else f"client:session:{self.client_id[:64]}"
+
+    @property
+    def client_scopes(self) -> list[str]:
+        """The browser session (:data:`MAX_FAILURES`) and, when known, the IP address (a higher limit:
+        one address may be a whole site behind a NAT)."""
+        session = f"client:session:{self.client_id[:64]}"
+        return [session] + ([f"client:ip:{self.ip[:80]}"] if self._ip() else [])
+
+    def _ip(self) -> bool:
+        return isinstance(self.ip, str) and bool(self.ip)
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
@@ -58,42 +78,62 @@ class SignInResult:
     locked: bool = False
 
 
+def _minutes(delta: timedelta) -> int:
+    return int(delta.total_seconds() // 60)
+
+
+def reader_scopes(throttle: SignInThrottle, code: str) -> list[str]:
+    """The lockout scopes of a typed code: the client, and the code's prefix when it has a code's shape
+    (the prefix is the non-secret first group, the one ``reader.code_lookup`` stores in clear)."""
+    from study.readers import GROUP_LEN, normalise_code
+
+    flat = normalise_code(code or "")
+    return throttle.client_scopes + ([f"reader_code:{flat[:GROUP_LEN]}"] if flat else [])
+
+
 def sign_in(factory: sessionmaker[Session], throttle: SignInThrottle, code: str, *,
             now: datetime | None = None) -> SignInResult:
-    """Check an access code; count failures in ``throttle``; refuse (audited) while locked out."""
+    """Check an access code; failures are counted in the database per client and per code prefix, and
+    after :data:`MAX_FAILURES` every try in that scope is refused for :data:`LOCKOUT` (all audited,
+    never the typed code)."""
     from study.readers import authenticate
 
     now = now or utcnow()
-    with factory() as session:
-        if throttle.locked(now):
-            audit.record(session, actor="anonymous", action="reader.sign_in_refused", entity="browser_session",
-                         entity_id=throttle.client_id, at=now, after={"locked_until": throttle.locked_until})
+    scopes = reader_scopes(throttle, code)
+    client = throttle.client_scope[:100]
+    until = lockout.reserve(factory, scopes, now)
+    if until is not None:
+        throttle.locked_until = until
+        with factory() as session:
+            audit.record(session, actor="anonymous", action="reader.sign_in_refused", entity="sign_in_client",
+                         entity_id=client, at=now, after={"locked_until": until, "scopes": scopes})
             session.commit()
-            return SignInResult(None, f"Too many wrong codes. Try again after {throttle.locked_until:%H:%M} UTC.",
-                                locked=True)
-        if throttle.locked_until is not None:  # the lockout has passed: start counting again
-            throttle.failures, throttle.locked_until = 0, None
+        return SignInResult(None, f"Too many wrong codes. Try again after {until:%H:%M} UTC.", locked=True)
+    with db.reading(factory) as session:  # argon2 runs outside any write transaction
         reader = authenticate(session, code or "")
-        if reader is not None:
-            audit.record(session, actor=f"reader:{reader.pseudonym}", action="reader.signed_in", entity="reader",
-                         entity_id=reader.id, study_id=reader.study_id, at=now,
-                         after={"browser_session": throttle.client_id})
+        found = None if reader is None else (reader.id, reader.pseudonym, reader.study_id)
+    with factory() as session:
+        if found is not None:
+            reader_id, pseudonym, study_id = found
+            lockout.clear(session, scopes)
+            audit.record(session, actor=f"reader:{pseudonym}", action="reader.signed_in", entity="reader",
+                         entity_id=reader_id, study_id=study_id, at=now, after={"client": client})
             session.commit()
-            throttle.failures = 0
-            return SignInResult(reader.id, f"Signed in as {reader.pseudonym}.")
-        throttle.failures += 1
-        audit.record(session, actor="anonymous", action="reader.sign_in_failed", entity="browser_session",
-                     entity_id=throttle.client_id, at=now, after={"failures": throttle.failures})
-        if throttle.failures >= MAX_FAILURES:
-            throttle.locked_until = now + LOCKOUT
-            audit.record(session, actor="anonymous", action="reader.sign_in_locked", entity="browser_session",
-                         entity_id=throttle.client_id, at=now,
-                         after={"failures": throttle.failures, "locked_until": throttle.locked_until})
+            throttle.failures, throttle.locked_until = 0, None
+            return SignInResult(reader_id, f"Signed in as {pseudonym}.")
+        until, failures, left = lockout.settle_failure(session, scopes, now)
+        throttle.failures = failures
+        audit.record(session, actor="anonymous", action="reader.sign_in_failed", entity="sign_in_client",
+                     entity_id=client, at=now, after={"failures": failures, "scopes": scopes})
+        if until is not None:
+            throttle.locked_until = until
+            audit.record(session, actor="anonymous", action="reader.sign_in_locked", entity="sign_in_client",
+                         entity_id=client, at=now,
+                         after={"failures": failures, "locked_until": until, "scopes": scopes})
             session.commit()
-            return SignInResult(None, f"{MAX_FAILURES} wrong codes: sign-in is locked for "
-                                      f"{int(LOCKOUT.total_seconds() // 60)} minutes.", locked=True)
+            return SignInResult(None, f"{failures} wrong codes: sign-in is locked for {_minutes(LOCKOUT)} minutes.",
+                                locked=True)
         session.commit()
-        left = MAX_FAILURES - throttle.failures
         return SignInResult(None, f"That code is not valid. {left} attempt(s) left before a lockout.")
 
 
@@ -263,6 +303,10 @@ def investigator_credentials() -> InvestigatorCredentials:
 
 
 def verify_investigator(user: str, password: str) -> bool:
+    """True for the configured user and password. The argon2 verify runs whatever the user name, so the
+    response time does not tell whether a user name exists."""
+    import hmac
+
     from argon2 import PasswordHasher
     from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -271,15 +315,81 @@ def verify_investigator(user: str, password: str) -> bool:
         ok = PasswordHasher().verify(creds.password_hash, password or "")
     except (VerificationError, InvalidHashError):
         ok = False
-    return ok and user == creds.user
+    return ok and hmac.compare_digest((user or "").encode(), creds.user.encode())
 
 
-def audit_investigator(factory: sessionmaker[Session], user: str, ok: bool) -> None:
+def _known_user(user: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest((user or "").encode(), investigator_credentials().user.encode())
+
+
+def investigator_scopes(throttle: SignInThrottle, user: str) -> list[str]:
+    """The client, and the configured user by name; any other typed name (it may be a password typed
+    into the wrong field) shares one scope and is stored nowhere."""
+    return [*throttle.client_scopes,
+            f"investigator:user:{investigator_credentials().user[:150]}" if _known_user(user) else lockout.UNKNOWN_USER]
+
+
+def audit_investigator(factory: sessionmaker[Session], user: str, ok: bool, *, now: datetime | None = None,
+                       client: str | None = None) -> None:
+    """Audit an investigator sign-in; a failed one names the user only when it is the configured one."""
+    known = _known_user(user)
+    name = user[:100] if known else "unknown user"
     with factory() as session:
-        audit.record(session, actor=f"investigator:{user}" if ok else "anonymous",
+        audit.record(session, actor=f"investigator:{name}" if ok else "anonymous",
                      action="investigator.signed_in" if ok else "investigator.sign_in_failed",
-                     entity="investigator", entity_id=user[:100])
+                     entity="investigator", entity_id=name, at=now,
+                     after={"client": client} if client else None)
         session.commit()
+
+
+@dataclass(frozen=True)
+class InvestigatorSignInResult:
+    ok: bool
+    message: str
+    locked: bool = False
+
+
+def investigator_sign_in(factory: sessionmaker[Session], throttle: SignInThrottle, user: str, password: str, *,
+                         now: datetime | None = None) -> InvestigatorSignInResult:
+    """Check the investigator's user and password, with the database lockout of :func:`sign_in` (per client
+    and per user); audited without the typed password or an unknown user name."""
+    now = now or utcnow()
+    scopes = investigator_scopes(throttle, user)
+    client = throttle.client_scope[:100]
+    name = (user or "")[:100] if _known_user(user) else "unknown user"
+    until = lockout.reserve(factory, scopes, now)
+    if until is not None:
+        throttle.locked_until = until
+        with factory() as session:
+            audit.record(session, actor="anonymous", action="investigator.sign_in_refused", entity="investigator",
+                         entity_id=name, at=now, after={"locked_until": until, "client": client})
+            session.commit()
+        return InvestigatorSignInResult(False, f"Too many failed sign-ins. Try again after {until:%H:%M} UTC.",
+                                        locked=True)
+    ok = verify_investigator(user, password)  # argon2, outside any transaction
+    with factory() as session:
+        if ok:
+            lockout.clear(session, scopes)
+            audit.record(session, actor=f"investigator:{name}", action="investigator.signed_in",
+                         entity="investigator", entity_id=name, at=now, after={"client": client})
+            session.commit()
+            throttle.failures, throttle.locked_until = 0, None
+            return InvestigatorSignInResult(True, f"Signed in as {name}.")
+        until, failures, left = lockout.settle_failure(session, scopes, now)
+        throttle.failures = failures
+        audit.record(session, actor="anonymous", action="investigator.sign_in_failed", entity="investigator",
+                     entity_id=name, at=now, after={"failures": failures, "client": client})
+        if until is not None:
+            throttle.locked_until = until
+            audit.record(session, actor="anonymous", action="investigator.sign_in_locked", entity="investigator",
+                         entity_id=name, at=now, after={"failures": failures, "locked_until": until, "client": client})
+            session.commit()
+            return InvestigatorSignInResult(False, f"Wrong user or password. {failures} failed sign-ins: sign-in is "
+                                                   f"locked for {_minutes(LOCKOUT)} minutes.", locked=True)
+        session.commit()
+        return InvestigatorSignInResult(False, f"Wrong user or password. {left} attempt(s) left before a lockout.")
 
 
 # --- investigator: set-up -----------------------------------------------------------------------------
@@ -304,39 +414,29 @@ def create_study_from_toml(factory: sessionmaker[Session], text: str, actor: str
             return None, [str(exc)]
 
 
+CSV_ALONE = ("a manifest CSV uploaded on its own cannot bring its images (image paths must be inside the "
+             "upload): upload a ZIP holding manifest.csv and the images, with image_path relative to the "
+             "manifest's folder; or import on the server with `python -m study import-cases MANIFEST.csv`")
+
+
 def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str, data: bytes,
                         actor: str) -> tuple[int, list[str]]:
-    """Import a manifest CSV (absolute image paths) or a ZIP with ``manifest.csv`` and its images.
-    Returns (cases imported, every problem as 'row r, column c: reason'); all or nothing."""
-    from study.cases import ManifestError, import_manifest
+    """Import a ZIP holding one ``manifest.csv`` and its images (``study.cases.import_zip``: bounded by
+    ``study.cases.LIMITS``, paths confined to the manifest's folder, checked before anything is extracted).
+    Returns (cases imported, the problems as 'row r, column c: reason' or 'member: reason', at most
+    ``LIMITS.max_problems`` of them, then a line counting the rest); all or nothing."""
+    from study.cases import ManifestError, import_zip
 
-    with tempfile.TemporaryDirectory(prefix="revision-import-") as tmp:
-        root = Path(tmp)
-        if name.lower().endswith(".zip"):
-            try:
-                with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                    for member in zf.namelist():
-                        target = (root / member).resolve()
-                        if not str(target).startswith(str(root.resolve())):
-                            return 0, [f"unsafe path in the ZIP: {member}"]
-                    zf.extractall(root)
-            except zipfile.BadZipFile as exc:
-                return 0, [f"not a valid ZIP file: {exc}"]
-            found = sorted(root.rglob("manifest.csv"))
-            if not found:
-                return 0, ["the ZIP has no manifest.csv"]
-            manifest = found[0]
-        else:
-            manifest = root / "manifest.csv"
-            manifest.write_bytes(data)
-        with factory() as session:
-            try:
-                cases = import_manifest(session, study_id, manifest, store_root=store_root(), actor=actor)
-            except ManifestError as exc:
-                return 0, [str(p) for p in exc.problems]
-            except ValueError as exc:
-                return 0, [str(exc)]
-            return len(cases), []
+    if not name.lower().endswith(".zip"):
+        return 0, [CSV_ALONE]
+    with factory() as session:
+        try:
+            cases = import_zip(session, study_id, data, name=Path(name).name, store_root=store_root(), actor=actor)
+        except ManifestError as exc:
+            return 0, exc.messages()
+        except ValueError as exc:
+            return 0, [str(exc)]
+        return len(cases), []
 
 
 READER_COLUMNS = ("display_name", "years_experience", "specialty", "site")
@@ -375,10 +475,12 @@ def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, ac
 
 
 def codes_csv(rows: list[dict]) -> str:
+    from study.export import csv_safe
+
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["pseudonym", "display_name", "level", "access_code"])
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)  # display names are typed by people
     return buf.getvalue()
 
 

@@ -184,7 +184,7 @@ def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi
     codes = []
     with factory() as s:
         study = create_study(s, parse_text(text), text)
-        cases = import_manifest(s, study.id, manifest, store_root=store)
+        cases = import_manifest(s, study.id, manifest, store_root=store, paths_outside=True)  # ../shared
         for case in cases:
             with Image.open(photos[0]) as im:
                 w_, h_ = im.size

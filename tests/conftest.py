@@ -9,6 +9,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+def pytest_configure(config):
+    """AppTest reads .streamlit/config.toml, which hides error details from visitors; tests want them."""
+    from streamlit import config as st_config
+
+    st_config.set_option("client.showErrorDetails", "full")
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
 

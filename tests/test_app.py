@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def test_playground_shows_a_labelled_demo_suggestion():
+def test_playground_shows_a_labelled_demo_suggestion(monkeypatch):
+    monkeypatch.setenv("REVISION_PUBLIC_DEMO", "on")  # a live study in data/ (after `make run`) would hide it
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Model playground"

@@ -12,6 +12,7 @@ def tiny_model(monkeypatch, tiny_cnn_checkpoint, tmp_path):
     monkeypatch.setenv("REVISION_APP_MODEL", "revision-tiny-cnn")
     monkeypatch.setenv("REVISION_APP_CHECKPOINT", str(tiny_cnn_checkpoint))
     monkeypatch.setenv("REVISION_DB_URL", f"sqlite:///{tmp_path / 'demo.sqlite'}")
+    monkeypatch.setenv("REVISION_PUBLIC_DEMO", "on")  # the demo pages whatever the database holds (study mode)
 
 
 def open_page(page: str | None = None) -> AppTest:

@@ -43,7 +43,9 @@ def server(tmp_path, tiny_cnn_checkpoint, server_env):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     url, ids, codes = make_study(tmp_path, design="sequential", n_cases=2, n_readers=1)
     env = {"REVISION_DB_URL": url, "REVISION_APP_MODEL": "revision-tiny-cnn",
-           "REVISION_APP_CHECKPOINT": str(tiny_cnn_checkpoint), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only", **server_env}
+           "REVISION_APP_CHECKPOINT": str(tiny_cnn_checkpoint), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only",
+           "REVISION_PUBLIC_DEMO": "on",  # the tour visits the demo pages beside a live study (study mode off)
+           **server_env}
     with streamlit_server(tmp_path, env) as (base, _proc):
         yield base, url, codes
 
@@ -186,7 +188,7 @@ def test_every_reachable_page_renders(server):
         expect(explain).to_be_visible(timeout=30_000)
         _idle(page)  # a click while the script is still running can be lost in the rerun
         explain.click()
-        expect(page.get_by_text("saliency for")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("saliency for")).to_be_visible(timeout=90_000)  # seconds of CPU on a busy 2-core machine
         _settle(page, "Model playground")
         expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
         _shot(page, "tour_1_playground.png")

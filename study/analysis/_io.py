@@ -14,6 +14,17 @@ def read_table(source, what: str = "input file") -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"{what} {str(path)!r} does not exist; pass the path of a CSV file.")
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"could not read {str(path)!r} as CSV: {exc}") from None
+    return _undo_formula_guard(table)
+
+
+def _undo_formula_guard(table: pd.DataFrame) -> pd.DataFrame:
+    """The values as stored: the export puts a ``'`` before a text cell that a spreadsheet would run as a
+    formula (``study.export.csv_safe``); the analysis shows the name the study has, not the guarded one."""
+    for col in table.columns:
+        if table[col].dtype == object:
+            table[col] = table[col].map(lambda v: v[1:] if isinstance(v, str) and v[:1] == "'"
+                                        and v[1:2] in ("=", "+", "-", "@", "\t", "\r") else v)
+    return table

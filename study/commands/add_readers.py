@@ -48,6 +48,7 @@ def _read(path: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from study.export import csv_safe
     from study.readers import add_reader
 
     rows = _read(args.csv)
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                           years_experience=float(row["years_experience"]),
                                           specialty=(row.get("specialty") or None), site=(row.get("site") or None),
                                           pseudonym=(row.get("pseudonym") or None), actor=args.actor)
-                writer.writerow([reader.pseudonym, reader.display_name, reader.level, code])
+                writer.writerow([csv_safe(v) for v in (reader.pseudonym, reader.display_name, reader.level, code)])
     finally:
         if out is not sys.stdout:
             out.close()

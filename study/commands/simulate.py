@@ -1,4 +1,8 @@
-"""``python -m study simulate``: add virtual readers and answer all their items through the workflow."""
+"""``python -m study simulate``: add virtual readers and answer all their items through the workflow.
+
+Run again after an interruption (same ``--readers`` and ``--seed``), it resumes: it answers what the
+simulated readers left open and adds no reader or answer twice.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,13 @@ def run(args: argparse.Namespace) -> int:
         study_id, name = study.id, study.name
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     report = simulate(factory, study_id, args.readers, seed=args.seed, log=log)
-    print(f"study {name!r}: {len(report.readers)} simulated reader(s) answered {report.answers} of "
+    if report.resumed:
+        print(f"resumed: {report.readers_left} of {len(report.readers)} simulated readers had answers left")
+    more = " more" if report.resumed else ""
+    print(f"study {name!r}: {len(report.readers)} simulated reader(s) answered {report.answers}{more} of "
           f"{report.assignments} assignment(s) (seed {args.seed})")
+    if args.show_codes and report.resumed and not report.codes:
+        print("  access codes: shown only by the run that created the readers (stored hashed)")
     if args.show_codes:
         for pseudonym, code in report.codes.items():
             print(f"  {pseudonym}: {code}")

@@ -48,7 +48,7 @@ def test_real_photographs_kept_small_metadata_free_and_pixel_identical(tmp_path)
     with db.session_factory(engine)() as s:
         st = _study(s)
         added = cases.import_manifest(s, st.id, _manifest(tmp_path, {p.stem: p for p in sources}),
-                                      store_root=store_root)
+                                      store_root=store_root, paths_outside=True)  # trusted local photographs
         store = cases.study_store(st.id, store_root)
         for case, src in zip(added, sources):
             stored = store / case.image_ref
@@ -114,8 +114,9 @@ def test_db_failure_in_store_pass_leaves_no_orphan_files(Session, tmp_path, monk
         (kept,) = cases.import_manifest(s, st.id, _manifest(tmp_path, {"K": first}), store_root=store_root)
         before = _files(store_root)
         Image.new("RGB", (20, 10), (1, 2, 3)).save(tmp_path / "new.png")
-        m = tmp_path / "m2.csv"
-        m.write_text(f"case_id,image_path,label\nA,{tmp_path / 'new.png'},normal\nB,{first},normal\n")
+        Image.new("RGB", (20, 10), (4, 5, 6)).save(tmp_path / "new2.png")
+        m = tmp_path / "m2.csv"  # (K's photograph again would be refused as a duplicate before any write)
+        m.write_text(f"case_id,image_path,label\nA,{tmp_path / 'new.png'},normal\nB,new2.png,normal\n")
         if fail_at == "add_case":
             real, calls = cases.add_case, []
 
@@ -132,21 +133,22 @@ def test_db_failure_in_store_pass_leaves_no_orphan_files(Session, tmp_path, monk
         with pytest.raises(RuntimeError, match="went away"):
             cases.import_manifest(s, st.id, m, store_root=store_root)
         monkeypatch.undo()
-        assert _files(store_root) == before  # the reused file of K is still there, nothing new
+        assert _files(store_root) == before  # K's files are still there, nothing new
         assert [c.case_key for c in s.scalars(select(Case))] == ["K"]
         assert np.array_equal(_px(cases.load_case_image(st.id, kept.image_ref, store_root)), _px(load_image(first)))
 
 
-def test_existing_store_files_are_reused(Session, tmp_path):
+def test_same_photograph_again_refused_naming_the_case_store_untouched(Session, tmp_path):
     src = _metadata_jpeg(tmp_path / "a.jpg")
     store_root = tmp_path / "store"
     with Session() as s:
         st = _study(s)
         (a,) = cases.import_manifest(s, st.id, _manifest(tmp_path, {"A": src}), store_root=store_root)
         stored = cases.study_store(st.id, store_root) / a.image_ref
-        mtime = stored.stat().st_mtime_ns
-        (b,) = cases.import_manifest(s, st.id, _manifest(tmp_path, {"B": src}), store_root=store_root)
-        assert b.image_ref == a.image_ref and stored.stat().st_mtime_ns == mtime
+        mtime, before = stored.stat().st_mtime_ns, _files(store_root)
+        with pytest.raises(cases.ManifestError, match="same photograph as existing case 'A'"):
+            cases.import_manifest(s, st.id, _manifest(tmp_path, {"B": src}), store_root=store_root)
+        assert stored.stat().st_mtime_ns == mtime and _files(store_root) == before
         assert not [p for p in stored.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
 
