@@ -1,13 +1,10 @@
-"""Server-side image adjustments for the reader's case viewer: brightness, contrast, red-free, zoom/pan.
-
-Why server-side: the browser only ever receives the adjusted pixels, and every reader sees the same
-transform for the same slider positions (no dependence on the browser's image pipeline). Pages call
-:func:`render_view` and never touch pixels themselves.
+"""Server-side image adjustments (brightness, contrast, red-free, zoom/pan) for the demo's "Try the
+study" page. The reading page uses the client-side viewer (components/case_viewer.js), whose
+brightness and contrast follow :func:`adjust`'s formula, so both show the same transform.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,12 +54,6 @@ def render_view(image: Image.Image, settings: ViewSettings = ViewSettings()) -> 
     return adjust(image.crop(box), settings.brightness, settings.contrast, settings.red_free)
 
 
-def to_png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def blend(base: Image.Image, overlay: Image.Image, opacity: float) -> Image.Image:
     """``overlay`` (e.g. a stored saliency overlay PNG) over ``base`` at ``opacity`` in [0, 1]."""
     if not 0.0 <= opacity <= 1.0:
@@ -72,7 +63,3 @@ def blend(base: Image.Image, overlay: Image.Image, opacity: float) -> Image.Imag
     if overlay.size != base.size:
         overlay = overlay.resize(base.size, Image.BILINEAR)
     return Image.blend(base, overlay, opacity)
-
-
-def from_png(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")

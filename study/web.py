@@ -100,41 +100,75 @@ def sign_in(factory: sessionmaker[Session], throttle: SignInThrottle, code: str,
 
     now = now or utcnow()
     scopes = reader_scopes(throttle, code)
-    client = throttle.client_scope[:100]
+
+    def check():
+        with db.reading(factory) as session:
+            reader = authenticate(session, code or "")
+            return None if reader is None else (reader.id, reader.pseudonym, reader.study_id)
+
+    def signed_in(session: Session, found) -> None:
+        reader_id, pseudonym, study_id = found
+        audit.record(session, actor=f"reader:{pseudonym}", action="reader.signed_in", entity="reader",
+                     entity_id=reader_id, study_id=study_id, at=now,
+                     after={"client": throttle.client_scope[:100]})
+
+    attempt = _guarded_sign_in(factory, throttle, scopes, now, kind="reader", entity="sign_in_client",
+                               entity_id=throttle.client_scope[:100], detail={"scopes": scopes}, check=check,
+                               on_success=signed_in)
+    if attempt.refused:
+        return SignInResult(None, f"Too many wrong codes. Try again after {attempt.until:%H:%M} UTC.", locked=True)
+    if attempt.found is not None:
+        return SignInResult(attempt.found[0], f"Signed in as {attempt.found[1]}.")
+    if attempt.until is not None:
+        return SignInResult(None, f"{attempt.failures} wrong codes: sign-in is locked for {_minutes(LOCKOUT)} "
+                                  "minutes.", locked=True)
+    return SignInResult(None, f"That code is not valid. {attempt.left} attempt(s) left before a lockout.")
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """How a guarded sign-in ended: refused while locked out, signed in (``found``), or a failure that
+    counted (``failures``, ``left`` before a lockout; ``until`` when it started one)."""
+    refused: bool = False
+    found: Any = None
+    until: datetime | None = None
+    failures: int = 0
+    left: int = 0
+
+
+def _guarded_sign_in(factory: sessionmaker[Session], throttle: SignInThrottle, scopes: list[str], now: datetime, *,
+                     kind: str, entity: str, entity_id: str, detail: dict, check: Callable[[], Any],
+                     on_success: Callable[[Session, Any], None]) -> _Attempt:
+    """The lockout around one sign-in, shared by readers and investigators: reserve the attempt in every
+    scope (refused, audited, while any is locked), run ``check`` (argon2) outside any write transaction,
+    then clear the scopes and audit the success (``on_success``), or count the failure and audit it, and
+    the lockout it starts. ``kind`` prefixes the audit actions; ``detail`` goes into each failure row."""
     until = lockout.reserve(factory, scopes, now)
     if until is not None:
         throttle.locked_until = until
         with factory() as session:
-            audit.record(session, actor="anonymous", action="reader.sign_in_refused", entity="sign_in_client",
-                         entity_id=client, at=now, after={"locked_until": until, "scopes": scopes})
+            audit.record(session, actor="anonymous", action=f"{kind}.sign_in_refused", entity=entity,
+                         entity_id=entity_id, at=now, after={"locked_until": until, **detail})
             session.commit()
-        return SignInResult(None, f"Too many wrong codes. Try again after {until:%H:%M} UTC.", locked=True)
-    with db.reading(factory) as session:  # argon2 runs outside any write transaction
-        reader = authenticate(session, code or "")
-        found = None if reader is None else (reader.id, reader.pseudonym, reader.study_id)
+        return _Attempt(refused=True, until=until)
+    found = check()
     with factory() as session:
-        if found is not None:
-            reader_id, pseudonym, study_id = found
+        if found:
             lockout.clear(session, scopes)
-            audit.record(session, actor=f"reader:{pseudonym}", action="reader.signed_in", entity="reader",
-                         entity_id=reader_id, study_id=study_id, at=now, after={"client": client})
+            on_success(session, found)
             session.commit()
             throttle.failures, throttle.locked_until = 0, None
-            return SignInResult(reader_id, f"Signed in as {pseudonym}.")
+            return _Attempt(found=found)
         until, failures, left = lockout.settle_failure(session, scopes, now)
         throttle.failures = failures
-        audit.record(session, actor="anonymous", action="reader.sign_in_failed", entity="sign_in_client",
-                     entity_id=client, at=now, after={"failures": failures, "scopes": scopes})
+        audit.record(session, actor="anonymous", action=f"{kind}.sign_in_failed", entity=entity,
+                     entity_id=entity_id, at=now, after={"failures": failures, **detail})
         if until is not None:
             throttle.locked_until = until
-            audit.record(session, actor="anonymous", action="reader.sign_in_locked", entity="sign_in_client",
-                         entity_id=client, at=now,
-                         after={"failures": failures, "locked_until": until, "scopes": scopes})
-            session.commit()
-            return SignInResult(None, f"{failures} wrong codes: sign-in is locked for {_minutes(LOCKOUT)} minutes.",
-                                locked=True)
+            audit.record(session, actor="anonymous", action=f"{kind}.sign_in_locked", entity=entity,
+                         entity_id=entity_id, at=now, after={"failures": failures, "locked_until": until, **detail})
         session.commit()
-        return SignInResult(None, f"That code is not valid. {left} attempt(s) left before a lockout.")
+        return _Attempt(until=until, failures=failures, left=left)
 
 
 # --- the reader's state -----------------------------------------------------------------------------
@@ -213,22 +247,6 @@ def submit_answer(factory: sessionmaker[Session], reader_id: int, assignment_id:
 def store_root() -> Path | None:
     value = os.environ.get(STORE_ENV)
     return Path(value) if value else None
-
-
-def case_image(study_id: int, image_ref: str):
-    """The case photograph as an upright PIL image, exactly as load_image read it at import (the study
-    store first, then ``image_ref`` as a path)."""
-    from study.cases import load_case_image
-
-    return load_case_image(study_id, image_ref, store_root())
-
-
-def case_display_files(study_id: int, image_ref: str):
-    """The case's browser display files (screen-size and full-resolution JPEGs, upright; see
-    ``study.cases.display_files``) in this server's image store."""
-    from study.cases import display_files
-
-    return display_files(study_id, image_ref, store_root())
 
 
 def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:
@@ -359,37 +377,23 @@ def investigator_sign_in(factory: sessionmaker[Session], throttle: SignInThrottl
     scopes = investigator_scopes(throttle, user)
     client = throttle.client_scope[:100]
     name = (user or "")[:100] if _known_user(user) else "unknown user"
-    until = lockout.reserve(factory, scopes, now)
-    if until is not None:
-        throttle.locked_until = until
-        with factory() as session:
-            audit.record(session, actor="anonymous", action="investigator.sign_in_refused", entity="investigator",
-                         entity_id=name, at=now, after={"locked_until": until, "client": client})
-            session.commit()
-        return InvestigatorSignInResult(False, f"Too many failed sign-ins. Try again after {until:%H:%M} UTC.",
+
+    def signed_in(session: Session, _found) -> None:
+        audit.record(session, actor=f"investigator:{name}", action="investigator.signed_in",
+                     entity="investigator", entity_id=name, at=now, after={"client": client})
+
+    attempt = _guarded_sign_in(factory, throttle, scopes, now, kind="investigator", entity="investigator",
+                               entity_id=name, detail={"client": client},
+                               check=lambda: verify_investigator(user, password), on_success=signed_in)
+    if attempt.refused:
+        return InvestigatorSignInResult(False, f"Too many failed sign-ins. Try again after {attempt.until:%H:%M} UTC.",
                                         locked=True)
-    ok = verify_investigator(user, password)  # argon2, outside any transaction
-    with factory() as session:
-        if ok:
-            lockout.clear(session, scopes)
-            audit.record(session, actor=f"investigator:{name}", action="investigator.signed_in",
-                         entity="investigator", entity_id=name, at=now, after={"client": client})
-            session.commit()
-            throttle.failures, throttle.locked_until = 0, None
-            return InvestigatorSignInResult(True, f"Signed in as {name}.")
-        until, failures, left = lockout.settle_failure(session, scopes, now)
-        throttle.failures = failures
-        audit.record(session, actor="anonymous", action="investigator.sign_in_failed", entity="investigator",
-                     entity_id=name, at=now, after={"failures": failures, "client": client})
-        if until is not None:
-            throttle.locked_until = until
-            audit.record(session, actor="anonymous", action="investigator.sign_in_locked", entity="investigator",
-                         entity_id=name, at=now, after={"failures": failures, "locked_until": until, "client": client})
-            session.commit()
-            return InvestigatorSignInResult(False, f"Wrong user or password. {failures} failed sign-ins: sign-in is "
-                                                   f"locked for {_minutes(LOCKOUT)} minutes.", locked=True)
-        session.commit()
-        return InvestigatorSignInResult(False, f"Wrong user or password. {left} attempt(s) left before a lockout.")
+    if attempt.found:
+        return InvestigatorSignInResult(True, f"Signed in as {name}.")
+    if attempt.until is not None:
+        return InvestigatorSignInResult(False, f"Wrong user or password. {attempt.failures} failed sign-ins: sign-in "
+                                               f"is locked for {_minutes(LOCKOUT)} minutes.", locked=True)
+    return InvestigatorSignInResult(False, f"Wrong user or password. {attempt.left} attempt(s) left before a lockout.")
 
 
 # --- investigator: set-up -----------------------------------------------------------------------------

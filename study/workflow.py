@@ -212,16 +212,16 @@ def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None,
     prev = session.scalar(select(Assignment.condition).where(
         Assignment.reader_id == a.reader_id, Assignment.session == a.session, Assignment.position < a.position)
         .order_by(Assignment.position.desc()).limit(1))
-    sessions = session.scalar(select(func.max(Assignment.session)).where(Assignment.reader_id == a.reader_id))
-    in_session, answered_in_session = session.execute(
-        select(func.count(Assignment.id), func.count(Assignment.id).filter(_answered()))
-        .where(Assignment.reader_id == a.reader_id, Assignment.session == a.session)).one()
+    per_session = {number: (readings, answered) for number, readings, answered in session.execute(
+        select(Assignment.session, func.count(Assignment.id), func.count(Assignment.id).filter(_answered()))
+        .where(Assignment.reader_id == a.reader_id).group_by(Assignment.session))}
+    in_session, answered_in_session = per_session[a.session]
     nxt = session.scalar(select(Case.image_ref).join(Assignment, Assignment.case_id == Case.id).where(
         Assignment.reader_id == a.reader_id, ~_answered(), Assignment.id != a.id,
         or_(Assignment.session > a.session, (Assignment.session == a.session) & (Assignment.position > a.position)))
         .order_by(Assignment.session, Assignment.position).limit(1))
     block_start = a.depends_on_id is None and a.condition in AIDED_CONDITIONS and prev not in AIDED_CONDITIONS
-    return block_start, int(sessions or 1), nxt, answered_in_session + 1, in_session
+    return block_start, max(per_session), nxt, answered_in_session + 1, in_session
 
 
 def _saliency_label(out: AIOutput) -> str:

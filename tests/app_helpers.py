@@ -40,7 +40,6 @@ def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_r
     factory = db.session_factory(db.make_engine(url))
     text = study_toml(design, **toml)
     rng = np.random.default_rng(0)
-    codes = []
     with factory() as s:
         study = create_study(s, parse_text(text), text)
         for i in range(n_cases):
@@ -50,14 +49,22 @@ def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_r
             case = add_case(s, study.id, f"C{i:03d}", str(path), {"label": truth, "findings": []})
             store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
                             saliency_png=_png(rng) if saliency else None)
-        for i in range(n_readers):
-            _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
-            codes.append(code)
-        build_design(s, study.id)
-        study.model_version = CARD["version"]
-        s.commit()
+        codes = _readers_and_design(s, study, n_readers)
         ids = {"study": study.id}
     return url, ids, codes
+
+
+def _readers_and_design(s, study, n_readers: int) -> list[str]:
+    """Add ``n_readers`` readers (2, 7, 12 ... years of experience), build the design, pin the AI's model
+    version and commit; returns the readers' access codes."""
+    codes = []
+    for i in range(n_readers):
+        _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
+        codes.append(code)
+    build_design(s, study.id)
+    study.model_version = CARD["version"]
+    s.commit()
+    return codes
 
 
 def _png(rng) -> bytes:
@@ -181,21 +188,15 @@ def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi
         for i, photo in enumerate(photos):
             w.writerow([f"P{i:03d}", str(photo), TRUTH[i % len(TRUTH)], eyes[i % len(eyes)]])
     text = study_toml(design, arms=arms if design == "multi_arm" else None, **toml)
-    codes = []
+    with Image.open(photos[0]) as im:
+        w_, h_ = im.size
     with factory() as s:
         study = create_study(s, parse_text(text), text)
         cases = import_manifest(s, study.id, manifest, store_root=store, paths_outside=True)  # ../shared
         for case in cases:
-            with Image.open(photos[0]) as im:
-                w_, h_ = im.size
             store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
                             saliency_png=_heatmap_png(w_ // 8, h_ // 8))
-        for i in range(n_readers):
-            _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
-            codes.append(code)
-        build_design(s, study.id)
-        study.model_version = CARD["version"]
-        s.commit()
+        codes = _readers_and_design(s, study, n_readers)
         ids = {"study": study.id}
     return url, store, ids, codes
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from revision_core.imageio import load_image, strip_to_png_bytes
-from study import cases, precompute, web
+from study import cases, image_links, precompute, web
+from study.reader_screen import case_display
 from study.models import Case
 from tests.study.test_study_cases import _study
 from tests.test_imageio import _assert_no_metadata, _metadata_jpeg
@@ -37,7 +37,6 @@ def _px(img) -> np.ndarray:
 
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real photographs absent ({REAL}); they live beside the project")
 def test_real_photographs_kept_small_metadata_free_and_pixel_identical(tmp_path):
-    import sqlalchemy.orm  # noqa: F401  (SQLite only: the real-size images cost time, not back-end coverage)
     from study import db
 
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
@@ -79,10 +78,12 @@ def test_orientation_6_jpeg_round_trip_and_upright_derivatives(Session, tmp_path
         assert Image.open(store / case.image_ref).size == (48, 32)
         assert np.array_equal(_px(cases.load_case_image(st.id, case.image_ref, store_root)), _px(upright))
         monkeypatch.setenv(web.STORE_ENV, str(store_root))
-        assert np.array_equal(_px(web.case_image(st.id, case.image_ref)), _px(upright))
         assert np.array_equal(_px(load_image(precompute._image_path(case, store))), _px(upright))
-        shown = web.case_display_files(st.id, case.image_ref)
+        shown = cases.display_files(st.id, case.image_ref, store_root)
         assert shown.full.name == f"{case.image_sha256}.o6.full.jpg" and (shown.width, shown.height) == (32, 48)
+        page = case_display(st.id, case.image_ref)  # the reading page's links, in the configured store
+        assert (page.width, page.height) == (32, 48)
+        assert image_links.resolve(page.full_url.rsplit("/", 1)[1], store_root) == shown.full
         for f in (shown.screen, shown.full):
             im = Image.open(f)
             assert im.size == (32, 48) and not im.getexif() and "icc_profile" not in im.info
