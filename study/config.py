@@ -31,6 +31,8 @@ UNGRADABLE = "ungradable"  # the answer key of "Image ungradable"
 LABEL_SET_OPTIONS = "label_set"
 BUILTIN_TRUTH = ("label", "findings")  # manifest columns the case importer always reads
 DEFAULT_TEXT_LENGTH = 2000
+DEFAULT_FAST_READ_SECONDS = 3.0  # [monitor] fast_read_seconds: a read faster than this is flagged (study.flags)
+DEFAULT_STALLED_DAYS = 7.0  # [monitor] stalled_days: a reader with readings left, idle this long, is flagged
 SALIENCY_METHODS = ("integrated_gradients", "smoothgrad", "gradcam", "occlusion")  # = revision_core.saliency.METHODS
 DEFAULT_SALIENCY = "integrated_gradients"
 LEGACY_SALIENCY = "gradcam"  # what precompute used before [ai] saliency existed (stored configs without it)
@@ -126,6 +128,8 @@ class StudyConfig:
     saliency: str = DEFAULT_SALIENCY
     saliency_steps: int = DEFAULT_SALIENCY_STEPS
     custom_questions: bool = False  # True: the study's own [[question]] tables
+    fast_read_seconds: float = DEFAULT_FAST_READ_SECONDS  # [monitor]: reads faster than this are flagged
+    stalled_days: float = DEFAULT_STALLED_DAYS  # [monitor]: a started reader idle this long is flagged
 
     @property
     def primary_question(self) -> Question:
@@ -174,6 +178,7 @@ class StudyConfig:
             "levels": [asdict(lv) for lv in self.levels],
             "allow_ungradable": self.allow_ungradable, "saliency": self.saliency,
             "saliency_steps": self.saliency_steps, "custom_questions": self.custom_questions,
+            "fast_read_seconds": self.fast_read_seconds, "stalled_days": self.stalled_days,
         }
 
     @classmethod
@@ -189,14 +194,17 @@ class StudyConfig:
                    allow_ungradable=bool(d.get("allow_ungradable", False)),
                    saliency=d.get("saliency", LEGACY_SALIENCY),
                    saliency_steps=int(d.get("saliency_steps", DEFAULT_SALIENCY_STEPS)),
-                   custom_questions=bool(d.get("custom_questions", False)))
+                   custom_questions=bool(d.get("custom_questions", False)),
+                   fast_read_seconds=float(d.get("fast_read_seconds", DEFAULT_FAST_READ_SECONDS)),
+                   stalled_days=float(d.get("stalled_days", DEFAULT_STALLED_DAYS)))
 
 
 DEFAULT_LEVELS = (ExperienceLevel("junior", below=5), ExperienceLevel("intermediate", up_to=10),
                   ExperienceLevel("senior"))
 
 _ALLOWED = {
-    "": {"study", "questions", "question", "experience", "design", "ai"},
+    "": {"study", "questions", "question", "experience", "design", "ai", "monitor"},
+    "monitor": {"fast_read_seconds", "stalled_days"},
     "study": {"name", "label_set", "model", "checkpoint", "seed", "corrections_allowed", "allow_ungradable"},
     "ai": {"saliency", "saliency_steps"},
     "questions": {"findings", "confidence", "referral"},
@@ -472,8 +480,9 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
     experience = _table(data, "experience", problems)
     design = _table(data, "design", problems, required=True)
     ai_table = _table(data, "ai", problems)
+    monitor = _table(data, "monitor", problems)
     for where, table in (("study", study), ("questions", questions), ("experience", experience),
-                         ("design", design), ("ai", ai_table)):
+                         ("design", design), ("ai", ai_table), ("monitor", monitor)):
         _unknown(table, where, problems)
 
     name = study.get("name")
@@ -511,6 +520,13 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1024:
         problems.append(f"[ai] saliency_steps: must be a whole number in [1, 1024], got {steps!r}")
         steps = DEFAULT_SALIENCY_STEPS
+    fast_read = _number(monitor, "fast_read_seconds", "[monitor]", problems)
+    if fast_read is not None and not 0 <= fast_read <= 3600:
+        problems.append(f"[monitor] fast_read_seconds: must be in [0, 3600] seconds (0 turns the flag off), "
+                        f"got {fast_read!r}")
+    stalled = _number(monitor, "stalled_days", "[monitor]", problems)
+    if stalled is not None and not 0 < stalled <= 365:
+        problems.append(f"[monitor] stalled_days: must be in (0, 365] days, got {stalled!r}")
     custom = "question" in data
     if custom and "questions" in data:
         problems.append("[questions] and [[question]]: use either the legacy [questions] table or your own "
@@ -527,7 +543,9 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
     return StudyConfig(name=name.strip(), label_set=label_set_name, model=model, checkpoint=checkpoint,
                        seed=seed, corrections_allowed=corrections, design=design_cfg, questions=qs, levels=levels,
                        findings=tuple(k for k, _ in findings), allow_ungradable=allow_ungradable,
-                       saliency=saliency, saliency_steps=steps, custom_questions=custom)
+                       saliency=saliency, saliency_steps=steps, custom_questions=custom,
+                       fast_read_seconds=DEFAULT_FAST_READ_SECONDS if fast_read is None else float(fast_read),
+                       stalled_days=DEFAULT_STALLED_DAYS if stalled is None else float(stalled))
 
 
 def load_config(source: str | Path) -> tuple[StudyConfig, str]:
