@@ -34,12 +34,17 @@ except PublicDemoSettingError as exc:
     st.error(f"Configuration error: {exc}")
     st.stop()
 if current == "reader":
-    pages = {"Reading": [st.Page("pages/reader_study.py", title="Reading", icon=":material/visibility:", default=True)]}
+    pages = {"Reading": [st.Page("pages/reader_study.py", title="Reading", icon=":material/visibility:", default=True),
+                         st.Page("pages/reader_answers.py", title="Your answers", icon=":material/edit_note:")]}
 elif current == "investigator":
     pages = {"Investigator": [
         st.Page("pages/investigator_setup.py", title="Study set-up", icon=":material/build:", default=True),
         st.Page("pages/investigator_monitor.py", title="Live monitor", icon=":material/monitor_heart:"),
         st.Page("pages/investigator_analysis.py", title="Analysis and exports", icon=":material/bar_chart:"),
+        st.Page("pages/investigator_operations.py", title="Study operations", icon=":material/manage_accounts:"),
+        st.Page("pages/investigator_readers.py", title="Reader detail", icon=":material/person_search:"),
+        st.Page("pages/investigator_cases.py", title="Case browser", icon=":material/photo_library:"),
+        st.Page("pages/investigator_audit.py", title="Audit trail", icon=":material/history:"),
     ]}
 else:
     # the reader sign-in page is the default while the demo is off, and for a reader who signed out
@@ -50,11 +55,9 @@ else:
     ]
     if signin_first:  # "/" forwards to /reader_signin, which keeps its own address (links and bookmarks work)
         study.insert(0, st.Page("pages/landing.py", title="Welcome", visibility="hidden", default=True))
-    if show_demo:
-        if not signin_first:
-            demo[0] = st.Page("pages/demo_playground.py", title="Model playground", icon=":material/biotech:",
-                              default=True)
-        pages = {"Demo": demo, "Study": study}
+    if show_demo:  # the welcome page (no model on it) is the visitors' front door while the demo is on
+        welcome = st.Page("pages/welcome.py", title="Welcome", icon=":material/home:", default=not signin_first)
+        pages = {"Start": [welcome], "Demo": demo, "Study": study}
     else:
         pages = {"Study": study}
 if current == "investigator":

@@ -18,7 +18,7 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 async def case_image(request):
-    from study.web import store_root
+    from study.storage_config import store_root
 
     try:
         path = await run_in_threadpool(image_links.resolve, request.path_params["token"], store_root())

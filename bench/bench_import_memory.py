@@ -1,7 +1,8 @@
 """Server memory for a case upload at the size cap: importing a ZIP of real-size photographs close to
-``server.maxUploadSize`` (200 MB) the way the set-up page does (``study.web.import_cases_upload``: the
-upload's bytes in memory, checked from the ZIP headers, extracted member by member, each photograph
-decoded once), and a 2 MB ZIP bomb (2 GiB of zeros) that must be refused before extraction.
+``server.maxUploadSize`` (200 MB) the way the set-up page does
+(``study.services.investigator.import_cases_upload``: the upload's bytes in memory, checked from the ZIP
+headers, extracted member by member, each photograph decoded once), and a 2 MB ZIP bomb (2 GiB of zeros)
+that must be refused before extraction.
 
 Each case runs in a fresh Python process that first imports the app's modules and opens the database;
 its peak resident memory (VmHWM of its own address space; ru_maxrss would carry over this script's own
@@ -34,8 +35,9 @@ TARGET_MB = 500.0
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {repo!r})
-from study import db, web
+from study import db
 from study.config import parse_text
+from study.services import investigator
 from study.studies import create_study
 from tests.study.helpers import study_toml
 url = "sqlite:///" + {tmp!r} + "/study.sqlite"
@@ -46,7 +48,7 @@ with factory() as s:
     sid = study.id
 data = open({zip_path!r}, "rb").read()
 t0 = time.perf_counter()
-n, problems = (0, []) if {baseline!r} else web.import_cases_upload(factory, sid, "cases.zip", data, "bench")
+n, problems = (0, []) if {baseline!r} else investigator.import_cases_upload(factory, sid, "cases.zip", data, "bench")
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({{"rss_mb": hwm / 1024, "cases": n,
                   "problems": problems[:2], "seconds": time.perf_counter() - t0}}))

@@ -5,8 +5,8 @@ precomputed AI output (stored the way study/precompute.py stores it; no model ru
 ``streamlit.testing.v1.AppTest`` drives app.py: sign in, consent, then ``--answers`` answers; each
 timing is the ``at.run()`` after the submit click (the callback stores the answer, the script run draws
 the next case). Separately, the pure workflow part (``workflow.submit`` + ``workflow.next_item``) and
-the web-layer part the page calls (``web.submit_answer`` + ``web.reader_state``) on a second and a third
-reader of the same study, so the page overhead is visible. The same is measured on a small baseline study
+the reader service's part the page calls (``study.services.reader``: ``submit_answer`` + ``reader_state``)
+on a second and a third reader of the same study, so the page overhead is visible. The same is measured on a small baseline study
 (``--baseline-cases``) in the same run; the ratio shows how the cost grows with the study size.
 
     nice -n 10 .venv/bin/python bench/bench_reader_server.py [--cases 1000] [--answers 20] [--baseline-cases 20]
@@ -59,17 +59,18 @@ def page_latencies(url: str, code: str, n: int) -> tuple[list[float], list[str]]
 
 
 def workflow_latencies(url: str, n: int) -> tuple[list[float], list[float]]:
-    """(workflow.submit + workflow.next_item, web.submit_answer + web.reader_state): readers 2 and 3."""
+    """(workflow.submit + workflow.next_item, reader service submit_answer + reader_state): readers 2 and 3."""
     from sqlalchemy import select
 
-    from study import db, web, workflow
+    from study import db, workflow
     from study.models import Reader
+    from study.services import reader as reader_service
 
     engine = db.make_engine(url)
     factory = db.session_factory(engine)
     with factory() as s:
         rid, rid_web = s.scalars(select(Reader.id).order_by(Reader.id)).all()[1:3]
-    web.record_consent(factory, rid_web, "bench")
+    reader_service.record_consent(factory, rid_web, "bench")
     wf, wb = [], []
     with factory() as s:
         item = workflow.next_item(s, rid)
@@ -82,10 +83,11 @@ def workflow_latencies(url: str, n: int) -> tuple[list[float], list[float]]:
                 wf.append(dt)
     rid = rid_web
     for i in range(n + WARMUP):
-        state = web.reader_state(factory, rid)
+        state = reader_service.reader_state(factory, rid)
         t0 = time.perf_counter()
-        web.submit_answer(factory, rid, state.item.assignment_id, VALID_ANSWER, f"bench-web:{state.item.assignment_id}")
-        state = web.reader_state(factory, rid)
+        reader_service.submit_answer(factory, rid, state.item.assignment_id, VALID_ANSWER,
+                                     f"bench-web:{state.item.assignment_id}")
+        state = reader_service.reader_state(factory, rid)
         dt = time.perf_counter() - t0
         assert state.item is not None
         if i >= WARMUP:

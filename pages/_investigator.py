@@ -8,7 +8,7 @@ def header(title: str):
     """Check the role, draw the title and the study picker; returns (session factory, study id or None, actor)."""
     require_role("investigator")
     from study.db import reading
-    from study.web import list_studies
+    from study.services.investigator import list_studies
 
     st.title(title)
     factory = database()

@@ -1,5 +1,8 @@
 """Demo: how good is the model? ROC curves and AUROC with 95% DeLong CIs on a small synthetic labelled
-set, and the few-shot label-efficiency curve. Both cached per model version and settings."""
+set, and the few-shot label-efficiency curve. Both cached per model version and settings.
+
+The ROC plot is square (both axes are rates from 0 to 1); curves that coincide are said in words, since a
+plot draws them as one line."""
 import html
 
 import pandas as pd
@@ -7,15 +10,24 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import classifier_or_stop, model_banner
-
+from pages._shared import classifier_or_stop, model_banner, plain
 from pages._shared import require_public_demo
+from revision_core.demo_eval import overlap_sentence, overlapping_curves
 
 require_public_demo()  # study mode: nothing of the model while a study has unaided readings left (app.py)
 st.title("Model evaluation")
 clf = classifier_or_stop()
 card = clf.loaded.card
 model_banner(clf, ". Synthetic evaluation cases (seeds never used in training).")
+names = {k: clf.label_set.finding(k).name for k in clf.findings}
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+
+
+@st.cache_data(show_spinner=False)
+def _settings() -> dict:
+    from revision_core.samples import demo_settings
+
+    return demo_settings().get("evaluation", {})
 
 
 @st.cache_data(show_spinner="Scoring the synthetic evaluation set ...", max_entries=8)
@@ -32,16 +44,35 @@ def _fewshot(version: str, n_train: int, n_test: int):
     return fewshot_curve(clf, n_train=n_train, n_test=n_test)
 
 
-n = st.select_slider("Evaluation cases", [24, 60, 120, 240], value=60, key="eval_n")
+settings = _settings()
+sizes = list(settings.get("sizes", [24, 60, 120, 240]))
+n = st.select_slider("Evaluation cases", sizes, value=settings.get("default_size", sizes[len(sizes) // 2]),
+                     key="eval_n")
 res = _roc(card.version, n)
 st.subheader(f"ROC curves (mean AUROC {res['mean_auroc']:.3f})" if res["mean_auroc"] is not None else "ROC curves")
+
+groups = overlapping_curves(res["curves"], res["aucs"])
+rank = {f: i for g in groups for i, f in enumerate(g)}  # a coinciding curve gets its own dash and width
 fig = go.Figure()
 for finding, (fpr, tpr) in res["curves"].items():
-    name = html.escape(clf.label_set.finding(finding).name)  # plotly renders <a> and <b> in names
-    fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=name))
-fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance"))
-fig.update_layout(xaxis_title="1 - specificity", yaxis_title="sensitivity", height=420)
-st.plotly_chart(fig, width="stretch", key="roc")
+    auc = res["aucs"].get(finding)
+    label = html.escape(names[finding]) + (f" (AUROC {auc:.2f})" if auc is not None else "")  # plotly renders <a>
+    r = rank.get(finding)  # None: a curve of its own
+    fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=label,
+                             line={"dash": "solid", "width": 2.5} if r is None else
+                             {"dash": DASHES[r % len(DASHES)], "width": max(2, 8 - 2 * r)}))
+fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey", "width": 1},
+                         name="chance (AUROC 0.50)"))
+# square: fixed width, both axes 0-1 at one scale; the legend below, so that the square keeps its size
+fig.update_layout(xaxis_title="1 - specificity", yaxis_title="sensitivity", width=520, height=640,
+                  margin={"l": 60, "r": 20, "t": 10, "b": 10},
+                  legend={"orientation": "v", "x": 0, "y": -0.14, "xanchor": "left", "yanchor": "top"})
+fig.update_xaxes(range=[-0.01, 1.01], constrain="domain", tickvals=[0, 0.25, 0.5, 0.75, 1])
+fig.update_yaxes(range=[-0.01, 1.01], scaleanchor="x", scaleratio=1, constrain="domain",
+                 tickvals=[0, 0.25, 0.5, 0.75, 1])
+st.plotly_chart(fig, width="content", key="roc")
+for group in groups:
+    st.caption(plain(overlap_sentence(group, names, res["aucs"].get(group[0]))))
 st.dataframe(pd.DataFrame(res["table"]), hide_index=True, width="stretch", column_config={
     "finding": "Finding", "positives": "Positives", "negatives": "Negatives", "note": "Note",
     "auroc": st.column_config.NumberColumn("AUROC", format="%.3f"),
@@ -52,9 +83,13 @@ st.subheader("Few-shot label efficiency")
 st.caption("Test AUROC of linear probes on the image embeddings with k positive and k negative training cases "
            "(mean over draws); k = 0 is zero-shot.")
 if st.toggle("Compute the label-efficiency curve", key="fewshot_on"):
-    curve = _fewshot(card.version, 60, 40).dropna(subset=["auc_mean"])
+    curve = _fewshot(card.version, settings.get("fewshot_train", 60), settings.get("fewshot_test", 40))
+    curve = curve.dropna(subset=["auc_mean"])
     if curve.empty:
         st.info("Too few positive cases in this small set for any k.")
     else:
-        st.plotly_chart(px.line(curve, x="k", y="auc_mean", color="finding", line_dash="method", markers=True,
-                                labels={"auc_mean": "test AUROC"}), width="stretch", key="fewshot")
+        curve = curve.assign(finding=curve["finding"].map(lambda k: html.escape(names.get(k, k))))
+        fig = px.line(curve, x="k", y="auc_mean", color="finding", line_dash="method", markers=True,
+                      labels={"auc_mean": "test AUROC", "finding": "Finding", "method": "Method"})
+        fig.update_layout(legend={"orientation": "h", "y": -0.25, "title": None}, height=520)
+        st.plotly_chart(fig, width="stretch", key="fewshot")

@@ -1,13 +1,15 @@
 """Demo: try a 10-case mini reader study (half with the AI suggestion, half without), then compare your
-accuracy in each condition with the model's. Kept in this browser session only; nothing is stored."""
-import html
+accuracy in each condition with the model's. Kept in this browser session only; nothing is stored.
+
+While the next case is drawn, nothing of the previous one stays on screen (no old AI panel beside a new,
+unaided case): the reading page's rule for stale elements is reused from ``pages/_shared.READING_ROOM_CSS``."""
 import secrets
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages._shared import classifier_or_stop, plain, probability_chart
+from pages._shared import READING_ROOM_CSS, classifier_or_stop, plain
 from study import ministudy
 from study.viewer import ViewSettings, render_view
 
@@ -15,6 +17,9 @@ from pages._shared import require_public_demo
 
 require_public_demo()  # study mode: nothing of the model while a study has unaided readings left (app.py)
 N_CASES = 10
+# only the stale-element rule: the rest of the reading-room style (no header band, sticky viewer) is the reader's
+STALE_HIDDEN = "<style>" + "".join(line for line in READING_ROOM_CSS.splitlines() if "data-stale" in line) + "</style>"
+st.html(STALE_HIDDEN)
 st.title("Try the study")
 clf = classifier_or_stop()
 
@@ -74,8 +79,9 @@ with right:
             st.markdown("#### AI suggestion")
             st.info("A suggestion from a demo model trained on synthetic images only; it can be wrong.", icon=":material/lightbulb:")
             top = sorted(probs[i].items(), key=lambda kv: kv[1], reverse=True)[:5]
-            st.plotly_chart(probability_chart([html.escape(names[k]) for k, _ in top], [p for _, p in top], height=240),
-                            width="stretch", key=f"mini_ai_{i}")
+            # one labelled bar a finding: readable at any column width (a chart's axis labels are cut at 1024 px)
+            for k, p in top:
+                st.progress(min(max(p, 0.0), 1.0), text=f"{plain(names[k])}: {p:.0%}")
     else:
         st.caption("Unaided case: read it on your own.")
     with st.form(f"mini_form_{i}"):

@@ -3,7 +3,7 @@ sign-ins are counted in the database per user and per client, so a lockout survi
 import streamlit as st
 
 from pages._shared import ROLE, database
-from study.web import SignInThrottle, investigator_credentials, investigator_sign_in, new_client_id
+from study.services.signin import SignInThrottle, investigator_credentials, investigator_sign_in, new_client_id
 
 st.title("Investigator sign-in")
 creds = investigator_credentials()

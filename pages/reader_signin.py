@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pages._shared import ROLE, database
-from study.web import LOCKOUT, MAX_FAILURES, SignInThrottle, new_client_id, sign_in
+from study.services.signin import LOCKOUT, MAX_FAILURES, SignInThrottle, new_client_id, sign_in
 
 st.title("Reader sign-in")
 st.write("Enter the access code the study team gave you (three groups of four characters, e.g. `K7QX-3MNP-W9RT`).")

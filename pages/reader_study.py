@@ -14,9 +14,9 @@ from components.case_viewer import case_viewer
 from pages._answer_form import collect_answer, draw_answer_form
 from pages._shared import (database, finding_names, plain, reading_room_style, require_role,
                            sign_out_to_reader_signin)
-from study.config import AnswerInvalid
-from study.reader_screen import case_display, consent_summary, eye_label
-from study.web import describe_answer, is_aided, reader_state, record_consent, submit_answer
+from study.services.reader import (AnswerInvalid, case_display, consent_summary, describe_answer, eye_label,
+                                   is_aided, reader_state, record_consent, submit_answer)
+from study.timefmt import local
 
 CONSENT_VERSION = "2026-12"
 require_role("reader")
@@ -29,6 +29,12 @@ def pause_button(where: str) -> None:
     if st.button("Pause and sign out", key=f"pause_{where}", icon=":material/pause:"):
         sign_out_to_reader_signin()  # lands on the reader sign-in page, never on a demo page
         st.rerun()
+
+
+def answers_link() -> None:
+    """To the reader's own answers of this session (and corrections, where the study allows them)."""
+    if state.done:
+        st.page_link("pages/reader_answers.py", label="Review my answers", icon=":material/edit_note:")
 
 
 if state.revoked:
@@ -65,12 +71,17 @@ if state.error or state.washout_until is not None or state.finished:
     elif state.washout_until is not None:
         st.header("End of this session")
         st.success(f"Thank you: you have finished session {state.washout_session - 1}.")
-        st.info(f"Session {state.washout_session} opens on **{state.washout_until:%A %d %B %Y, %H:%M} UTC** "
+        opens = local(state.washout_until)
+        st.info(f"Session {state.washout_session} opens on **{opens:%A %d %B %Y, %H:%M} {opens:%Z}** "
                 "(a washout period between sessions). Sign in again with the same code on or after that date.")
+    elif state.total == 0:  # a reader added without readings (the investigator has not built them yet)
+        st.header("No readings yet")
+        st.info("No readings have been assigned to you yet: please contact the study team.")
     else:
         st.header("Study complete")
         st.success(f"Thank you: all {state.total} readings are saved. You can close this window.")
     pause_button("end")
+    answers_link()
     st.stop()
 
 item = state.item
@@ -137,3 +148,4 @@ with right:
         st.error(st.session_state.pop("answer_error"))
     if sequential_step1:
         st.caption("Your unaided answer is locked when you continue; the model output follows on the next screen.")
+    answers_link()  # below the form: the heading row, and so the photograph's height, stay as they are

@@ -50,7 +50,45 @@ def roc_evaluation(classifier, n: int = 60, seed: int = 0, size: int = 224) -> d
              "ci_low": e["ci"][0] if e["ci"] else None, "ci_high": e["ci"][1] if e["ci"] else None,
              "positives": e["n_pos"], "negatives": e["n_neg"], "note": e.get("note", "")}
             for f, e in table["auroc"].items()]
-    return {"table": rows, "mean_auroc": table["mean_auroc"], "curves": curves, "n": n}
+    aucs = {f: e["auc"] for f, e in table["auroc"].items()}
+    return {"table": rows, "mean_auroc": table["mean_auroc"], "curves": curves, "aucs": aucs, "n": n}
+
+
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def overlapping_curves(curves: dict, aucs: dict) -> list[list[str]]:
+    """Groups (two or more findings) whose ROC curves are the same line, in ``curves``' order: a plot
+    draws them on top of each other, so the page must say so in words."""
+    groups: dict[tuple, list[str]] = {}
+    for f, (fpr, tpr) in curves.items():
+        groups.setdefault(_vertices(fpr, tpr), []).append(f)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _vertices(fpr, tpr) -> tuple:
+    """The corners of a ROC polyline (repeated and collinear points dropped): two curves drawn as the same
+    line have the same corners, whatever their number of thresholds."""
+    pts = []
+    for p in zip(np.round(fpr, 9).tolist(), np.round(tpr, 9).tolist()):
+        if pts and p == pts[-1]:
+            continue
+        if len(pts) >= 2:
+            (x0, y0), (x1, y1) = pts[-2], pts[-1]
+            if abs((x1 - x0) * (p[1] - y0) - (y1 - y0) * (p[0] - x0)) < 1e-12:
+                pts[-1] = p  # the middle point lies on the line: extend it
+                continue
+        pts.append(p)
+    return tuple(pts)
+
+
+def overlap_sentence(group: list[str], names: dict, auc: float | None) -> str:
+    """E.g. "Three curves at AUROC 1.00 overlap (glaucoma, vein occlusion and myopia): one line shows them all"."""
+    count = NUMBER_WORDS[len(group)] if len(group) < len(NUMBER_WORDS) else str(len(group))
+    listed = [names.get(f, f) for f in group]
+    words = ", ".join(listed[:-1]) + " and " + listed[-1]
+    at = f" at AUROC {auc:.2f}" if auc is not None else ""
+    return f"{count.capitalize()} curves{at} overlap ({words}): they are drawn on top of each other."
 
 
 def fewshot_curve(classifier, n_train: int = 60, n_test: int = 40, ks=(1, 2, 4, 8), repeats: int = 3,

@@ -44,6 +44,7 @@ Attribution calls are serialised with a lock because Captum and the Grad-CAM tap
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import weakref
@@ -272,13 +273,60 @@ def normalise_map(raw: np.ndarray, smooth_sigma: float = 0.0, percentile: float 
 # --------------------------------------------------------------------------- attribution
 
 
+def expected_passes(method: str, side: int, *, steps: int = 32, internal_batch_size: int = 16,
+                    nt_samples: int = 8, window: int | None = None, stride: int | None = None) -> int:
+    """How many forward calls of the scorer an attribution makes (for progress; an estimate within a few)."""
+    check_choice(method, METHODS, "method")
+    batches = -(-steps // internal_batch_size)
+    if method == "integrated_gradients":
+        return batches + 1
+    if method == "smoothgrad":
+        return nt_samples * batches
+    if method == "gradcam":
+        return 1
+    window = window or max(4, side // 8)
+    stride = stride or max(1, window // 2)
+    per_side = (side - window) // stride + 1
+    return -(-per_side * per_side // internal_batch_size) + 1
+
+
+def _progress_hook(scorer: nn.Module, total: int, progress: Callable[[float], None] | None):
+    """Call ``progress(fraction)`` after each forward call of ``scorer`` (capped below 1 until done); the
+    returned handle's ``remove()`` detaches it. Counting calls leaves every result unchanged."""
+    if progress is None:
+        return None
+    done = [0]
+
+    def hook(module, args, output):
+        done[0] += 1
+        progress(min(0.99, done[0] / max(1, total)))
+
+    return scorer.register_forward_hook(hook)
+
+
 def attribute(scorer: FindingScore, pixels: torch.Tensor, method: str, *, baseline: torch.Tensor,
               steps: int = 32, internal_batch_size: int = 16, nt_samples: int = 8, nt_stdev: float = 0.15,
-              window: int | None = None, stride: int | None = None, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Signed attribution map (h x w, channel-summed) of the scorer at ``pixels`` (1, 3, h, w); + delta."""
+              window: int | None = None, stride: int | None = None, seed: int = 0,
+              progress: Callable[[float], None] | None = None) -> tuple[np.ndarray, float]:
+    """Signed attribution map (h x w, channel-summed) of the scorer at ``pixels`` (1, 3, h, w); + delta.
+    ``progress`` (optional) is called with the fraction done, so a page can show a progress bar."""
+    check_choice(method, METHODS, "method")
+    total = expected_passes(method, pixels.shape[-1], steps=steps, internal_batch_size=internal_batch_size,
+                            nt_samples=nt_samples, window=window, stride=stride)
+    handle = _progress_hook(scorer, total, progress)
+    try:
+        return _attribute(scorer, pixels, method, baseline=baseline, steps=steps,
+                          internal_batch_size=internal_batch_size, nt_samples=nt_samples, nt_stdev=nt_stdev,
+                          window=window, stride=stride, seed=seed)
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def _attribute(scorer, pixels, method, *, baseline, steps, internal_batch_size, nt_samples, nt_stdev, window,
+               stride, seed) -> tuple[np.ndarray, float]:
     from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion
 
-    check_choice(method, METHODS, "method")
     pixels = pixels.detach().float()
     baseline = baseline.detach().float()
     delta = float("nan")
@@ -328,10 +376,42 @@ def method_params(method: str, *, baseline: str = "blurred", steps: int = 32, nt
     return params
 
 
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` for the block (None: unchanged), then restored."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def describe_params(method: str, params: dict[str, Any]) -> str:
+    """The settings of a map in words, for the caption under an overlay (e.g. "8 steps, 4 noisy copies")."""
+    parts = []
+    if "steps" in params:
+        parts.append(f"{params['steps']} steps")
+    if "nt_samples" in params:
+        parts.append(f"{params['nt_samples']} noisy copies (noise {params.get('nt_stdev', 0.15)})")
+    if "window" in params:
+        parts.append(f"{params['window']} px window, stride {params['stride']} px")
+    if "baseline" in params:
+        parts.append(f"{params['baseline']} baseline")
+    return ", ".join(parts)
+
+
 def explain(loaded, classifier, image, finding: str, method: str, *, baseline: str = "blurred", steps: int = 32,
             internal_batch_size: int = 16, nt_samples: int = 8, nt_stdev: float = 0.15,
-            window: int | None = None, stride: int | None = None, seed: int = 0) -> Saliency:
-    """Attribute ``finding``'s zero-shot log-odds for ``image`` (PIL image, path or bytes) with ``method``.
+            window: int | None = None, stride: int | None = None, seed: int = 0,
+            progress: Callable[[float], None] | None = None, threads: int | None = None) -> Saliency:
+    """Attribute ``finding``'s zero-shot log-odds for ``image`` (PIL image, path or bytes) with ``method``;
+    ``progress(fraction)`` is called as the attribution advances (and with 1.0 at the end). ``threads``
+    (CPU only) runs the attribution on that many torch threads: on a shared 2-core machine one thread is
+    several times faster than two, which wait on each other when the cores are busy (see demo_settings.toml).
 
     Raises ValueError (listing choices) for an unknown finding, method or baseline, ImageLoadError for an
     unreadable image, and ValueError for Grad-CAM on a tower without a supported layer.
@@ -348,10 +428,10 @@ def explain(loaded, classifier, image, finding: str, method: str, *, baseline: s
     image = image.convert("RGB")
     pixels = loaded.preprocess(image).unsqueeze(0).to(loaded.device, torch.float32)
     base = make_baseline(pixels, baseline, loaded.preprocess)
-    with _LOCK:
+    with _LOCK, _cpu_threads(threads if loaded.device.type == "cpu" else None):
         raw, delta = attribute(scorer, pixels, method, baseline=base, steps=steps,
                                internal_batch_size=internal_batch_size, nt_samples=nt_samples, nt_stdev=nt_stdev,
-                               window=window, stride=stride, seed=seed)
+                               window=window, stride=stride, seed=seed, progress=progress)
         with torch.no_grad():
             scores = scorer(torch.cat([pixels, base])).cpu().numpy()
     side = pixels.shape[-1]
@@ -359,5 +439,7 @@ def explain(loaded, classifier, image, finding: str, method: str, *, baseline: s
     m[np.asarray(image).max(axis=2) <= 4] = 0     # no retina in the black surround (see module docstring)
     params = method_params(method, baseline=baseline, steps=steps, nt_samples=nt_samples, nt_stdev=nt_stdev,
                            window=window, stride=stride, seed=seed, input_size=side)
+    if progress is not None:
+        progress(1.0)
     return Saliency(map=np.clip(m, 0, 1), raw=raw, method=method, finding=finding, params=params,
                     score=float(scores[0]), baseline_score=float(scores[1]), convergence_delta=delta)

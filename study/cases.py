@@ -5,7 +5,9 @@ first checks every row (ids, labels, every image decoded once, several at a time
 wrong, raises :class:`ManifestError` listing every problem as row/column/reason with nothing written to
 the database or the store. The check pass already writes each image's stored file and display derivatives
 into ``<store>/.staging-<random>/``; they are moved into the store just before the cases commit, and
-removed on any failure, so an import leaves either everything or nothing.
+removed on any failure, so an import leaves either everything or nothing. The checks run in a read-only
+transaction (:func:`_begin_checks`): on SQLite a write transaction would hold up every reader's submit for
+the whole import; only the final store takes the write lock.
 
 The store is content-addressed: a file is named by the sha256 of its bytes (``Case.image_sha256``).
 A JPEG keeps its own compressed data without metadata (``revision_core.imageio.strip_jpeg_metadata``:
@@ -28,6 +30,11 @@ too big, too many, too compressed, duplicated or outside the ZIP.
 
 :func:`import_folder` imports a folder laid out by label instead of a manifest (see its docstring for the
 convention); it builds the same in-memory manifest rows, so the checks and the storage are the same code.
+
+The lock: once the study's first answer exists its cases never change (every reader's assignments were
+built from them; balanced blocks of new cases cannot be read by readers who have finished). Every importer
+and :func:`add_case` refuse then with ``study.design.StudyLocked``, before reading anything and again just
+before the commit: import the cases into a new study, or before reading starts.
 """
 
 from __future__ import annotations
@@ -40,19 +47,21 @@ import posixpath
 import re
 import shutil
 import tempfile
+import tomllib
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study import audit
+from study import audit, db
 from study.config import NORMAL
 from study.db import REPO_ROOT
-from study.models import Case
+from study.design import ensure_open
+from study.models import Case, Study
 from study.studies import get_study, study_config
 
 REQUIRED_COLUMNS = ("case_id", "image_path", "label")
@@ -66,14 +75,17 @@ WORKERS = min(4, os.cpu_count() or 1)  # images staged at once: PIL decodes and 
 
 @dataclass(frozen=True)
 class ImportLimits:
-    """Every bound on an import, in one place (pass ``limits=`` to the importers to change them).
+    """Every bound on an import, in one place (pass ``limits=`` to the importers to change them; by default
+    they use :func:`configured_limits`: these defaults, overridden from data).
 
     A ZIP is refused before anything is extracted when it would unpack to more than ``max_total_bytes``,
     holds more than ``max_members`` entries, or has a member over ``ratio_floor_bytes`` compressed more than
     ``max_ratio``:1 (a ZIP bomb: photographs are already compressed); members are then extracted one at a
-    time, counting the bytes actually written. A manifest over ``max_manifest_bytes``, ``max_rows`` data
-    rows or ``max_columns`` columns is refused before any row is checked; at most ``max_problems`` problems
-    are listed, with the count of the rest."""
+    time, counting the bytes actually written. A folder (or a manifest's photographs) over ``max_members``
+    entries or ``max_total_bytes`` is refused before any image is decoded. A manifest over
+    ``max_manifest_bytes``, ``max_rows`` data rows or ``max_columns`` columns is refused before any row is
+    checked; at most ``max_problems`` problems are listed, with the count of the rest; an image declaring
+    more than ``max_pixels`` pixels is refused from its header, before it is decoded."""
     max_total_bytes: int = 4 * 1024 ** 3  # 4 GiB unpacked
     max_members: int = 20_000
     max_ratio: float = 100.0
@@ -81,12 +93,80 @@ class ImportLimits:
     max_manifest_bytes: int = 10 * 1000 ** 2  # 10 MB
     max_rows: int = 100_000
     max_columns: int = 100
-    max_problems: int = 200
+    max_problems: int = 100
     max_path_chars: int = 1024
+    max_pixels: int = 50_000_000  # per image (a 60,000 x 60,000 PNG is refused from its header)
     chunk_bytes: int = 1024 ** 2  # extraction buffer
 
 
-LIMITS = ImportLimits()
+LIMITS = ImportLimits()  # the built-in defaults
+SECRETS = REPO_ROOT / ".streamlit" / "secrets.toml"
+ENV_PREFIX = "REVISION_IMPORT_"
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
+
+
+class ImportSettingError(ValueError):
+    """An ``[import]`` setting or a ``REVISION_IMPORT_*`` variable that is not a valid limit."""
+
+
+def _limit_value(field: str, raw, where: str):
+    """``raw`` as the value of limit ``field``; ImportSettingError saying what is wrong and what to write."""
+    kind = ImportLimits.__dataclass_fields__[field].type
+    sized = field.endswith("_bytes")
+    example = "10485760 or \"10 MiB\"" if sized else ("100" if kind == "float" else "20000")
+    what = (f"{where}: {_show(raw)} is not a valid {field}: write a positive "
+            f"{'number' if kind == 'float' else 'whole number'}{' of bytes (units B, KB, MB, GB, KiB, MiB, GiB)' if sized else ''}"
+            f", e.g. {example}")
+    if isinstance(raw, bool):
+        raise ImportSettingError(what)
+    value = raw
+    if isinstance(raw, str):
+        m = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", raw)
+        if m is None or (m[2] and (not sized or m[2].lower() not in _UNITS)):
+            raise ImportSettingError(what)
+        value = float(m[1].replace("_", "")) * _UNITS[m[2].lower() or "b"]
+    if not isinstance(value, (int, float)) or value != value or value <= 0 or value == float("inf"):
+        raise ImportSettingError(what)
+    if kind == "float":
+        if field == "max_ratio" and value < 1:
+            raise ImportSettingError(what.replace("a positive number", "a number of at least 1"))
+        return float(value)
+    if float(value) != int(value):
+        raise ImportSettingError(what)
+    return int(value)
+
+
+def configured_limits(environ: dict[str, str] | None = None, secrets_path: Path | None = None) -> ImportLimits:
+    """The import limits in force: :data:`LIMITS`, overridden by the ``[import]`` table of
+    ``.streamlit/secrets.toml``, then by ``REVISION_IMPORT_<FIELD>`` variables (``REVISION_IMPORT_MAX_ROWS``).
+
+    Read at every import, so a changed setting needs no restart; a bad value or an unknown key raises
+    :class:`ImportSettingError` (a ValueError: the CLI exits 2, the app lists it) naming where it is."""
+    environ = os.environ if environ is None else environ
+    path = SECRETS if secrets_path is None else secrets_path
+    known = list(ImportLimits.__dataclass_fields__)
+    values: dict = {}
+    if path.is_file():
+        try:
+            table = tomllib.loads(path.read_text("utf-8")).get("import", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ImportSettingError(f"cannot read [import] from {path.name}: {exc}") from None
+        if not isinstance(table, dict):
+            raise ImportSettingError(f"import in {path.name} must be a table ([import]) of limits: {', '.join(known)}")
+        for key, raw in table.items():
+            if key not in known:
+                raise ImportSettingError(f"[import] {key} in {path.name} is not an import limit; the limits are "
+                                         f"{', '.join(known)}")
+            values[key] = _limit_value(key, raw, f"[import] {key} in {path.name}")
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in known:
+            raise ImportSettingError(f"{name} is not an import limit; the variables are "
+                                     f"{', '.join(ENV_PREFIX + k.upper() for k in known)}")
+        values[key] = _limit_value(key, raw, name)
+    return replace(LIMITS, **values)
 
 # Text stored from a manifest: the same checks on SQLite (which stores any length) and PostgreSQL (which
 # refuses more than the column length, and NUL characters), so both accept exactly the same manifests.
@@ -194,11 +274,21 @@ def case_key_problem(case_key) -> str | None:
     return None
 
 
+def ensure_cases_open(session: Session, study) -> None:
+    """Refuse (``study.design.StudyLocked``, a ValueError) to add cases to a study that has answers."""
+    ensure_open(session, study, "Cases can no longer be added",
+                "Import these cases into a new study (`python -m study init CONFIG.toml` with another name), "
+                "or, for a study that has not started, import them before the first answer")
+
+
 def add_case(session: Session, study_id: int, case_key: str, image_ref: str, reference_labels: dict, *,
              image_sha256: str | None = None, eye: str | None = None, patient_pseudonym: str | None = None,
              split: str | None = None, actor: str = "investigator", commit: bool = True) -> Case:
-    """Add one case (audited); ``commit=False`` lets an importer add many in one transaction."""
+    """Add one case (audited); ``commit=False`` lets an importer add many in one transaction (the importer
+    checks the lock once)."""
     study = get_study(session, study_id)
+    if commit:
+        ensure_cases_open(session, study)
     if not isinstance(case_key, str) or not case_key.strip():
         raise ValueError("case_key must be a non-empty string")
     if (why := case_key_problem(case_key.strip())) is not None:
@@ -338,8 +428,9 @@ class _Staging:
 
     Use as a context manager: leaving it with an exception discards everything this import put in place."""
 
-    def __init__(self, store: Path):
+    def __init__(self, store: Path, max_pixels: int = LIMITS.max_pixels):
         self.store = store
+        self.max_pixels = max_pixels
         self.folder: Path | None = None
         self.created: list[Path] = []  # store folders this import made, innermost first
         self.placed: list[Path] = []  # files this import moved into the store
@@ -372,7 +463,7 @@ class _Staging:
         them (content-addressed); return its store name. Raises ImageLoadError for an unreadable image."""
         from revision_core.imageio import encode_for_store, jpeg_bytes, screen_jpeg
 
-        enc = encode_for_store(path)
+        enc = encode_for_store(path, max_pixels=self.max_pixels)
         sha = hashlib.sha256(enc.data).hexdigest()
         ref = stored_ref(sha, enc.orientation, enc.suffix)
         stored = self.store / ref
@@ -486,6 +577,13 @@ def _existing(session: Session, study_id: int) -> _Existing:
     return _Existing({key for key, _ in rows}, {sha: key for key, sha in rows if sha})
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # gone since it was located: staging says so
+
+
 def _check_rows(rows: list[dict], base: Path | _Base, findings: tuple[str, ...], existing: _Existing,
                 staging: _Staging, *, truth_columns: tuple[str, ...] = (),
                 name: Callable[[int], str] = lambda i: f"row {i}", limits: ImportLimits = LIMITS
@@ -537,6 +635,12 @@ def _check_rows(rows: list[dict], base: Path | _Base, findings: tuple[str, ...],
         parsed.append({"case_id": case_id, "ref": None, "labels": {"label": label, "findings": raw_findings, **truth},
                        "eye": EYES.get(eye_raw), **texts})
     if problems.full:
+        return problems, parsed, False
+    size = sum(_file_size(p) for p in located if p is not None)
+    if size > limits.max_total_bytes:  # before any image is decoded
+        problems.add(Problem(1, "image_path", f"the photographs add up to {_size_text(size)}, over the "
+                                              f"{_size_text(limits.max_total_bytes)} limit: split the cases and "
+                                              "import them in several parts"))
         return problems, parsed, False
     staged = _stage_all(located, staging)
     seen_images: dict[str, int] = {}
@@ -615,9 +719,20 @@ def _truth_columns(study, truth_columns: Iterable[str] | None) -> Iterable[str]:
     return truth_columns
 
 
+def _begin_checks(session: Session) -> bool:
+    """Start the importer's reads as a read-only transaction, so that nothing is locked while the images are
+    checked (on SQLite a write transaction would hold up every reader's submit for the whole import); the
+    write transaction starts only when the checked cases are stored. A no-op (False) when the caller already
+    has a transaction open or changes pending: it then goes on as it began."""
+    if session.in_transaction() or session.new or session.dirty or session.deleted:
+        return False
+    session.connection(execution_options={db.READ_ONLY: True})
+    return True
+
+
 def import_manifest(session: Session, study_id: int, manifest: str | Path, *, store_root: str | Path | None = None,
                     actor: str = "investigator", truth_columns: Iterable[str] | None = None,
-                    limits: ImportLimits = LIMITS, paths_outside: bool = False, source: str | None = None
+                    limits: ImportLimits | None = None, paths_outside: bool = False, source: str | None = None
                     ) -> list[Case]:
     """Validate the whole manifest, then store every image and case in one transaction.
 
@@ -628,18 +743,28 @@ def import_manifest(session: Session, study_id: int, manifest: str | Path, *, st
     the manifest in the error (default: its path).
     """
     manifest = Path(manifest)
-    study = get_study(session, study_id)
-    config = study_config(study)
-    allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
-    source = source or str(manifest)
-    rows = _read_manifest(manifest, allowed, limits, source)
-    existing = _existing(session, study.id)
-    with _Staging(study_store(study.id, store_root)) as staging:
-        problems, parsed, checked = _check_rows(rows, _Base(manifest.parent, not paths_outside), config.findings,
-                                                existing, staging, truth_columns=extra, limits=limits)
-        if problems.total:
-            raise ManifestError(source, problems.items, problems.total, checked)
-        return _store_cases(session, study, parsed, staging, actor, {"manifest": source})
+    reads_only = _begin_checks(session)
+    try:
+        study = get_study(session, study_id)
+        ensure_cases_open(session, study)
+        limits = limits or configured_limits()
+        config = study_config(study)
+        allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
+        source = source or str(manifest)
+        rows = _read_manifest(manifest, allowed, limits, source)
+        existing = _existing(session, study.id)
+        with _Staging(study_store(study.id, store_root), limits.max_pixels) as staging:
+            problems, parsed, checked = _check_rows(rows, _Base(manifest.parent, not paths_outside), config.findings,
+                                                    existing, staging, truth_columns=extra, limits=limits)
+            if problems.total:
+                raise ManifestError(source, problems.items, problems.total, checked)
+            if reads_only:
+                session.rollback()  # end the read-only checks: the cases are stored in a write transaction
+            return _store_cases(session, study, parsed, staging, actor, {"manifest": source})
+    except BaseException:
+        if reads_only:
+            session.rollback()  # leave no read-only transaction behind for the caller
+        raise
 
 
 def _size_text(n: int) -> str:
@@ -758,7 +883,7 @@ def _zip_directory_too_big(fp, limits: ImportLimits) -> str | None:
 
 def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, name: str = "upload.zip",
                store_root: str | Path | None = None, actor: str = "investigator",
-               truth_columns: Iterable[str] | None = None, limits: ImportLimits = LIMITS) -> list[Case]:
+               truth_columns: Iterable[str] | None = None, limits: ImportLimits | None = None) -> list[Case]:
     """Import a ZIP holding exactly one ``manifest.csv`` and its images (paths relative to the manifest's
     folder), all or nothing, within ``limits``.
 
@@ -771,42 +896,53 @@ def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, nam
     problem is a :class:`FolderProblem` (member path, reason) or a manifest :class:`Problem` in
     :class:`ManifestError`; ``name`` (the uploaded file's name) names the source, never a server path.
     """
-    study = get_study(session, study_id)
-    allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
-    fp = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else open(data, "rb")
+    reads_only = _begin_checks(session)
     try:
-        if (why := _zip_directory_too_big(fp, limits)) is not None:
-            raise _zip_refusal(name, ".", why)
+        study = get_study(session, study_id)
+        ensure_cases_open(session, study)
+        limits = limits or configured_limits()
+        allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
+        sid = study.id
+        if reads_only:
+            session.rollback()  # nothing is locked while the ZIP is unpacked; import_manifest checks again
+        fp = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else open(data, "rb")
         try:
-            zf = zipfile.ZipFile(fp)
-        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise _zip_refusal(name, ".", f"not a valid ZIP file ({exc}): make it again with a ZIP tool") from None
-        with zf, tempfile.TemporaryDirectory(prefix="revision-import-") as tmp:
-            root = Path(tmp)
-            files, manifest_info = _check_zip(zf, name, limits)
-            manifest_name = posixpath.normpath(manifest_info.filename)
+            if (why := _zip_directory_too_big(fp, limits)) is not None:
+                raise _zip_refusal(name, ".", why)
             try:
-                _extract(zf, manifest_info, root / manifest_name, name, limits)
-                manifest = root / manifest_name
-                _read_manifest(manifest, allowed, limits, f"{name}: {manifest_name}")  # refuse early: no image out
-                written = manifest.stat().st_size
-                for norm, info in files:
-                    if info is manifest_info:
-                        continue
-                    written += _extract(zf, info, root / norm, name, limits)
-                    if written > limits.max_total_bytes:
-                        raise _zip_refusal(name, ".", "unpacks to more than its headers declare: zip the folder again")
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
-                raise _zip_refusal(name, ".", f"cannot be unpacked ({_show(str(exc), 120)[1:-1]}): make it again "
-                                              "with a ZIP tool (standard deflate compression)") from None
-            except OSError as exc:
-                raise _zip_refusal(name, ".", f"cannot be unpacked ({exc.strerror or exc}): a file and a folder with "
-                                              "the same name, or the server is out of space") from None
-            return import_manifest(session, study.id, manifest, store_root=store_root, actor=actor,
-                                   truth_columns=truth_columns, limits=limits,
-                                   source=f"{name}: {manifest_name}")
-    finally:
-        fp.close()
+                zf = zipfile.ZipFile(fp)
+            except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+                raise _zip_refusal(name, ".", f"not a valid ZIP file ({exc}): make it again with a ZIP tool") from None
+            with zf, tempfile.TemporaryDirectory(prefix="revision-import-") as tmp:
+                root = Path(tmp)
+                files, manifest_info = _check_zip(zf, name, limits)
+                manifest_name = posixpath.normpath(manifest_info.filename)
+                try:
+                    _extract(zf, manifest_info, root / manifest_name, name, limits)
+                    manifest = root / manifest_name
+                    _read_manifest(manifest, allowed, limits, f"{name}: {manifest_name}")  # refuse early: no image out
+                    written = manifest.stat().st_size
+                    for norm, info in files:
+                        if info is manifest_info:
+                            continue
+                        written += _extract(zf, info, root / norm, name, limits)
+                        if written > limits.max_total_bytes:
+                            raise _zip_refusal(name, ".", "unpacks to more than its headers declare: zip the folder again")
+                except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+                    raise _zip_refusal(name, ".", f"cannot be unpacked ({_show(str(exc), 120)[1:-1]}): make it again "
+                                                  "with a ZIP tool (standard deflate compression)") from None
+                except OSError as exc:
+                    raise _zip_refusal(name, ".", f"cannot be unpacked ({exc.strerror or exc}): a file and a folder with "
+                                                  "the same name, or the server is out of space") from None
+                return import_manifest(session, sid, manifest, store_root=store_root, actor=actor,
+                                       truth_columns=truth_columns, limits=limits,
+                                       source=f"{name}: {manifest_name}")
+        finally:
+            fp.close()
+    except BaseException:
+        if reads_only:
+            session.rollback()  # leave no read-only transaction behind for the caller
+        raise
 
 
 def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging, actor: str, audit_after: dict
@@ -815,6 +951,8 @@ def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging,
     failure the rollback and the staging (the caller's ``with``) leave no row and no file behind."""
     added = []
     try:
+        session.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
+        ensure_cases_open(session, study)  # again: the first answer may have come while the images were checked
         for p in parsed:
             added.append(add_case(session, study.id, p["case_id"], p["ref"], p["labels"],
                                   image_sha256=STORED_REF.match(p["ref"])["sha"], eye=p["eye"],
@@ -834,13 +972,20 @@ def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging,
 _FOLDER_COLUMN = {"case_id": "case id (the file's stem)", "label": "label sub-folder", "image_path": "image"}
 
 
-def _folder_rows(folder: Path) -> tuple[list[FolderProblem], list[dict], list[str]]:
+class _TooMany(Exception):
+    """The folder holds more entries than ``ImportLimits.max_members``: stop scanning."""
+
+
+def _folder_rows(folder: Path, limits: ImportLimits) -> tuple[_Problems, list[dict], list[str]]:
     """Scan ``folder`` into manifest rows (case_id = stem, image_path relative to folder, label =
-    sub-folder name); returns (layout problems, rows, each row's path relative to the folder)."""
-    problems: list[FolderProblem] = []
+    sub-folder name) as a stream: at most ``limits.max_members`` entries are looked at (then
+    :class:`_TooMany`), at most ``limits.max_problems`` problems kept (all counted). Returns (layout
+    problems, rows, each row's path relative to the folder)."""
+    problems = _Problems(limits.max_problems)
     rows: list[dict] = []
     paths: list[str] = []
     root = folder.resolve()
+    seen = 0
 
     def rel(p: Path) -> str:
         return p.relative_to(folder).as_posix()
@@ -852,26 +997,33 @@ def _folder_rows(folder: Path) -> tuple[list[FolderProblem], list[dict], list[st
         return target != root and root not in target.parents
 
     def entries(d: Path) -> list[Path]:
-        return sorted((e for e in d.iterdir() if not e.name.startswith(".")), key=lambda e: e.name)
+        nonlocal seen
+        out = []
+        with os.scandir(d) as it:
+            for e in it:
+                seen += 1
+                if seen > limits.max_members:
+                    raise _TooMany
+                if not e.name.startswith("."):
+                    out.append(d / e.name)
+        return sorted(out, key=lambda e: e.name)
 
     for sub in entries(folder):
         if outside(sub):
-            problems.append(FolderProblem(rel(sub), f"symbolic link to {sub.resolve()}, outside the folder"))
+            problems.add(FolderProblem(rel(sub), "symbolic link leading outside the folder: copy the files in"))
         elif not sub.is_dir():
-            problems.append(FolderProblem(rel(sub), "file outside a label sub-folder (put each image in the "
-                                                    "sub-folder named after its reference label)"))
+            problems.add(FolderProblem(rel(sub), "file outside a label sub-folder (put each image in the "
+                                                 "sub-folder named after its reference label)"))
         elif not (files := entries(sub)):
-            problems.append(FolderProblem(rel(sub), "empty label sub-folder"))
+            problems.add(FolderProblem(rel(sub), "empty label sub-folder"))
         else:
             for f in files:
                 if outside(f):
-                    problems.append(FolderProblem(rel(f), f"symbolic link to {f.resolve()}, outside the folder"))
+                    problems.add(FolderProblem(rel(f), "symbolic link leading outside the folder: copy the file in"))
                 elif f.is_dir():
-                    problems.append(FolderProblem(rel(f), "nested folder (images go directly in the label "
-                                                          "sub-folder)"))
+                    problems.add(FolderProblem(rel(f), "nested folder (images go directly in the label sub-folder)"))
                 elif f.suffix.lower() not in IMAGE_SUFFIXES:
-                    problems.append(FolderProblem(rel(f), f"not an image file type (allowed: "
-                                                          f"{', '.join(IMAGE_SUFFIXES)})"))
+                    problems.add(FolderProblem(rel(f), f"not an image file type (allowed: {', '.join(IMAGE_SUFFIXES)})"))
                 else:
                     rows.append({"case_id": f.stem, "image_path": rel(f), "label": sub.name})
                     paths.append(rel(f))
@@ -879,7 +1031,7 @@ def _folder_rows(folder: Path) -> tuple[list[FolderProblem], list[dict], list[st
 
 
 def import_folder(session: Session, study_id: int, folder: str | Path, *, store_root: str | Path | None = None,
-                  actor: str = "investigator", limits: ImportLimits = LIMITS) -> list[Case]:
+                  actor: str = "investigator", limits: ImportLimits | None = None) -> list[Case]:
     """Import a folder laid out by reference label, all or nothing, into the study's image store.
 
     Convention: ``folder`` holds one sub-folder per reference label, named after the case's reference
@@ -890,34 +1042,55 @@ def import_folder(session: Session, study_id: int, folder: str | Path, *, store_
     file directly in ``folder``, a nested folder, an unknown sub-folder name, a duplicate case id (or one
     already in the study), an unreadable image, the same image twice, an empty label sub-folder, a folder
     with no images, a symbolic link that points outside the folder. If there is any, :class:`ManifestError`
-    lists them all (as :class:`FolderProblem`) and nothing is written. Rows are built exactly like
-    manifest rows (``case_id``, ``image_path``, ``label``; no findings, eye, pseudonym or split) and go
-    through the manifest import's checks and storage.
+    lists them (at most ``limits.max_problems``, with the count of the rest; no image is decoded once
+    there are that many) as :class:`FolderProblem`, and nothing is written. The folder is scanned as a
+    stream and refused once it holds more than ``limits.max_members`` entries; photographs adding up to
+    more than ``limits.max_total_bytes``, or one declaring more than ``limits.max_pixels``, are refused
+    before decoding. Rows are built exactly like manifest rows (``case_id``, ``image_path``, ``label``;
+    no findings, eye, pseudonym or split) and go through the manifest import's checks and storage.
     """
     folder = Path(folder)
-    study = get_study(session, study_id)
-    config = study_config(study)
-    if not folder.is_dir():
-        raise ManifestError(str(folder), [FolderProblem(".", "not a folder" if folder.exists() else "not found")])
+    reads_only = _begin_checks(session)
     try:
-        problems, rows, paths = _folder_rows(folder)
-    except OSError as exc:
-        raise ManifestError(str(folder), [FolderProblem(".", f"cannot read the folder: {exc}")]) from exc
-    if not rows and not problems:
-        problems.append(FolderProblem(".", "the folder has no images"))
+        study = get_study(session, study_id)
+        ensure_cases_open(session, study)
+        limits = limits or configured_limits()
+        config = study_config(study)
+        if not folder.is_dir():
+            raise ManifestError(str(folder), [FolderProblem(".", "not a folder" if folder.exists() else "not found")])
+        try:
+            problems, rows, paths = _folder_rows(folder, limits)
+        except _TooMany:
+            raise ManifestError(str(folder), [FolderProblem(".", f"more than {limits.max_members:,} entries, over the "
+                                                                 "limit: split the cases into several folders and import "
+                                                                 "them one after another")]) from None
+        except OSError as exc:
+            raise ManifestError(str(folder), [FolderProblem(".", f"cannot read the folder: {exc.strerror or exc}")]) from None
+        if not rows and not problems.total:
+            problems.add(FolderProblem(".", "the folder has no images"))
 
-    def name(row: int) -> str:
-        return paths[row - 2]
+        def name(row: int) -> str:
+            return paths[row - 2]
 
-    def problem(row: int, column: str, reason: str) -> FolderProblem:
-        return FolderProblem(name(row), f"{_FOLDER_COLUMN.get(column, column)}: {reason}")
+        def problem(row: int, column: str, reason: str) -> FolderProblem:
+            if row < 2:  # about the whole folder (its total size)
+                return FolderProblem(".", reason)
+            return FolderProblem(name(row), f"{_FOLDER_COLUMN.get(column, column)}: {reason}")
 
-    existing = _existing(session, study.id)
-    with _Staging(study_store(study.id, store_root)) as staging:
-        row_problems, parsed, checked = _check_rows(rows, folder, config.findings, existing, staging, name=name,
-                                                    limits=limits)
-        total = len(problems) + row_problems.total
-        problems += [problem(p.row, p.column, p.reason) for p in row_problems.items]
-        if total:
-            raise ManifestError(str(folder), problems[:limits.max_problems], total, checked)
-        return _store_cases(session, study, parsed, staging, actor, {"folder": str(folder)})
+        existing = _existing(session, study.id)
+        with _Staging(study_store(study.id, store_root), limits.max_pixels) as staging:
+            # the rows share the problem budget with the layout: at max_problems no image is decoded
+            row_limits = replace(limits, max_problems=max(0, limits.max_problems - problems.total))
+            row_problems, parsed, checked = _check_rows(rows, folder, config.findings, existing, staging, name=name,
+                                                        limits=row_limits)
+            total = problems.total + row_problems.total
+            listed = problems.items + [problem(p.row, p.column, p.reason) for p in row_problems.items]
+            if total:
+                raise ManifestError(str(folder), listed[:limits.max_problems], total, checked)
+            if reads_only:
+                session.rollback()  # end the read-only checks: the cases are stored in a write transaction
+            return _store_cases(session, study, parsed, staging, actor, {"folder": str(folder)})
+    except BaseException:
+        if reads_only:
+            session.rollback()  # leave no read-only transaction behind for the caller
+        raise

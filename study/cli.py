@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "UsageError", "main", "register"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "mrmc": ("Obuchowski-Rockette MRMC analysis (Hillis ddf) of a fully crossed reader study", "study.commands.mrmc"),
+    "power": ("analytic MRMC power / sample size (Hillis-Obuchowski: RRRC, FRRC, RRFC) from a pilot", "study.commands.power"),
     "init": ("create the study database (migrations) and a study from CONFIG.toml", "study.commands.init"),
     "import-cases": ("import cases and images from a manifest CSV or a folder by label (all or nothing)",
                      "study.commands.import_cases"),
@@ -33,6 +34,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "study.commands.analyze"),
     "hash-password": ("make the argon2 hash of a new investigator password (prompted, or --stdin; never argv)",
                       "study.commands.hash_password"),
+    "revoke": ("disable a reader's access code, with a reason (audited); their answers stay", "study.commands.revoke"),
+    "reissue": ("give a reader a new access code, printed once (the old one stops working; audited)",
+                "study.commands.reissue"),
+    "override-washout": ("open a reader's next session before the washout ends, with a reason (audited)",
+                         "study.commands.override_washout"),
+    "audit": ("export the study's audit trail as formula-safe CSV, filtered by actor, action, reader, dates",
+              "study.commands.audit"),
 }
 
 

@@ -85,7 +85,7 @@ def ensure_demo_study(db_url: str | None = None, *, n_cases: int = 60, n_sim_rea
     from study.readers import add_reader
     from study.simulate import simulate
     from study.studies import create_study
-    from study.web import store_root as store_root_env
+    from study.storage_config import store_root as store_root_env
 
     config, text = load_config(config_path)
     data_dir = Path(data_dir) if data_dir is not None else db.REPO_ROOT / "data"

@@ -16,6 +16,14 @@ Designs (``k`` = number of conditions):
   ``(g + b) mod k``: a k x k Latin square across readers, every case read under every arm.
 - Within a session, a reader's items are grouped by condition in the configured order (unaided
   first, so AI exposure cannot leak into that session's unaided reads) and shuffled within a group.
+
+The lock (the study's first answer): from then on the design is never rebuilt, and the cases never
+change (``study.cases`` refuses an import; :class:`StudyLocked` says what to do instead). A reader added
+after the lock is *appended* (:func:`extend_design`): they read every case, like every other reader, in
+the reader group that has the fewest readers (then the fewest of their experience level, then the lowest
+number), so two readers added one after the other form a complete balanced block of a crossover. Each
+append is a ``design.extended`` audit row naming the readers in order; :func:`plan` takes that order
+(``late``), so :func:`verify_design` rebuilds the appended readers too and stays clean.
 """
 
 from __future__ import annotations
@@ -30,8 +38,32 @@ from sqlalchemy.orm import Session
 
 from study import audit
 from study.config import DesignConfig
-from study.models import Assignment, Case, Reader, Study
-from study.studies import ensure_unlocked, get_study, study_config
+from study.models import Assignment, AuditEvent, Case, Reader, Study
+from study.studies import DesignLocked, get_study, has_answers, study_config
+
+EXTENDED = "design.extended"  # the audit action of an append: after = {"readers": [pseudonyms, in order], ...}
+
+
+class StudyLocked(DesignLocked, ValueError):
+    """Refused because the study has answers. A ValueError too, so the command line (exit 2) and the app
+    (a listed problem) show the message as a user's mistake, never as a crash."""
+
+
+def is_locked(session: Session, study: Study) -> bool:
+    """Whether the study's first answer exists (its lock time is set with that answer)."""
+    return study.design_locked_at is not None or has_answers(session, study.id)
+
+
+def ensure_open(session: Session, study: Study, refused: str, instead: str) -> None:
+    """Raise :class:`StudyLocked` once the study has answers: ``refused`` says what cannot be done,
+    ``instead`` what to do; the lock time is in the investigator's time zone, to the minute."""
+    if not is_locked(session, study):
+        return
+    from study.timefmt import minute
+
+    since = f" since {minute(study.design_locked_at)}" if study.design_locked_at is not None else ""
+    raise StudyLocked(f"study {study.name!r} is locked: readers have been answering{since}, and every reader's "
+                      f"assignments were built from its cases. {refused}. {instead}")
 
 
 @dataclass(frozen=True, order=True)
@@ -75,13 +107,35 @@ def reader_groups(readers: list[tuple[str, str]], k: int, seed: int) -> dict[str
     return {r: i % k for i, r in enumerate(order)}
 
 
-def plan(design: DesignConfig, case_keys: list[str], readers: list[tuple[str, str]], seed: int) -> list[Planned]:
-    """Every reading of the study, deterministically from ``seed``."""
+def late_groups(groups: dict[str, int], levels: dict[str, str], late: list[tuple[str, str]], k: int) -> dict[str, int]:
+    """Groups for readers appended after the lock, in the order they were added: each joins the group with
+    the fewest readers, then the fewest of their level, then the lowest number (the others never move)."""
+    overall = [0] * k
+    by_level: dict[str, list[int]] = defaultdict(lambda: [0] * k)
+    for pseudonym, g in groups.items():
+        overall[g] += 1
+        by_level[levels[pseudonym]][g] += 1
+    out: dict[str, int] = {}
+    for pseudonym, level in late:
+        g = min(range(k), key=lambda j: (overall[j], by_level[level][j], j))
+        out[pseudonym] = g
+        overall[g] += 1
+        by_level[level][g] += 1
+    return out
+
+
+def plan(design: DesignConfig, case_keys: list[str], readers: list[tuple[str, str]], seed: int,
+         late: list[tuple[str, str]] = ()) -> list[Planned]:
+    """Every reading of the study, deterministically from ``seed``: ``readers`` (pseudonym, level) are the
+    readers the design was built with, ``late`` the readers appended after the lock, in the order added."""
     if len(set(case_keys)) != len(case_keys):
         raise ValueError("case keys must be unique")
+    late = list(late)
+    if set(p for p, _ in late) & set(p for p, _ in readers):
+        raise ValueError("a reader cannot be both in the built design and appended after the lock")
     out: list[Planned] = []
     if design.type == "sequential":
-        for pseudonym, _level in sorted(readers):
+        for pseudonym, _level in sorted(list(readers) + late):
             order_seed = derive_seed(seed, "order", pseudonym, 1)
             cases = sorted(case_keys)
             random.Random(order_seed).shuffle(cases)
@@ -93,8 +147,9 @@ def plan(design: DesignConfig, case_keys: list[str], readers: list[tuple[str, st
     k = len(conditions)
     blocks = case_blocks(case_keys, k, seed)
     groups = reader_groups(readers, k, seed)
+    groups.update(late_groups(groups, dict(list(readers) + late), late, k))
     sessions = 2 if design.type == "crossover" else 1
-    for pseudonym, _level in sorted(readers):
+    for pseudonym, _level in sorted(list(readers) + late):
         g = groups[pseudonym]
         for s in range(sessions):
             order_seed = derive_seed(seed, "order", pseudonym, s + 1)
@@ -113,26 +168,28 @@ def plan(design: DesignConfig, case_keys: list[str], readers: list[tuple[str, st
     return out
 
 
-def _current_inputs(session: Session, study: Study) -> tuple[list[str], list[tuple[str, str]]]:
+def appended_readers(session: Session, study_id: int) -> list[str]:
+    """Pseudonyms of the readers appended after the lock, in the order they were added (audit trail)."""
+    out: list[str] = []
+    for after in session.scalars(select(AuditEvent.after).where(AuditEvent.study_id == study_id,
+                                                                 AuditEvent.action == EXTENDED)
+                                 .order_by(AuditEvent.id)):
+        out.extend(p for p in (after or {}).get("readers", []) if p not in out)
+    return out
+
+
+def _current_inputs(session: Session, study: Study
+                    ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(case keys, the readers the design was built with, the readers appended after the lock in order)."""
     cases = list(session.scalars(select(Case.case_key).where(Case.study_id == study.id)))
-    readers = [(r.pseudonym, r.level) for r in session.scalars(select(Reader).where(Reader.study_id == study.id))]
-    return cases, readers
+    levels = {r.pseudonym: r.level for r in session.scalars(select(Reader).where(Reader.study_id == study.id))}
+    late = [(p, levels[p]) for p in appended_readers(session, study.id) if p in levels]
+    appended = {p for p, _ in late}
+    return cases, [(p, lv) for p, lv in levels.items() if p not in appended], late
 
 
-def build_design(session: Session, study_id: int, *, actor: str = "investigator") -> int:
-    """(Re)build and store every assignment of the study; refused once it has answers. Returns the count."""
-    study = get_study(session, study_id)
-    ensure_unlocked(session, study)
-    config = study_config(study)
-    case_keys, readers = _current_inputs(session, study)
-    if not case_keys or not readers:
-        raise ValueError(f"study {study.name!r} needs cases and readers before its design can be built "
-                         f"({len(case_keys)} cases, {len(readers)} readers)")
-    planned = plan(config.design, case_keys, readers, study.seed)
-    previous = session.scalar(select(Assignment.id).where(Assignment.study_id == study.id).limit(1))
-    # delete step-2 rows first: they reference step-1 rows
-    session.execute(delete(Assignment).where(Assignment.study_id == study.id, Assignment.depends_on_id.is_not(None)))
-    session.execute(delete(Assignment).where(Assignment.study_id == study.id))
+def _store(session: Session, study: Study, planned: list[Planned]) -> None:
+    """Insert the planned rows (step-2 rows linked to their step 1)."""
     case_ids = dict(session.execute(select(Case.case_key, Case.id).where(Case.study_id == study.id)).all())
     reader_ids = dict(session.execute(select(Reader.pseudonym, Reader.id).where(Reader.study_id == study.id)).all())
     rows: dict[tuple[str, str, str], Assignment] = {}
@@ -146,6 +203,69 @@ def build_design(session: Session, study_id: int, *, actor: str = "investigator"
     for p in planned:
         if p.depends_on_condition is not None:
             rows[(p.reader, p.case, p.condition)].depends_on_id = rows[(p.reader, p.case, p.depends_on_condition)].id
+
+
+def readers_without_assignments(session: Session, study_id: int) -> list[str]:
+    """Pseudonyms of the study's readers who have no assignment (added since the design was built)."""
+    has = select(Assignment.id).where(Assignment.reader_id == Reader.id).exists()
+    return sorted(session.scalars(select(Reader.pseudonym).where(Reader.study_id == study_id, ~has)))
+
+
+def extend_design(session: Session, study: Study, pseudonyms: list[str], *, actor: str = "investigator",
+                  commit: bool = True) -> int:
+    """Append assignments for readers added after the lock (see the module docstring); returns the count.
+
+    The study row is locked first (PostgreSQL), so two appends at once take their turns and the audit order
+    is the order :func:`plan` replays; a reader who already has assignments is refused."""
+    # FOR NO KEY UPDATE: it waits for another append, but not for this transaction's own reader insert
+    # (whose foreign key holds a KEY SHARE lock on the row): two appends at once queue, never deadlock
+    session.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
+    taken = set(session.scalars(select(Reader.pseudonym).join(Assignment, Assignment.reader_id == Reader.id)
+                                .where(Reader.study_id == study.id)))
+    if clash := sorted(set(pseudonyms) & taken):
+        raise ValueError(f"reader(s) {', '.join(clash)} already have assignments in study {study.name!r}")
+    config = study_config(study)
+    case_keys, built, late = _current_inputs(session, study)
+    new = set(pseudonyms)
+    built = [(p, lv) for p, lv in built if p not in new]
+    levels = dict(built + late) | {p: lv for p, lv in session.execute(
+        select(Reader.pseudonym, Reader.level).where(Reader.study_id == study.id, Reader.pseudonym.in_(new)))}
+    late = late + [(p, levels[p]) for p in pseudonyms]
+    planned = plan(config.design, case_keys, built, study.seed, late)
+    added = [p for p in planned if p.reader in new]
+    _store(session, study, added)
+    audit.record(session, actor=actor, action=EXTENDED, entity="study", entity_id=study.id, study_id=study.id,
+                 after={"readers": list(pseudonyms), "groups": {p.reader: p.reader_group for p in added},
+                        "assignments": len(added), "digest": plan_digest(planned)})
+    if commit:
+        session.commit()
+    return len(added)
+
+
+def build_design(session: Session, study_id: int, *, actor: str = "investigator") -> int:
+    """(Re)build and store every assignment of the study; returns the count.
+
+    Once the study has answers it is never rebuilt: readers still without assignments (added since the
+    build) are appended (:func:`extend_design`) and the count of their assignments returned; with none,
+    :class:`StudyLocked` says so."""
+    study = get_study(session, study_id)
+    if is_locked(session, study):
+        if bare := readers_without_assignments(session, study.id):
+            return extend_design(session, study, bare, actor=actor)
+        ensure_open(session, study, "Its design can no longer be rebuilt",
+                    "Readers added now are given their assignments as they are added (appended in balanced "
+                    "reader groups); `python -m study design --verify` checks the stored design")
+    config = study_config(study)
+    case_keys, readers, _late = _current_inputs(session, study)
+    if not case_keys or not readers:
+        raise ValueError(f"study {study.name!r} needs cases and readers before its design can be built "
+                         f"({len(case_keys)} cases, {len(readers)} readers)")
+    planned = plan(config.design, case_keys, readers, study.seed)
+    previous = session.scalar(select(Assignment.id).where(Assignment.study_id == study.id).limit(1))
+    # delete step-2 rows first: they reference step-1 rows
+    session.execute(delete(Assignment).where(Assignment.study_id == study.id, Assignment.depends_on_id.is_not(None)))
+    session.execute(delete(Assignment).where(Assignment.study_id == study.id))
+    _store(session, study, planned)
     audit.record(session, actor=actor, action="design.rebuilt" if previous else "design.built", entity="study",
                  entity_id=study.id, study_id=study.id,
                  after={"design": config.design.type, "seed": study.seed, "assignments": len(planned),
@@ -177,8 +297,8 @@ def stored_plan(session: Session, study_id: int) -> list[Planned]:
 def verify_design(session: Session, study_id: int) -> list[str]:
     """Rebuild the plan from the stored seed and list every difference with the database (empty: equal)."""
     study = get_study(session, study_id)
-    case_keys, readers = _current_inputs(session, study)
-    expected = set(plan(study_config(study).design, case_keys, readers, study.seed))
+    case_keys, readers, late = _current_inputs(session, study)
+    expected = set(plan(study_config(study).design, case_keys, readers, study.seed, late))
     actual = set(stored_plan(session, study_id))
     problems = [f"missing from the database: {p}" for p in sorted(expected - actual)]
     problems += [f"not produced by the seed: {p}" for p in sorted(actual - expected)]

@@ -27,11 +27,19 @@ Studies with their own ``[[question]]`` tables (``config.custom_questions``) exp
 column per question (multi_choice joined with ';', booleans true/false) and ``ref_<id>`` for each
 question with a reference; the legacy protocol keeps its column names (``primary_diagnosis``,
 ``findings``, ``confidence``, ``referral``). Both carry what the analysis reads: ``answer`` and
-``truth`` (the primary question's answer and reference as text), ``correct`` (``study.scoring``;
+``truth`` (the primary question's answer and reference as text), ``correct`` (``study.rules``;
 empty for ungradable readings and cases without a reference), ``ungradable``, ``primary_question``
 and ``primary_kind``, ``confidence`` where a 0-100 question with id ``confidence`` exists, and for
 an ordinal primary ``answer_grade``, ``truth_grade`` (0-based option positions) and
-``grade_distance``. ``ai_saliency_method`` names the saliency method of the overlay shown.
+``grade_distance``. ``ai_saliency_method`` names the saliency method of the overlay shown. ``patient`` is the case's patient
+pseudonym from the manifest (empty when none was given): the analysis clusters on it when a patient has
+several cases (two eyes).
+
+The rules behind the columns are the study's (``study.rules``): ``correct``, the AI's call
+(``ai_top_suggestion``), ``ai_prob`` (the AI's probability that the case is abnormal), the output shown and
+``is_latest``; ``fast_read`` is ``study.flags.is_fast_read`` at the study's ``[monitor] fast_read_seconds``.
+``level`` is categorical in the study's configured order (first = reference), so the table is the
+analysis input as it is (``study.analysis.study_analysis``); no CSV round trip.
 
 iMRMC for other primary kinds: ordinal uses the grade as the rating (an ordinal ROC scale) against
 truth = reference grade >= the task's grade (task ``abnormal``: the second grade, i.e. any grade above
@@ -67,10 +75,9 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study import scoring
+from study import flags, rules
 from study.config import LEGACY_SALIENCY, NORMAL
-from study.models import AIDED_CONDITIONS, AIOutput, Answer, Assignment, Case, Reader
-from study.simulate import ai_top
+from study.models import AIDED_CONDITIONS, Answer, Assignment, Case, Reader
 from study.studies import get_study, study_config
 
 FORMATS = ("csv", "parquet", "imrmc")
@@ -119,24 +126,6 @@ def _visible(text) -> str:
     return "".join(out)
 
 
-def truth_of(labels: dict) -> tuple[str, list[str]]:
-    """(reference primary diagnosis, reference findings) from a case's stored labels."""
-    primary = labels.get("label") or labels.get("primary") or NORMAL
-    findings = list(labels.get("findings") or ([] if primary == NORMAL else [primary]))
-    return primary, findings
-
-
-def _shown_ai(session: Session, case_ids: set[int], model_version: str | None) -> dict[int, AIOutput]:
-    """The AI output the workflow shows for each case (same rule as ``workflow._ai_output``)."""
-    query = select(AIOutput).where(AIOutput.case_id.in_(case_ids))
-    if model_version:
-        query = query.where(AIOutput.model_version == model_version)
-    out: dict[int, AIOutput] = {}
-    for row in session.scalars(query.order_by(AIOutput.created_at, AIOutput.id)):
-        out[row.case_id] = row  # later rows win: the newest, as the workflow picks
-    return out
-
-
 def _confidence_question(config) -> str | None:
     """The question id whose answers are a 0-100 confidence (for the ``confidence`` column), if any."""
     for q in config.questions:
@@ -160,20 +149,19 @@ def answers_table(session: Session, study_id: int | str) -> pd.DataFrame:
         .join(Case, Assignment.case_id == Case.id)
         .where(Assignment.study_id == study.id)
         .order_by(Reader.pseudonym, Assignment.session, Assignment.position, Answer.version)).all()
-    latest: dict[int, int] = {}
-    for ans, a, _r, _c in rows:
-        latest[a.id] = max(latest.get(a.id, 0), ans.version)
-    ai = _shown_ai(session, {c.id for _, _, _, c in rows}, study.model_version)
+    latest = rules.latest_versions((a.id, ans.version) for ans, a, _r, _c in rows)
+    ai = rules.shown_ai_outputs(session, study.model_version, {c.id for _, _, _, c in rows})
     out = []
     for ans, a, r, c in rows:
         p = ans.payload
-        sc = scoring.score(primary_q, c.reference_labels, p)
+        sc = rules.score(primary_q, c.reference_labels, p)
+        seconds = flags.reading_seconds(ans.shown_at, ans.submitted_at)
         shown = ai.get(c.id) if a.condition in AIDED_CONDITIONS else None
-        top, top_p = ai_top(shown.probabilities) if shown else (None, None)
+        top, top_p = rules.ai_call(shown.probabilities) if shown else (None, None)
         saliency_shown = bool(shown is not None and a.condition == "ai_saliency"
                               and (shown.saliency_png or shown.saliency_path))
         row = {"study": study.name, "reader": r.pseudonym, "level": r.level, "years": r.years_experience,
-               "case": c.case_key, "truth": sc.truth}
+               "case": c.case_key, "patient": c.patient_pseudonym, "truth": sc.truth}
         if custom:
             row |= {"condition": a.condition, "session": a.session, "position": a.position, "step": a.step,
                     "ungradable": sc.ungradable, "answer": sc.answer, "correct": sc.correct}
@@ -183,12 +171,12 @@ def answers_table(session: Session, study_id: int | str) -> pd.DataFrame:
             if conf_id:
                 row["confidence"] = p.get(conf_id)
             for q in config.questions:
-                row[f"q_{q.id}"] = scoring.as_text(q, p.get(q.id))
+                row[f"q_{q.id}"] = rules.as_text(q, p.get(q.id))
             for q in config.questions:
                 if q.truth:
-                    row[f"ref_{q.id}"] = scoring.as_text(q, scoring.reference(q, c.reference_labels))
+                    row[f"ref_{q.id}"] = rules.as_text(q, rules.reference(q, c.reference_labels))
         else:
-            primary, findings = truth_of(c.reference_labels)
+            primary, findings = rules.truth_of(c.reference_labels)
             row |= {"truth_findings": ";".join(findings),
                     **{f"truth_{f}": int(f in findings) for f in config.findings},
                     "condition": a.condition, "session": a.session, "position": a.position, "step": a.step,
@@ -204,14 +192,16 @@ def answers_table(session: Session, study_id: int | str) -> pd.DataFrame:
             if saliency_shown else None,
             "shown_at": ans.shown_at.isoformat() if ans.shown_at else None,
             "submitted_at": ans.submitted_at.isoformat(),
-            "seconds": (ans.submitted_at - ans.shown_at).total_seconds() if ans.shown_at else None,
+            "seconds": seconds,
+            "fast_read": flags.is_fast_read(seconds, config.fast_read_seconds),
+            "ai_prob": rules.p_abnormal(shown.probabilities) if shown else None,
             "answer_id": ans.id, "assignment_id": a.id,
         }
         if not custom:
             row |= {"answer": sc.answer, "ungradable": sc.ungradable}
         row |= {"primary_question": primary_q.id, "primary_kind": primary_q.kind}
         out.append(row)
-    columns = list(out[0]) if out else ["study", "reader", "level", "years", "case", "truth", "condition",
+    columns = list(out[0]) if out else ["study", "reader", "level", "years", "case", "patient", "truth", "condition",
                                          "correct", "version", "is_latest", "answer", "ungradable"]
     df = pd.DataFrame(out, columns=columns)
     if not df.empty:
@@ -222,6 +212,9 @@ def answers_table(session: Session, study_id: int | str) -> pd.DataFrame:
         if "referral" in df.columns:
             df["referral"] = df["referral"].astype("boolean")
         df["ungradable"] = df["ungradable"].astype(bool)
+        order = [lv.name for lv in config.levels]
+        df["level"] = pd.Categorical(df["level"], categories=order + sorted(set(df["level"]) - set(order)))
+    df.attrs["level_order"] = [lv.name for lv in config.levels]
     return df
 
 

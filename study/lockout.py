@@ -14,7 +14,7 @@ of parallel tries, from one process or several, cannot get more than the limit v
 process dies before settling stays counted as a failure (fail closed).
 
 The rows are a mutable counter (unlike the append-only audit trail): the audit trail is where failures,
-lockouts and refused tries are recorded for the record, by the callers in ``study.web``.
+lockouts and refused tries are recorded for the record, by the callers in ``study.services.signin``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-NORMAL = "normal"
+from study.config import NORMAL
+from study.rules import ai_call
 
 
 @dataclass
@@ -35,10 +36,9 @@ def conditions(n: int, seed: int) -> list[str]:
     return order
 
 
-def model_call(probabilities: dict[str, float], threshold: float = 0.5) -> str:
-    """The model's answer: its most probable finding, or normal when nothing reaches ``threshold``."""
-    best = max(probabilities, key=probabilities.get)
-    return best if probabilities[best] >= threshold else NORMAL
+def model_call(probabilities: dict[str, float]) -> str:
+    """The model's answer, by the study's rule (``study.rules.ai_call``)."""
+    return ai_call(probabilities)[0]
 
 
 def is_correct(answer: str, truth: set[str]) -> bool:

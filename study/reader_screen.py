@@ -1,6 +1,6 @@
-"""What the reading page shows around a workflow item: the photograph's links, the eye, and the
-study's session plan for the consent page. Kept apart from the workflow because none of it is a rule
-of the study: it is how a case is put on a screen.
+"""What the reading page shows around a workflow item: the photograph's links, the eye, an answer in
+words, and the study's session plan for the consent page. Kept apart from the workflow because none of
+it is a rule of the study: it is how a case is put on a screen.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def case_display(study_id: int, image_ref: str, next_image_ref: str | None = Non
     """Links to a case photograph's display files in the study store (made on first use for older
     studies), and to the next case's screen image for the browser to prefetch."""
     from study.cases import display_files
-    from study.web import store_root as configured_root
+    from study.storage_config import store_root as configured_root
 
     root = store_root if store_root is not None else configured_root()
     files = display_files(study_id, image_ref, root)
@@ -40,6 +40,28 @@ def case_display(study_id: int, image_ref: str, next_image_ref: str | None = Non
         prefetch = (image_links.image_url(study_id, display_files(study_id, next_image_ref, root).screen.name),)
     return CaseDisplay(image_links.image_url(study_id, files.screen.name),
                        image_links.image_url(study_id, files.full.name), files.width, files.height, prefetch)
+
+
+def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:
+    """(question text, answer in words) for each question answered, in the questions' order: what a
+    reader reads back, with option labels instead of keys and yes/no instead of True/False."""
+    out = [("Image ungradable", "yes")] if payload.get("ungradable") else []
+    for q in questions:
+        if q["id"] not in payload:
+            continue
+        labels, value = dict(q.get("options") or ()), payload[q["id"]]
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, (list, tuple)):
+            text = ", ".join(labels.get(v, str(v)) for v in value) or "none"
+        elif value is None:
+            text = "not answered"
+        else:
+            text = labels.get(value, str(value))
+            if q.get("unit") and not labels:
+                text = f"{text} {q['unit']}"
+        out.append((q["text"], text))
+    return out
 
 
 def eye_label(eye: str | None) -> str:

@@ -7,6 +7,11 @@ bits, are what the argon2 hash protects), sign-in verifies only the few readers 
 A prefix nobody has costs one argon2 verify of a dummy hash, so the response time does not tell which
 prefixes exist; failed tries are counted per prefix in the database (``study.lockout``).
 The plain code is returned once by :func:`add_reader` / :func:`issue_code` and stored nowhere.
+
+A reader added after the study's first answer is appended to the locked design in the same transaction
+(``study.design.extend_design``): they read every case, in the reader group with the fewest readers, so
+they never meet an empty "Study complete" and ``design --verify`` stays clean. Before the first answer a
+new reader waits for the design to be (re)built, as the set-up page and ``status`` say.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study import audit
-from study.models import Reader, utcnow
+from study.models import Reader, Study, utcnow
 from study.studies import get_study, study_config
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: typable from a printout
@@ -71,11 +76,17 @@ def _set_code(reader: Reader, now) -> str:
 def add_reader(session: Session, study_id: int, *, display_name: str, years_experience: float,
                specialty: str | None = None, site: str | None = None, pseudonym: str | None = None,
                actor: str = "investigator") -> tuple[Reader, str]:
-    """Add a reader with a level from the study's bins; returns the reader and the plain code (shown once)."""
+    """Add a reader with a level from the study's bins; returns the reader and the plain code (shown once).
+    In a locked study (answers exist) the reader's assignments are appended in the same transaction."""
+    from study.design import extend_design, is_locked
+
     study = get_study(session, study_id)
     if not isinstance(display_name, str) or not display_name.strip():
         raise ValueError("display_name must be a non-empty string")
     level = study_config(study).level_for(years_experience)
+    # one reader added at a time per study (PostgreSQL; SQLite's write lock does it there): the next pseudonym
+    # and, once the study is locked, the reader group are then chosen from what the others committed
+    session.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
     now = utcnow()
     reader = Reader(study_id=study.id, pseudonym=pseudonym or _next_pseudonym(session, study.id),
                     display_name=display_name.strip(), years_experience=float(years_experience), level=level,
@@ -85,6 +96,8 @@ def add_reader(session: Session, study_id: int, *, display_name: str, years_expe
     session.flush()
     audit.record(session, actor=actor, action="reader.added", entity="reader", entity_id=reader.id,
                  study_id=study.id, at=now, after=_snapshot(reader))
+    if is_locked(session, study):
+        extend_design(session, study, [reader.pseudonym], actor=actor, commit=False)
     session.commit()
     return reader, code
 

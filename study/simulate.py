@@ -33,6 +33,8 @@ display name ("Simulated reader k") and site ("simulation"); the run's size and 
 keyed by reader + case + condition (the pause after an answer too), and a resumed reader's clock is
 recomputed from their latest stored answer, so an interrupted and resumed run stores what an
 uninterrupted one would; answers keep their idempotency keys ``sim:study:reader:assignment``.
+One run per study at a time (:func:`_exclusive_run`): a second run started while one is going, from any
+process, is refused with :class:`SimulationRunning` and changes nothing; started after it, it resumes.
 
 Studies with their own ``[[question]]`` tables (:func:`custom_answer`): the primary question is read
 right with the same P(correct); a wrong ordinal grade lands one grade off (two, now and then); an
@@ -48,22 +50,23 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from study import audit, db
+from study import audit, db, rules
 from study import readers as readers_mod
 from study import workflow
 from study.config import NORMAL, ExperienceLevel, StudyConfig
 from study.design import build_design, derive_seed
-from study.models import Answer, Assignment, AuditEvent, Case, Reader
+from study.models import Answer, Assignment, AuditEvent, Case, Reader, utcnow
 from study.studies import get_study, has_answers, study_config
 
-AI_POSITIVE = 0.5  # a finding probability at or above this makes it a candidate AI suggestion
+AI_POSITIVE = rules.AI_POSITIVE  # a finding probability at or above this makes it the AI suggestion
 
 # Calibrated by expected_accuracy(): unaided ~0.61 / 0.67 / 0.72, aided (AI right 90%) ~+0.15 each.
 SKILL_BASE, SKILL_STEP, SKILL_SD = 0.55, 0.3, 0.35
@@ -105,13 +108,7 @@ class SimCase:
     time_factor: float
 
 
-def ai_top(probabilities: dict[str, float]) -> tuple[str, float]:
-    """The AI's top suggestion and its probability (``normal``: 1 - the highest finding probability)."""
-    if not probabilities:
-        return NORMAL, 0.5
-    key = max(sorted(probabilities), key=lambda k: probabilities[k])
-    p = float(probabilities[key])
-    return (key, p) if p >= AI_POSITIVE else (NORMAL, 1.0 - p)
+ai_top = rules.ai_call  # the AI's call is the study's rule (study.rules), not the simulator's
 
 
 def make_reader(seed: int, pseudonym: str, rank: float) -> SimReader:
@@ -496,9 +493,86 @@ def _started_with(session: Session, study_id: int) -> dict | None:
     return dict(event.after or {}) if event is not None else None
 
 
+class SimulationRunning(ValueError):
+    """Another ``simulate`` run on the same study holds its run lock (in this or another process)."""
+
+
+SIM_LOCK_CLASS = 0x53494D55  # "SIMU": PostgreSQL advisory lock (class, study id), one per study
+
+
+@contextmanager
+def _exclusive_run(factory: sessionmaker[Session], study_id: int, name: str) -> Iterator[None]:
+    """Hold the study's simulation lock for the whole run, or raise :class:`SimulationRunning`.
+
+    Why a lock that dies with its holder rather than a row: a killed run must be resumable at once.
+    PostgreSQL: a session-level advisory lock on a connection kept for the run. SQLite: ``flock`` on a
+    file beside the database (same machine, by SQLite's nature). Other databases (or SQLite in memory):
+    no lock, as there can be no second process."""
+    engine = factory.kw["bind"]
+    busy = SimulationRunning(f"a simulation of study {name!r} is already running (another `simulate` started "
+                             "first); wait for it to finish. Run the same command again afterwards: it resumes "
+                             "whatever is left and adds no reader twice")
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:c, :s)"), {"c": SIM_LOCK_CLASS, "s": study_id}).scalar()
+            conn.commit()  # the lock is the connection's, not the transaction's
+            if not got:
+                raise busy
+            try:
+                yield
+            finally:
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:c, :s)"), {"c": SIM_LOCK_CLASS, "s": study_id})
+                    conn.commit()
+                except Exception:  # a broken connection: PostgreSQL drops the lock with it
+                    conn.invalidate()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        yield
+        return
+    import fcntl
+
+    fd = os.open(f"{database}.simulate-{study_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def simulate(factory: sessionmaker[Session], study_id: int | str, n_readers: int, *, seed: int = 0,
              start: datetime | None = None, actor: str = "simulator",
              log: Callable[[str], None] | None = None) -> SimulationReport:
+    """Add ``n_readers`` virtual readers, rebuild the design, and answer every one of their assignments,
+    holding the study's run lock (:func:`_exclusive_run`): a run already going elsewhere raises
+    :class:`SimulationRunning`, changing nothing. The rest is :func:`_simulate`."""
+    with factory() as s:
+        study = get_study(s, study_id)
+        sid, name = study.id, study.name
+    with _exclusive_run(factory, sid, name):
+        return _simulate(factory, sid, n_readers, seed=seed, start=start, actor=actor, log=log)
+
+
+def backdated_start(n_readers: int, n_cases: int, washout_days: int, now: datetime | None = None) -> datetime:
+    """A first clock early enough that the whole simulated run ends before ``now``.
+
+    Why: simulated activity dated in the future shows on the monitor as readers who have not read yet
+    and puts "last answer" after the report's own date. The bound is generous: readers start 17 min
+    apart, a reading with its pause takes under 2 min (two readings per case at most), a washout is
+    followed by 1-5 days, and a day more to spare.
+    """
+    span = (timedelta(minutes=17 * n_readers) + timedelta(minutes=2 * 2 * n_cases)
+            + timedelta(days=washout_days + 5 + 1))
+    return (now or utcnow()).replace(microsecond=0) - span
+
+
+def _simulate(factory: sessionmaker[Session], study_id: int, n_readers: int, *, seed: int = 0,
+              start: datetime | None = None, actor: str = "simulator",
+              log: Callable[[str], None] | None = None) -> SimulationReport:
     """Add ``n_readers`` virtual readers, rebuild the design, and answer every one of their assignments.
 
     A fresh run needs a study with cases and no answers yet (the design must still be open: the new
@@ -521,10 +595,14 @@ def simulate(factory: sessionmaker[Session], study_id: int | str, n_readers: int
         sims = simulated_readers(s, sid)
         answered = has_answers(s, sid) or study.design_locked_at is not None
         started = _started_with(s, sid)
+        washout = study_config(study).design.washout_days
+        n_cases = s.scalar(select(func.count(Case.id)).where(Case.study_id == sid)) or 0
     if not sims:
         if answered:
             raise ValueError(f"study {name!r} already has answers; simulated readers can only be added "
                              "before reading starts (the design must include them)")
+        if start is None:
+            start = backdated_start(n_readers, n_cases, washout)
         with _one_transaction(factory) as s:
             codes = add_simulated_readers(s, sid, n_readers, seed=seed, actor=actor)
             build_design(s, sid, actor=actor)
@@ -586,5 +664,5 @@ def _finish(factory: sessionmaker[Session], sid: int, *, seed: int, start: datet
     return report
 
 
-__all__ = ["SimulationReport", "add_simulated_readers", "ai_top", "answer_all", "expected_accuracy", "simulate",
+__all__ = ["SimulationReport", "SimulationRunning", "add_simulated_readers", "ai_top", "answer_all", "expected_accuracy", "simulate",
            "simulated_readers"]

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from study import audit, db
 from study.config import StudyConfig, validate_answer
 from study.models import AIDED_CONDITIONS, AIOutput, Answer, Assignment, Case, Reader, Study, WashoutOverride, utcnow
+from study.rules import Progress, reader_progress
 from study.studies import lock_design, study_config
 
 MAX_KEY = 200
@@ -140,13 +141,6 @@ class SubmitResult:
     replayed: bool = field(default=False, compare=False)  # True when the key had already been stored
 
 
-@dataclass(frozen=True)
-class Progress:
-    done: int
-    total: int
-    waiting_until: datetime | None = None
-
-
 # --- reading -----------------------------------------------------------------------------------------
 
 def _reader(session: Session, reader_id: int, *, active: bool = True) -> Reader:
@@ -163,10 +157,8 @@ def _answered():
 
 
 def progress(session: Session, reader_id: int) -> Progress:
-    done, total = session.execute(select(func.count(Answer.assignment_id.distinct()), func.count(Assignment.id.distinct()))
-                                  .select_from(Assignment).outerjoin(Answer, Answer.assignment_id == Assignment.id)
-                                  .where(Assignment.reader_id == reader_id)).one()
-    return Progress(done or 0, total or 0)
+    """The reader's progress: ``study.rules.reader_progress``, the one count the monitor and status use."""
+    return reader_progress(session, reader_id)
 
 
 def _washout_gate(session: Session, reader: Reader, config: StudyConfig, session_number: int, now: datetime) -> None:
@@ -187,10 +179,9 @@ def _washout_gate(session: Session, reader: Reader, config: StudyConfig, session
 
 
 def _ai_output(session: Session, study: Study, case_id: int) -> AIOutput:
-    query = select(AIOutput).where(AIOutput.case_id == case_id)
-    if study.model_version:
-        query = query.where(AIOutput.model_version == study.model_version)
-    out = session.scalar(query.order_by(AIOutput.created_at.desc(), AIOutput.id.desc()).limit(1))
+    from study.rules import shown_ai_output  # the one rule for the output shown
+
+    out = shown_ai_output(session, study.model_version, case_id)
     if out is None:
         raise AIOutputMissing("the AI suggestion for this case has not been computed yet; "
                               "the study team must run precompute before aided reading")

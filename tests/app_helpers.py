@@ -61,7 +61,8 @@ def _readers_and_design(s, study, n_readers: int) -> list[str]:
     for i in range(n_readers):
         _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
         codes.append(code)
-    build_design(s, study.id)
+    if n_readers:  # without readers there is no design yet (simulate adds readers and builds it)
+        build_design(s, study.id)
     study.model_version = CARD["version"]
     s.commit()
     return codes

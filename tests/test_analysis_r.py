@@ -56,3 +56,38 @@ def test_report_models_match_lme4(tmp_path):
     rl = r[r.model == "lmm"]
     assert [fe["estimate"] for fe in res["reading_time"]["fixed_effects"]] == pytest.approx(rl["est"].tolist(), abs=1e-4)
     assert [fe["se"] for fe in res["reading_time"]["fixed_effects"]] == pytest.approx(rl["se"].tolist(), rel=1e-3)
+
+
+# lme4's VerbAgg example, published in ../shared/reference/README.md (lme4 1.1.31, Laplace):
+# glmer(r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item), family = binomial).
+VERBAGG = {
+    "Intercept": (0.1992881, 0.4057765),
+    "Anger": (0.0574084, 0.0167941),
+    "Gender[T.M]": (0.3206026, 0.1915833),
+    "btype[T.scold]": (-1.0586394, 0.2570859),
+    "btype[T.shout]": (-2.1050513, 0.2590507),
+    "situ[T.self]": (-1.0552867, 0.2105328),
+}
+
+
+@pytest.mark.skipif(not _have_lme4(), reason="Rscript with lme4 not installed (the VerbAgg data ship with it)")
+def test_glmm_reproduces_lme4_verbagg(tmp_path):
+    from pathlib import Path
+
+    from study.analysis.glmm import fit_glmm
+
+    csv = tmp_path / "verbagg.csv"
+    script = Path(__file__).resolve().parent / "r" / "verbagg.R"
+    subprocess.run(["Rscript", str(script), str(csv)], check=True, capture_output=True, timeout=120)
+    d = pd.read_csv(csv)
+    res = fit_glmm("r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)", d,
+                   reference_levels={"Gender": "F", "btype": "curse", "situ": "other"})
+    fe = res.fixed_effects.set_index("term")
+    assert set(fe.index) == set(VERBAGG)
+    for term, (est, se) in VERBAGG.items():
+        assert fe.loc[term, "estimate"] == pytest.approx(est, abs=5e-4), term  # measured max 3.5e-4 (btype shout)
+        assert fe.loc[term, "se"] == pytest.approx(se, rel=5e-3), term  # measured max 0.27% (Anger)
+    assert res.random_effect_sds["id"] == pytest.approx(1.339536, abs=5e-4)
+    assert res.random_effect_sds["item"] == pytest.approx(0.495249, abs=5e-4)
+    assert res.loglik >= -4075.700245 - 1e-4  # same Laplace objective: at least glmer's maximum
+    assert res.converged and res.n_obs == 7584

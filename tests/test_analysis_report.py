@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
+import pandas as pd
 import pytest
 
 from study.analysis.simulate_reads import simulate_reads
-from study.analysis.summary import pct, pts
+from study.analysis.summary import condition_name, pct, pts
 from study.cli import main
 from study.report import analyze_reads, build_figures, render_html
 
 LEVELS = ["resident", "fellow", "consultant"]
 KEYS = {"meta", "descriptive", "glmm", "glmm_interaction_p", "marginal_effects", "reading_time", "mrmc",
-        "ai_interaction", "methods", "software", "summary", "messages"}
+        "mrmc_binary", "sizing", "agreement", "ai_interaction", "methods", "software", "summary", "messages",
+        "sensitivity"}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,8 @@ def test_results_structure(results):
     assert terms[:2] == ["Intercept", "condition[T.aided]"]
     assert "condition[T.aided]:level[T.fellow]" in terms  # patsy names, resident = reference
     assert set(g["random_effects"]) == {"reader_sd", "case_sd"}
-    assert all(set(fe) == {"term", "estimate", "se", "ci", "p"} for fe in g["fixed_effects"])
+    assert all(set(fe) == {"term", "estimate", "se", "ci", "p", "odds_ratio", "or_ci"} for fe in g["fixed_effects"])
+    assert all(fe["or_ci"][0] < fe["odds_ratio"] < fe["or_ci"][1] for fe in g["fixed_effects"])
     me = results["marginal_effects"]["aided"]
     assert [m["level"] for m in me] == [*LEVELS, "all"]
     assert all(m["or_ci_low"] < m["odds_ratio"] < m["or_ci_high"] for m in me)
@@ -39,7 +43,7 @@ def test_results_structure(results):
     assert set(mr["auc"]["auc"]["per_modality"]) == {"aided", "unaided"} and mr["n_cases"] == 60
     assert mr["auc"]["n_readers"] == 9 and mr["percent_correct"]["fom"] == "percent_correct"
     assert set(results["ai_interaction"]) == {"agreement", "switching", "switching_summary", "kappa", "roc",
-                                              "operating_points"}
+                                              "operating_points", "population"}
     assert {"python", "numpy", "scipy", "statsmodels", "plotly", "revision-reader-study"} <= set(results["software"])
 
 
@@ -51,12 +55,20 @@ def test_summary_numbers_equal_results(results):
         assert s in text
     acc = {(r["condition"], r["level"]): r["accuracy"] for r in results["descriptive"]["accuracy"]}
     assert pct(acc[("unaided", "all")]) in text and pct(acc[("aided", "all")]) in text
-    me = [m for m in results["marginal_effects"]["aided"] if m["level"] != "all"]
-    best = max(me, key=lambda m: m["pp_diff"])
-    worst = min(me, key=lambda m: m["pp_diff"])
-    assert f"largest in {best['level']} readers ({pts(best['pp_diff'])} points" in text
-    assert f"odds ratio {best['odds_ratio']:.2f}" in text
-    assert f"smallest in {worst['level']} readers ({pts(worst['pp_diff'])} points" in text
+    p = results["glmm_interaction_p"]["aided"]
+    assert f"p = {p:.3g}" in text
+    if p < results["meta"]["alpha"]:
+        me = [m for m in results["marginal_effects"]["aided"] if m["level"] != "all"]
+        best = max(me, key=lambda m: m["pp_diff"])
+        assert f"largest in {best['level']} readers ({pts(best['pp_diff'])} points" in text
+    else:  # no tested difference between levels: no "largest in" claim
+        assert "largest in" not in text and "do not show that the AI effect differs" in text
+    mr = results["mrmc"]["auc"]["rrrc"]
+    cmp = mr["comparisons"][0]
+    a, b = cmp["modalities"]
+    assert (f"AUC was {mr['per_modality'][a]['fom']:.3f} {condition_name(a)} and {mr['per_modality'][b]['fom']:.3f} "
+            f"{condition_name(b)} (difference {cmp['diff']:+.3f}, 95% CI {cmp['ci'][0]:+.3f} to {cmp['ci'][1]:+.3f}, "
+            f"p = {cmp['p']:.3g}") in text
     sw = next(r for r in results["ai_interaction"]["switching_summary"] if r["level"] == "all")
     assert f"{pct(sw['automation_bias_rate'])} were changed to a wrong answer ({sw['right_to_wrong_after_wrong_ai']} reads)" in text
 
@@ -98,3 +110,75 @@ def test_cli_bad_inputs(tmp_path, capsys):
     assert "nothing to write" in capsys.readouterr().err
     assert main(["analyze", "--json", str(tmp_path / "x.json")]) == 2
     assert "--reads FILE.csv" in capsys.readouterr().err
+
+
+def _tables_text(page: str) -> str:
+    """The report without scripts and figure divs: what a reader of the tables sees."""
+    page = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    return re.sub(r"<div id=\"fig-.*?</div>", "", page, flags=re.S)
+
+
+def test_tables_in_words_intervals_as_intervals(results):
+    from study.report import sens_spec_rows
+
+    page = _tables_text(render_html(results))
+    assert not re.search(r"\[\s*-?\d+\.\d+,\s*-?\d+\.\d+\s*\]", page)  # no raw [low, high] lists
+    assert "ci_low" not in page and " to " in page
+    rows = sens_spec_rows(results)
+    findings = {r["finding"] for r in pd.DataFrame(results["descriptive"]["sensitivity_specificity"]).to_dict("records")}
+    assert len(rows) == 2 * len(findings)  # one row per finding and measure, conditions as columns
+    assert all(" to " in r["unaided"] for r in rows)
+    mrmc = page[page.index("id='mrmc'"):page.index("id='ai'")]
+    assert "AUC" in mrmc and "aided - unaided" in mrmc  # AUC per condition and the difference
+
+
+def test_methods_describe_only_the_sections_that_ran(results):
+    assert "Obuchowski" in results["methods"] and "log(seconds)" in results["methods"]
+    reads = simulate_reads(n_readers=6, n_cases=30, seed=2).drop(columns=["confidence", "seconds"])
+    res = analyze_reads(reads, level_order=LEVELS, n_boot=100)
+    assert res["mrmc"] is None and res["reading_time"] is None
+    assert "empirical AUCs" not in res["methods"] and "log(seconds)" not in res["methods"]
+    assert "Hillis and Obuchowski" not in res["methods"]  # no sizing without the AUC MRMC
+    # the readers' abnormal calls need no confidence: the sensitivity/specificity MRMC still runs
+    assert res["mrmc_binary"]["sensitivity"] and "sensitivity and specificity" in res["methods"]
+    sizing = res["sizing"]
+    assert sizing["grid"] is None and sizing["note"].startswith("no sizing")
+    page = render_html(res)
+    assert "id='mrmc'" not in page and "id='mrmc-binary'" in page
+    assert html.escape(sizing["note"]) in page  # the report says why there is no sizing grid
+
+
+def test_report_has_the_binary_mrmc_and_sizing_sections_with_populations(results):
+    from study.report import mrmc_binary_rows, sizing_rows
+
+    sb, sz = results["mrmc_binary"], results["sizing"]
+    for section in (sb, sz):
+        assert set(section["population"]) == {"readers", "cases", "readings", "excluded"}
+    assert sb["n_readers"] == 9 and sb["n_cases"] == 60
+    assert sb["sensitivity"]["rrrc"]["per_modality"]["aided"]["fom"] > 0
+    rows = mrmc_binary_rows(sb)
+    assert {r["measure"] for r in rows} == {"Sensitivity", "Specificity"}
+    assert {r["comparison"] for r in rows} == {"unaided", "AI-aided", "AI-aided - unaided"}
+    assert all(" to " in r["95% CI"] for r in rows)
+    grid = sizing_rows(sz)
+    assert [r["readers"] for r in grid] == [f"{n} readers" for n in sz["readers"]]
+    assert all(v.endswith("%") for r in grid for k, v in r.items() if k != "readers")
+    assert sz["effect"] == pytest.approx(results["mrmc"]["auc"]["rrrc"]["comparisons"][0]["diff"])
+    page = _tables_text(render_html(results))
+    for anchor, heading in (("id='mrmc-binary'", "sensitivity and specificity"), ("id='sizing'", "Sizing")):
+        part = page[page.index(anchor):]
+        assert heading in part[:300] and "Population:" in part[:2000] and "<table" in part[:6000]
+    assert "Fewest cases for 80% power" in page
+    c = sb["sensitivity"]["rrrc"]["comparisons"][0]
+    assert "sensitivity for the abnormal call" in results["summary"] and f"p = {c['p']:.3g}" in results["summary"]
+
+
+@pytest.mark.parametrize("p, claims", [(0.97, False), (0.01, True)])
+def test_summary_names_the_largest_gain_only_when_the_test_supports_it(results, p, claims):
+    from study.analysis.summary import summary_paragraph
+
+    res = {**results, "glmm_interaction_p": {"aided": p}}
+    text = summary_paragraph(res)
+    assert ("largest in" in text) is claims
+    assert f"p = {p:.3g}" in text
+    assert ("do not show that the AI effect differs" in text) is not claims

@@ -96,7 +96,7 @@ def test_sequential_reading_hides_ai_until_the_unaided_answer_is_locked(study_db
     answer(at, "amd")
     assert not at.exception, at.exception
     # a second click of the same form (same idempotency key) stores nothing new
-    from study.web import submit_answer
+    from study.services.reader import submit_answer
     stored = count(url, Answer)
     factory = db.session_factory(db.make_engine(url))
     with factory() as s:
@@ -174,3 +174,22 @@ def test_saliency_overlay_reaches_the_viewer_in_the_saliency_arm_only(study_db):
             break
     assert seen == {"unaided", "ai", "ai_saliency"}
     assert PROBS
+
+
+def test_a_reader_added_after_the_design_sees_no_readings_yet_not_study_complete(study_db):
+    """Before the first answer a new reader has no assignments until the investigator rebuilds the design;
+    the page must not thank them for a finished study."""
+    from study.readers import add_reader
+
+    url, ids, _codes = study_db()
+    factory = db.session_factory(db.make_engine(url))
+    with factory() as s:
+        _, late_code = add_reader(s, ids["study"], display_name="Late reader", years_experience=3)
+        s.commit()
+    at = signed_in(late_code)
+    if at.get("checkbox") and any(c.key == "consent_box" for c in at.checkbox):
+        consent(at)
+    text = rendered_text(at)
+    assert not at.exception
+    assert "No readings have been assigned to you yet" in text
+    assert "Study complete" not in text

@@ -67,7 +67,7 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
         page.goto(f"{base}/reader_signin")  # the fresh server's very first request names a page
         expect(page.get_by_text("Reader sign-in").first).to_be_visible(timeout=30_000)
         _idle(page)
-        assert _nav(page) == DEMO_PAGES + SIGNIN_PAGES, "app.py's role navigation must decide, from the first request"
+        assert _nav(page) == START_PAGES + DEMO_PAGES + SIGNIN_PAGES, "app.py's role navigation must decide, from the first request"
         page.screenshot(path=OUT / "e2e_1_signin.png")
         page.locator("input[type=password]").fill(codes[0])
         page.get_by_role("button", name="Sign in").click()
@@ -112,9 +112,11 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
 
 
 E2E_USER, E2E_PASSWORD = "dr-e2e", "tour-only-pw-7Q"
+START_PAGES = ["Welcome"]  # the visitors' front door while the public demo is on (issue 13)
 DEMO_PAGES = ["Model playground", "Model evaluation", "Try the study"]
 SIGNIN_PAGES = ["Reader sign-in", "Investigator sign-in"]
-INVESTIGATOR_PAGES = ["Study set-up", "Live monitor", "Analysis and exports"]
+INVESTIGATOR_PAGES = ["Study set-up", "Live monitor", "Analysis and exports", "Study operations", "Reader detail",
+                      "Case browser", "Audit trail"]
 
 
 def _settle(page, title: str) -> None:
@@ -152,6 +154,9 @@ def _shot(page, name: str) -> None:
     page.set_viewport_size(size)
 
 
+WELCOME_TITLE = "ReVision Reader Study"
+
+
 def _open(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first.click()
     _settle(page, title)
@@ -170,18 +175,20 @@ def test_every_reachable_page_renders(server):
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         page.goto(base)
-        _settle(page, "Model playground")
-        assert _nav(page) == DEMO_PAGES + SIGNIN_PAGES
+        _settle(page, WELCOME_TITLE)
+        assert _nav(page) == START_PAGES + DEMO_PAGES + SIGNIN_PAGES
+        _shot(page, "tour_0_welcome.png")
         page.goto(f"{base}/investigator_setup")  # not served to a visitor: the default page comes instead
-        _settle(page, "Model playground")
+        _settle(page, WELCOME_TITLE)
         expect(page.get_by_text("Page not found")).to_be_visible()
         expect(page.locator("h1").filter(has_text="Study set-up")).to_have_count(0)
-        assert _nav(page) == DEMO_PAGES + SIGNIN_PAGES
+        assert _nav(page) == START_PAGES + DEMO_PAGES + SIGNIN_PAGES
         page.screenshot(path=OUT / "tour_0_investigator_url_as_visitor.png")
         page.keyboard.press("Escape")
         expect(page.get_by_text("Page not found")).to_have_count(0)
 
-        # the default page; its saliency expander computes an overlay on demand
+        # the playground; its saliency expander computes an overlay on demand
+        _open(page, "Model playground")
         expect(page.get_by_text("Input photograph")).to_be_visible(timeout=30_000)
         page.get_by_text("Saliency: where does the model look").click()
         explain = page.get_by_role("button", name="Explain")
@@ -230,7 +237,7 @@ def test_every_reachable_page_renders(server):
         _shot(page, "tour_8_monitor.png")
 
         _open(page, "Analysis and exports")
-        expect(page.get_by_text("Study report and exports")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Exports and the analysis become available once readers")).to_be_visible(timeout=30_000)
         _shot(page, "tour_9_analysis.png")
         expect(page.get_by_role("button", name="Download Long CSV")).to_have_count(0)  # nothing to export yet
 
@@ -252,4 +259,86 @@ def test_every_reachable_page_renders(server):
             exported = s.scalars(select(AuditEvent).where(AuditEvent.action == "study.exported")).all()
         assert [(e.actor, e.after["format"], e.after["file"]["bytes"]) for e in exported] == [
             (f"investigator:{E2E_USER}", "csv", Path(download.value.path()).stat().st_size)]
+        for n, title in enumerate(INVESTIGATOR_PAGES[3:], start=10):  # the study operations (issue 12)
+            _open(page, title)
+            _shot(page, f"tour_{n}_{title.lower().replace(' ', '_')}.png")
+        expect(page.get_by_role("button", name="Download these events as CSV")).to_be_visible()
         browser.close()
+
+
+@pytest.mark.parametrize("size", [(1440, 900), (1024, 768)], ids=["1440x900", "1024x768"])
+def test_the_welcome_page_is_the_front_door(server, size):
+    """A visitor's first page (issue 13): what the platform is, the way in for readers, investigators and
+    visitors (each link works), the demo disclaimer; nothing cut off at a laptop's or a small screen's size."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _, _ = server
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+        page.goto(base)
+        _settle(page, WELCOME_TITLE)
+        assert _nav(page) == START_PAGES + DEMO_PAGES + SIGNIN_PAGES
+        main = page.locator('[data-testid="stMain"]')
+        for heading in ("Readers", "Investigators", "Visitors"):
+            expect(main.locator("h3").filter(has_text=heading)).to_be_visible()
+        expect(main.get_by_text("not for clinical use").first).to_be_visible()
+        # nothing wider than the window (no horizontal scrolling, no text cut at the right)
+        assert page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollWidth <= window.innerWidth")
+        _shot(page, f"welcome_{size[0]}x{size[1]}.png")
+        for link, title in (("Reader sign-in", "Reader sign-in"), ("Investigator sign-in", "Investigator sign-in"),
+                            ("Model playground", "Model playground")):
+            page.goto(base)
+            _settle(page, WELCOME_TITLE)
+            main.get_by_role("link", name=link).click()
+            # the page's title (the playground draws it before it loads the model, which takes a while cold)
+            expect(page.locator("h1").filter(has_text=title).first).to_be_visible(timeout=90_000)
+        browser.close()
+
+
+@pytest.fixture
+def answered_server(tmp_path, tiny_cnn_checkpoint):
+    """A crossover study answered by four simulated readers (through the reader workflow), served with
+    investigator credentials from the environment."""
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    from argon2 import PasswordHasher
+
+    from study.simulate import simulate
+
+    url, ids, _ = make_study(tmp_path, design="crossover", n_cases=10, n_readers=0)
+    simulate(db.session_factory(db.make_engine(url)), ids["study"], 4, seed=3)
+    env = {"REVISION_DB_URL": url, "REVISION_APP_MODEL": "revision-tiny-cnn",
+           "REVISION_APP_CHECKPOINT": str(tiny_cnn_checkpoint), "REVISION_PUBLIC_DEMO": "off",
+           "REVISION_INVESTIGATOR_USER": E2E_USER,
+           "REVISION_INVESTIGATOR_PASSWORD_HASH": PasswordHasher().hash(E2E_PASSWORD)}
+    with streamlit_server(tmp_path, env) as (base, _proc):
+        yield base
+
+
+def test_the_investigator_downloads_the_report_with_its_mrmc_table(answered_server):
+    """Issue 12: the report the app hands out is the one analysis, MRMC table included, in colour."""
+    from playwright.sync_api import expect, sync_playwright
+
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{answered_server}/investigator_signin")
+        expect(page.get_by_role("textbox", name="User")).to_be_visible(timeout=30_000)
+        page.get_by_role("textbox", name="User").fill(E2E_USER)
+        page.get_by_role("textbox", name="Password").fill(E2E_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        _settle(page, "Study set-up")
+        _open(page, "Analysis and exports")
+        page.get_by_role("button", name="Run the analysis").click()
+        download_button = page.get_by_role("button", name="Download the HTML report")
+        expect(download_button).to_be_visible(timeout=180_000)
+        _idle(page)
+        _shot(page, "analysis_page_1440x900.png")
+        with page.expect_download(timeout=60_000) as download:
+            download_button.click()
+        html = Path(download.value.path()).read_text("utf-8")
+        browser.close()
+    assert "id='mrmc'" in html and "AUC" in html
+    assert "#000001" not in html  # Streamlit's placeholder colours never reach the report's charts

@@ -228,3 +228,134 @@ def test_errors():
         paired_delong([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], [0.1, 0.2])
     with pytest.raises(ValueError, match="NaN"):
         evaluate_scores({"dr": [0, 1, 0, 1]}, {"dr": [0.1, 0.2, np.nan, 0.4]})
+
+
+# --------------------------------------------------------------------------- labelled manifests (issue 13)
+
+FINDINGS = ["diabetic_retinopathy", "amd", "glaucoma", "rvo", "pathologic_myopia"]
+
+
+@pytest.fixture
+def photographs(tmp_path):
+    """Eight synthetic photographs (224 px) in tmp_path/imgs, as img0.png ... img7.png."""
+    from PIL import Image
+
+    from revision_core.synthetic import generate_case
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(8):
+        Image.fromarray(generate_case(100 + i, size=224).image).save(tmp_path / "imgs" / f"img{i}.png")
+    return tmp_path
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+PARTLY = """
+path,amd,glaucoma,comment
+imgs/img0.png,1,,a
+imgs/img1.png,0,1,b
+imgs/img2.png,,0,c
+imgs/img3.png,1,,d
+imgs/img4.png,0,1,e
+imgs/img5.png,,0,f
+imgs/img6.png,1,1,g
+imgs/img7.png,,,no label at all
+"""
+
+STUDY = """
+case_id,image_path,label,findings,eye
+C0,imgs/img0.png,amd,,OD
+C1,imgs/img1.png,normal,,OS
+C2,imgs/img2.png,glaucoma,amd;rvo,OD
+C3,imgs/img3.png,diabetic_retinopathy,,OD
+C4,imgs/img4.png,normal,,OS
+C5,imgs/img5.png,amd,,OD
+C6,imgs/img6.png,,,OD
+C7,imgs/img7.png,glaucoma,,OS
+"""
+
+
+def test_partly_labelled_manifest_keeps_unlabelled_cells_apart(photographs):
+    from revision_core.labelled_sets import manifest_set
+
+    data = manifest_set(_write(photographs / "partly.csv", PARTLY), FINDINGS)
+    assert list(data.labels) == ["amd", "glaucoma"]  # the missing columns are not labelled, not negative
+    assert len(data.sources) == 7 and data.sources[0] == photographs / "imgs" / "img0.png"  # img7 labels nothing
+    np.testing.assert_array_equal(data.labels["amd"], [1, 0, np.nan, 1, 0, np.nan, 1])
+    np.testing.assert_array_equal(data.labels["glaucoma"], [np.nan, 1, 0, np.nan, 1, 0, 1])
+    assert "1 rows without any label left out" in data.description
+    assert "not scored: diabetic_retinopathy, rvo, pathologic_myopia" in data.description
+
+
+def test_study_manifest_labels_every_finding_from_label_and_findings(photographs):
+    from revision_core.labelled_sets import manifest_set
+
+    data = manifest_set(_write(photographs / "manifest.csv", STUDY), FINDINGS)
+    assert list(data.labels) == FINDINGS and len(data.sources) == 7  # C6 has no label: left out
+    assert data.sources[6] == photographs / "imgs" / "img7.png"
+    np.testing.assert_array_equal(data.labels["amd"], [1, 0, 1, 0, 0, 1, 0])
+    np.testing.assert_array_equal(data.labels["glaucoma"], [0, 0, 1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(data.labels["rvo"], [0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(data.labels["pathologic_myopia"], np.zeros(7))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("path,amd\nimgs/img0.png,2\n", "must be 0, 1 or empty"),
+    ("path,drusen\nimgs/img0.png,1\n", "labels none of the label set's findings"),
+    ("path,amd\nimgs/img0.png,\n", "labels none of the label set's findings"),
+    ("file,amd\nimgs/img0.png,1\n", "neither a 'path' column"),
+    ("case_id,image_path,label\nC0,imgs/img0.png,drusen\n", "'drusen'"),
+    ("case_id,image_path,label,findings\nC0,imgs/img0.png,amd,amd;cataract\n", "row 2: 'cataract'"),
+])
+def test_manifest_errors_say_what_is_wrong(tmp_path, text, message):
+    from revision_core.labelled_sets import manifest_set
+
+    with pytest.raises(ValueError, match=message):
+        manifest_set(_write(tmp_path / "m.csv", text), FINDINGS)
+
+
+def _evaluate(manifest: Path, checkpoint: Path, capsys) -> dict:
+    from revision_core.cli import main
+
+    assert main(["evaluate", "--manifest", str(manifest), "--model", "revision-tiny-cnn", "--checkpoint",
+                 str(checkpoint), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _probabilities(checkpoint: Path, paths) -> np.ndarray:
+    from revision_core.model import load_model
+    from revision_core.zeroshot import ZeroShotClassifier
+
+    clf = ZeroShotClassifier(load_model("revision-tiny-cnn", str(checkpoint)))
+    return clf.predict_files(paths).probabilities
+
+
+def test_evaluate_scores_each_finding_on_the_images_that_label_it(photographs, tiny_cnn_checkpoint, capsys):
+    from revision_core.evaluate import auroc
+
+    manifest = _write(photographs / "partly.csv", PARTLY)
+    result = _evaluate(manifest, tiny_cnn_checkpoint, capsys)
+    assert set(result["auroc"]) == {"amd", "glaucoma"}
+    assert result["not_labelled"] == ["diabetic_retinopathy", "rvo", "pathologic_myopia"]
+    assert (result["auroc"]["amd"]["n_pos"], result["auroc"]["amd"]["n_neg"]) == (3, 2)  # empties are not negatives
+    assert (result["auroc"]["glaucoma"]["n_pos"], result["auroc"]["glaucoma"]["n_neg"]) == (3, 2)
+    probs = _probabilities(tiny_cnn_checkpoint, [photographs / "imgs" / f"img{i}.png" for i in (0, 1, 3, 4, 6)])
+    assert result["auroc"]["amd"]["auc"] == pytest.approx(auroc([1, 0, 1, 0, 1], probs[:, FINDINGS.index("amd")]))
+    aucs = [e["auc"] for e in result["auroc"].values()]
+    assert result["mean_auroc"] == pytest.approx(sum(aucs) / len(aucs))
+
+
+def test_evaluate_reads_the_study_manifest(photographs, tiny_cnn_checkpoint, capsys):
+    from revision_core.evaluate import auroc
+
+    result = _evaluate(_write(photographs / "manifest.csv", STUDY), tiny_cnn_checkpoint, capsys)
+    assert result["n"] == 7 and set(result["auroc"]) == set(FINDINGS) and "not_labelled" not in result
+    assert (result["auroc"]["amd"]["n_pos"], result["auroc"]["amd"]["n_neg"]) == (3, 4)
+    assert result["auroc"]["pathologic_myopia"]["auc"] is None  # no positive: noted, left out of the mean
+    paths = [photographs / "imgs" / f"img{i}.png" for i in (0, 1, 2, 3, 4, 5, 7)]
+    probs = _probabilities(tiny_cnn_checkpoint, paths)
+    assert result["auroc"]["glaucoma"]["auc"] == pytest.approx(
+        auroc([0, 0, 1, 0, 0, 0, 1], probs[:, FINDINGS.index("glaucoma")]))

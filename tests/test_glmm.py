@@ -222,3 +222,71 @@ def test_lmm_recovers_time_effect_and_rejects_nonpositive_times():
     assert row.time_ratio == pytest.approx(np.exp(row.estimate))
     with pytest.raises(ValueError, match="positive"):
         fit_lmm_log_time("seconds ~ condition", df.assign(seconds=0.0))
+
+
+# --- cases nested in patients (two eyes per patient) ------------------------------------------
+
+NESTED = "correct ~ condition * level + (1|reader) + (1|patient/case)"
+
+
+def _two_eyes(n_readers=6, n_patients=40, seed=3, crossed=True) -> pd.DataFrame:
+    """Each patient has eyes 'OD' and 'OS' (ids repeat across patients, as in a manifest) sharing a
+    patient effect; fully crossed (every eye read unaided and aided) or split by patient."""
+    rng = np.random.default_rng(seed)
+    b_r, b_p, b_e = rng.normal(0, 0.3, n_readers), rng.normal(0, 1.0, n_patients), rng.normal(0, 0.5, (n_patients, 2))
+    arm = rng.permutation(np.arange(n_patients) % 2)
+    rows = [(r, p, e, a) for r in range(n_readers) for p in range(n_patients) for e in (0, 1)
+            for a in ((0, 1) if crossed else (arm[p],))]
+    r, p, e, a = (np.array(x) for x in zip(*rows))
+    eta = 0.5 + 0.5 * a + 0.2 * (r % 2) + b_r[r] + b_p[p] + b_e[p, e]
+    return pd.DataFrame({"reader": [f"R{i}" for i in r], "level": np.where(r % 2, "senior", "junior"),
+                         "patient": [f"P{i:02d}" for i in p], "case": np.where(e == 0, "OD", "OS"),
+                         "condition": np.where(a == 1, "aided", "unaided"),
+                         "correct": (rng.random(len(eta)) < expit(eta)).astype(int)})
+
+
+def test_nested_patients_matches_glmer():
+    if not glmer_available():
+        pytest.skip(INSTALL_HINT)
+    df = _two_eyes(n_readers=8, n_patients=60, crossed=False)  # the patient clustering matters here
+    ours = fit_glmm(NESTED, df)
+    ref = run_glmer(df, NESTED)
+    assert ref["converged"] and ours.converged
+    fe = ours.fixed_effects.set_index("term")
+    assert sorted(fe.index) == sorted(r["term"] for r in ref["fixed_effects"])
+    for r in ref["fixed_effects"]:
+        assert abs(fe.loc[r["term"]].estimate - r["estimate"]) < 2e-3, r
+        assert abs(fe.loc[r["term"]].se / r["se"] - 1) < 0.02, r
+    # lme4 names the inner factor "case:patient"; so do we
+    for g in ("reader", "patient", "case:patient"):
+        assert ours.random_effect_sds[g] == pytest.approx(ref["random_effects"][f"{g}_sd"], abs=2e-3), g
+    assert ours.loglik > ref["loglik"] - 1e-3  # same Laplace objective; ours is maximised at least as far
+
+
+def test_nested_term_expands_to_patient_and_case_within_patient():
+    df = _two_eyes(n_readers=4, n_patients=30, seed=5)
+    res = fit_glmm(NESTED, df)
+    assert res.groups == ("reader", "patient", "case:patient")
+    assert res.n_groups == {"reader": 4, "patient": 30, "case:patient": 60}  # 'OD'/'OS' alone would be 2 cases
+    assert set(res.to_dict()["random_effects"]) == {"reader_sd", "patient_sd", "case:patient_sd"}
+    # with case ids already unique, (1|patient/case) is (1|patient) + (1|case)
+    unique = df.assign(case=df.patient + df.case)
+    a = fit_glmm(NESTED, unique)
+    b = fit_glmm("correct ~ condition * level + (1|reader) + (1|patient) + (1|case)", unique)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    np.testing.assert_allclose(a.fixed_effects.estimate, b.fixed_effects.estimate, atol=1e-5)
+    me = res.marginal_effects(by="level")
+    assert list(me.level) == ["junior", "senior"] and np.isfinite(me.pp_diff).all()
+    with pytest.raises(ValueError, match="patient"):
+        fit_glmm(NESTED, df.drop(columns="patient"))
+
+
+def test_ignoring_patients_understates_the_se_of_a_between_patient_effect():
+    # Split design: each patient's two eyes are read in one arm, so the AI effect compares patients.
+    # Coverage (clustered ~95%, naive ~89%) is measured in bench/bench_cluster_coverage.py.
+    df = _two_eyes(n_readers=6, n_patients=60, seed=8, crossed=False)
+    nested = fit_glmm("correct ~ condition + (1|reader) + (1|patient/case)", df)
+    naive = fit_glmm("correct ~ condition + (1|reader) + (1|case)", df.assign(case=df.patient + df.case))
+    se = lambda f: f.fixed_effects.set_index("term").loc["condition[T.aided]", "se"]  # noqa: E731
+    assert nested.random_effect_sds["patient"] > 0.5
+    assert se(nested) > 1.1 * se(naive)

@@ -1,4 +1,5 @@
-"""The layering the design promises: pages -> study -> revision_core, never the other way round."""
+"""The layering the design promises: pages -> services (one per page) -> study -> revision_core, never the
+other way round."""
 from __future__ import annotations
 
 import ast
@@ -38,3 +39,55 @@ def test_pages_hold_no_sql_or_torch(folder, forbidden):
     offenders = {str(p.relative_to(REPO)): sorted(_imported_modules(p) & forbidden)
                  for p in (REPO / folder).rglob("*.py") if _imported_modules(p) & forbidden}
     assert not offenders, f"pages must call study/revision_core instead: {offenders}"
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Full dotted names a file imports, with ``from X import y`` as both ``X`` and ``X.y``."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+SERVICES = {p.stem for p in (REPO / "study" / "services").glob("*.py") if not p.stem.startswith("_")}
+
+
+def _services(path: Path) -> set[str]:
+    return {name.split(".")[2] for name in _imported_names(path)
+            if name.startswith("study.services.") and name.split(".")[2] in SERVICES}
+
+
+def test_each_page_calls_one_service():
+    offenders = {str(p.relative_to(REPO)): sorted(_services(p)) for p in (REPO / "pages").glob("*.py")
+                 if len(_services(p)) > 1}
+    assert not offenders, f"a page talks to one service (reader, investigator, sign-in, analysis): {offenders}"
+
+
+def test_pages_import_only_the_shared_page_helpers():
+    """A page may use ``pages._shared``-style helpers, never another page's module."""
+    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imported_names(p) if n.startswith("pages.")
+                                                  and n.count(".") == 1 and not n.split(".")[1].startswith("_"))
+                 for p in (REPO / "pages").glob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_services_sit_above_the_library():
+    """Only the commands call a service; the library below does not."""
+    below = [p for p in (REPO / "study").rglob("*.py")
+             if p.relative_to(REPO).parts[1] not in ("services", "commands")]
+    offenders = sorted(str(p.relative_to(REPO)) for p in below
+                       if any(n == "study.services" or n.startswith("study.services.") for n in _imported_names(p)))
+    assert not offenders, f"library modules must not import a service: {offenders}"
+
+
+def test_the_old_web_module_stays_gone():
+    """``study/web.py`` mixed three audiences; its code now lives in ``study/services``."""
+    files = [*REPO.glob("*.py"),
+             *(p for folder in ("pages", "study", "tests", "bench") for p in (REPO / folder).rglob("*.py"))]
+    assert not (REPO / "study" / "web.py").exists()
+    users = {str(p.relative_to(REPO)) for p in files if "study.web" in _imported_names(p)}
+    assert not users, f"import study.services.* (study.web is gone): {users}"

@@ -361,3 +361,41 @@ def test_saliency_check_cli_prints_the_table_as_json(tmp_path, capsys):
     assert set(out["methods"]["gradcam"]) >= {"pointing_game", "energy_in_mask", "deletion_auc", "random_deletion_auc"}
     assert set(out["per_finding"]) == {"diabetic_retinopathy", "amd"}
     assert main(args[:4] + ["lime"] + args[6:]) == 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_progress_is_reported_and_leaves_the_map_unchanged(cnn, fundus, method):
+    """Every method reports its progress (fractions rising to 1.0) for the playground's progress bar, and
+    counting the passes changes nothing in the map."""
+    loaded, clf = cnn
+    kwargs = {"steps": 4, "internal_batch_size": 2, "nt_samples": 2, "window": 32, "stride": 32}
+    if method == "gradcam":
+        kwargs = {}
+    seen = []
+    with_progress = explain(loaded, clf, fundus[0], "amd", method, progress=seen.append, **kwargs)
+    plain = explain(loaded, clf, fundus[0], "amd", method, **kwargs)
+    np.testing.assert_array_equal(with_progress.map, plain.map)
+    assert seen[-1] == 1.0 and seen == sorted(seen) and all(0 < f <= 1 for f in seen)
+    if method != "gradcam":
+        assert len(seen) >= 3  # several steps, not a jump from nothing to done
+
+
+def test_threads_setting_is_applied_for_the_call_only(cnn, fundus):
+    import torch
+
+    loaded, clf = cnn
+    before = torch.get_num_threads()
+    seen = []
+    explain(loaded, clf, fundus[0], "amd", "gradcam", threads=1,
+            progress=lambda f: seen.append(torch.get_num_threads()))
+    assert seen[0] == 1 and torch.get_num_threads() == before
+
+
+def test_describe_params_says_the_settings_in_words():
+    from revision_core.saliency import describe_params, method_params
+
+    assert describe_params("smoothgrad", method_params("smoothgrad", steps=8, nt_samples=4)) == \
+        "8 steps, 4 noisy copies (noise 0.15), blurred baseline"
+    assert describe_params("occlusion", method_params("occlusion", window=32, stride=32)) == \
+        "32 px window, stride 32 px, blurred baseline"
+    assert describe_params("gradcam", method_params("gradcam")) == ""

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_FILES = ["pages/demo_playground.py", "pages/demo_evaluation.py", "pages/demo_try_study.py"]
 # what a demo page shows of the model: any of these on screen means the model reached the visitor
 MODEL_MARKERS = ["Model:", "Demo model", "probability", "Model playground", "Model evaluation", "Try the study"]
+WELCOME = "ReVision Reader Study"  # the welcome page's title: the default page while the demo is on (issue 13)
 ANSWER = {"primary_diagnosis": "amd", "confidence": 70, "referral": True}
 
 
@@ -247,8 +248,9 @@ def test_the_demo_pages_come_back_when_no_unaided_reading_is_left(live_study):
     study_mode.clear_cache()
     at = _app()
     assert not at.exception, at.exception
-    assert at.title[0].value == "Model playground"
-    assert _nav_files(at) == DEMO_FILES + ["pages/reader_signin.py", "pages/investigator_signin.py"]
+    assert at.title[0].value == WELCOME  # the visitors' front door while the demo is on (issue 13)
+    assert _nav_files(at) == ["pages/welcome.py"] + DEMO_FILES + ["pages/reader_signin.py", "pages/investigator_signin.py"]
+    at.switch_page("pages/demo_playground.py").run()
     assert any(c.value.startswith("Model:") for c in at.caption) and len(at.get("plotly_chart")) == 1
 
 
@@ -262,13 +264,13 @@ def test_the_demo_pages_come_back_when_the_readers_are_revoked(live_study):
         s.commit()
     study_mode.clear_cache()
     at = _app()
-    assert at.title[0].value == "Model playground" and _nav_files(at)[:3] == DEMO_FILES
+    assert at.title[0].value == WELCOME and _nav_files(at)[1:4] == DEMO_FILES
 
 
 def test_on_and_off_override_auto(live_study, monkeypatch, tmp_path):
     monkeypatch.setenv("REVISION_PUBLIC_DEMO", "on")  # a live study, shown anyway
     at = _app()
-    assert at.title[0].value == "Model playground" and _nav_files(at)[:3] == DEMO_FILES
+    assert at.title[0].value == WELCOME and _nav_files(at)[1:4] == DEMO_FILES
     monkeypatch.setenv("REVISION_DB_URL", f"sqlite:///{tmp_path / 'none' / 'absent.sqlite'}")
     monkeypatch.setenv("REVISION_PUBLIC_DEMO", "off")  # no study at all, hidden anyway
     at = _app()
@@ -285,7 +287,7 @@ def test_the_environment_beats_secrets_toml_in_the_app(monkeypatch):
     assert at.title[0].value == "Reader sign-in" and not any("demo_" in f for f in _nav_files(at))
     monkeypatch.setenv("REVISION_PUBLIC_DEMO", "on")
     at = _app()
-    assert at.title[0].value == "Model playground"
+    assert at.title[0].value == WELCOME
 
 
 def test_an_invalid_setting_stops_the_app_with_a_clear_error(monkeypatch):

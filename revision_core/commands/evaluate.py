@@ -11,7 +11,8 @@ from ._model_args import add_model_arguments, load_classifier
 def configure(p) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--synthetic", type=int, metavar="N", help="evaluate on N fresh synthetic cases")
-    source.add_argument("--manifest", help="CSV of labelled images: 'path' + one 0/1 column per finding")
+    source.add_argument("--manifest", help="CSV of labelled images: 'path' + a 0/1 column for any of the findings "
+                        "(empty = not labelled), or the study's manifest (case_id, image_path, label, findings)")
     p.add_argument("--seed", type=int, default=0, help="offset of the synthetic evaluation seeds")
     p.add_argument("--size", type=int, help="synthetic image size in px (default: the model's input size)")
     add_model_arguments(p)
@@ -51,10 +52,17 @@ def run(args) -> int:
             keep = np.array([i not in errors for i in range(len(data.sources))])
             probs = probs[keep]
             data.labels = {k: v[keep] for k, v in data.labels.items()}
-    scores = {f: probs[:, j] for j, f in enumerate(findings)}
-    result = evaluate_scores(data.labels, scores)
+    data.labels = {f: y for f, y in data.labels.items() if (~np.isnan(np.asarray(y, dtype=float))).any()}
+    scores = {f: probs[:, j] for j, f in enumerate(findings) if f in data.labels}
+    labelled = {f: ~np.isnan(np.asarray(y, dtype=float)) for f, y in data.labels.items()}
+    # each finding is scored on the images that label it: an unlabelled cell is never a negative
+    result = evaluate_scores({f: np.asarray(y, dtype=float)[labelled[f]].astype(int) for f, y in data.labels.items()},
+                             {f: s[labelled[f]] for f, s in scores.items()})
     result = {"model": clf.loaded.card.to_dict(), "label_set": clf.label_set.name, "data": data.description,
               "n": int(len(probs)), **result}
+    not_labelled = [f for f in findings if f not in data.labels]
+    if not_labelled:
+        result["not_labelled"] = not_labelled
     if data.grades:
         result["by_grade"] = grade_breakdown(data.labels, scores, data.grades)
     if errors:
@@ -67,5 +75,8 @@ def run(args) -> int:
             auc = "n/a" if r["auc"] is None else f"{r['auc']:.3f}"
             ci = "" if not r.get("ci") else f" (95% CI {r['ci'][0]:.3f}-{r['ci'][1]:.3f})"
             print(f"  {f:24s} AUROC {auc}{ci}")
-        print(f"  mean AUROC {result['mean_auroc']:.3f}")
+        if not_labelled:
+            print(f"  not labelled, so not scored: {', '.join(not_labelled)}")
+        mean = "n/a" if result["mean_auroc"] is None else f"{result['mean_auroc']:.3f}"
+        print(f"  mean AUROC {mean}")
     return 0

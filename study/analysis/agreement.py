@@ -5,13 +5,19 @@ off; QWK weighs disagreements by the squared grade distance and corrects for cha
 as numbers, QWK = 1 - mean((x - y)^2) / (var(x) + var(y) + (mean(x) - mean(y))^2) (population
 moments), which equals Cohen's kappa with quadratic weights over any label set containing both
 raters' grades; this closed form also takes case weights, so a bootstrap over cases is one matrix
-product. CIs: percentile bootstrap resampling cases (readings are correlated within a case).
+product. CIs: percentile bootstrap resampling cases (readings are correlated within a case), or
+whole patients with ``cluster="patient"`` when a patient's photographs (two eyes) are in the study,
+since their grades are correlated too; all tables of one call share the same bootstrap draws, so
+aided - unaided differences are paired. Between readers: mean QWK over reader pairs (within a
+level: pairs of readers of that level) on the cases both read in that condition.
 
-Inputs are :func:`study.analysis.reads.load_reads` frames with ``answer_grade`` and ``truth_grade``.
+Inputs are :func:`study.analysis.reads.load_reads` frames with ``answer_grade`` and ``truth_grade``;
+:func:`ordinal_agreement` returns every table as an :class:`AgreementResult` with ``to_dict``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -20,7 +26,8 @@ import pandas as pd
 from study.analysis.descriptive import ALL
 from study.analysis.reads import UNAIDED
 
-__all__ = ["quadratic_weighted_kappa", "qwk_vs_reference", "qwk_between_readers", "qwk_summary"]
+__all__ = ["AgreementResult", "ordinal_agreement", "quadratic_weighted_kappa", "qwk_between_readers",
+           "qwk_summary", "qwk_vs_reference"]
 
 
 def _weighted_qwk(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -46,9 +53,28 @@ def quadratic_weighted_kappa(a, b) -> float:
     return float(_weighted_qwk(x, y, np.ones((1, len(x))))[0])
 
 
-def _case_weights(cases: pd.Index, n_boot: int, seed: int) -> np.ndarray:
+def _case_weights(cases: pd.Index, n_boot: int, seed: int, unit_of: np.ndarray | None = None) -> np.ndarray:
+    """(n_boot, n_cases) multiplicities: cases resampled, or their clusters (``unit_of[i]`` = unit code)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(len(cases), np.full(len(cases), 1 / len(cases)), size=n_boot).astype(float)
+    if unit_of is None:
+        return rng.multinomial(len(cases), np.full(len(cases), 1 / len(cases)), size=n_boot).astype(float)
+    n_units = int(unit_of.max()) + 1
+    units = rng.multinomial(n_units, np.full(n_units, 1 / n_units), size=n_boot).astype(float)
+    return units[:, unit_of]
+
+
+def _resampling(sub: pd.DataFrame, cases: pd.Index, cluster: str | None) -> tuple[np.ndarray | None, int]:
+    """Unit code per case (None = the cases themselves) and the number of units."""
+    if cluster is None or cluster == "case":
+        return None, len(cases)
+    if cluster not in sub.columns:
+        raise ValueError(f"cluster column {cluster!r} is not in the reads; have {list(sub.columns)}")
+    per_case = sub.groupby("case", observed=True)[cluster].agg(lambda v: v.dropna().unique().tolist())
+    bad = [c for c, v in per_case.items() if len(v) != 1]
+    if bad:
+        raise ValueError(f"each case needs exactly one {cluster!r}; cases {bad[:5]} have none or several")
+    codes, uniques = pd.factorize(per_case.reindex(cases).map(lambda v: v[0]), sort=True)
+    return codes.astype(np.intp), len(uniques)
 
 
 def _ci(boot: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -65,16 +91,18 @@ def _graded(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["answer_grade"].notna() & df["truth_grade"].notna()]
 
 
-def qwk_vs_reference(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+def qwk_vs_reference(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                     cluster: str | None = None) -> pd.DataFrame:
     """QWK of the readers' grades against the reference by condition x level (and 'all'), pooling reads,
-    with the mean of per-reader QWKs and a case-bootstrap CI of the pooled value; plus, per aided
-    condition, the aided - unaided difference (same bootstrap draws)."""
+    with the mean of per-reader QWKs and a bootstrap CI of the pooled value (resampling cases, or the
+    ``cluster`` column's units, e.g. patients); plus, per aided condition, the aided - unaided
+    difference (same bootstrap draws) in ``attrs["differences"]``."""
     sub = _graded(df)
     cols = ["condition", "level", "n_reads", "n_readers", "qwk", "ci_low", "ci_high", "mean_reader_qwk"]
     if sub.empty:
         return pd.DataFrame(columns=cols)
     cases = pd.Index(sorted(pd.unique(sub["case"])))
-    W = _case_weights(cases, n_boot, seed)
+    W = _case_weights(cases, n_boot, seed, _resampling(sub, cases, cluster)[0])
     levels = [ALL, *[str(x) for x in df["level"].cat.categories]]
     rows, boots = [], {}
     for cond in [str(c) for c in df["condition"].cat.categories]:
@@ -105,52 +133,112 @@ def qwk_vs_reference(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
     return out
 
 
-def qwk_between_readers(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Mean pairwise QWK between readers per condition (pairs over the cases both read in that
-    condition), with a case-bootstrap CI."""
+def qwk_between_readers(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                        cluster: str | None = None) -> pd.DataFrame:
+    """Mean pairwise QWK between readers per condition x level ('all': every pair of readers; a level:
+    pairs of readers of that level), each pair over the cases both read in that condition, with a
+    bootstrap CI (cases, or ``cluster`` units, resampled)."""
     sub = df[df["answer_grade"].notna()] if "answer_grade" in df.columns else df.iloc[:0]
-    cols = ["condition", "n_readers", "n_pairs", "mean_pairwise_qwk", "ci_low", "ci_high"]
+    cols = ["condition", "level", "n_readers", "n_pairs", "mean_pairwise_qwk", "ci_low", "ci_high"]
     if sub.empty:
         return pd.DataFrame(columns=cols)
     cases = pd.Index(sorted(pd.unique(sub["case"])))
-    W = _case_weights(cases, n_boot, seed)
+    W = _case_weights(cases, n_boot, seed, _resampling(sub, cases, cluster)[0])
+    level_of = sub.drop_duplicates("reader").set_index("reader")["level"].astype(str) if "level" in sub else None
+    levels = [ALL] + ([str(x) for x in df["level"].cat.categories] if level_of is not None else [])
     rows = []
     for cond in [str(c) for c in df["condition"].cat.categories]:
         part = sub[sub["condition"].astype(str) == cond].drop_duplicates(["reader", "case"])
         grid = part.pivot(index="reader", columns="case", values="answer_grade").reindex(columns=cases)
         G = grid.to_numpy(float)
-        points, boot_sum, boot_n = [], np.zeros(n_boot), np.zeros(n_boot)
+        pair_k, pair_boot = {}, {}
         for i, j in combinations(range(len(G)), 2):
             both = np.isfinite(G[i]) & np.isfinite(G[j])
             if both.sum() < 2:
                 continue
             x, y = G[i, both], G[j, both]
             k = quadratic_weighted_kappa(x, y)
-            if not np.isfinite(k):
+            if np.isfinite(k):
+                pair_k[(i, j)], pair_boot[(i, j)] = k, _weighted_qwk(x, y, W[:, both])
+        for lev in levels:
+            members = set(range(len(G))) if lev == ALL else {
+                n for n, r in enumerate(grid.index) if level_of is not None and level_of.get(r) == lev}
+            pairs = [p for p in pair_k if p[0] in members and p[1] in members]
+            if not pairs:
                 continue
-            points.append(k)
-            b = _weighted_qwk(x, y, W[:, both])
-            ok = np.isfinite(b)
-            boot_sum[ok] += b[ok]
-            boot_n[ok] += 1
-        if not points:
-            continue
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot = boot_sum / boot_n
-        lo, hi = _ci(boot, alpha)
-        rows.append({"condition": cond, "n_readers": len(G), "n_pairs": len(points),
-                     "mean_pairwise_qwk": float(np.mean(points)), "ci_low": lo, "ci_high": hi})
+            B = np.vstack([pair_boot[p] for p in pairs])
+            with np.errstate(invalid="ignore", divide="ignore"):  # mean over the pairs defined in each draw
+                ok = np.isfinite(B)
+                boot = np.where(ok, B, 0.0).sum(0) / ok.sum(0)
+            lo, hi = _ci(boot, alpha)
+            rows.append({"condition": cond, "level": lev, "n_readers": len({r for p in pairs for r in p}),
+                         "n_pairs": len(pairs), "mean_pairwise_qwk": float(np.mean([pair_k[p] for p in pairs])),
+                         "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=cols)
 
 
-def qwk_summary(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
-    """Both QWK tables and the aided - unaided differences, for the report."""
-    ref = qwk_vs_reference(df, n_boot=n_boot, seed=seed, alpha=alpha)
+def qwk_summary(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                cluster: str | None = None) -> dict:
+    """Both QWK tables and the aided - unaided differences, for the report (DataFrames)."""
+    ref = qwk_vs_reference(df, n_boot=n_boot, seed=seed, alpha=alpha, cluster=cluster)
     diffs = ref.attrs.get("differences", pd.DataFrame())
     ref.attrs = {}
     return {"vs_reference": ref, "differences": diffs,
-            "between_readers": qwk_between_readers(df, n_boot=n_boot, seed=seed, alpha=alpha),
+            "between_readers": qwk_between_readers(df, n_boot=n_boot, seed=seed, alpha=alpha, cluster=cluster),
             "mean_grade_distance": _distance(df)}
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    out = []
+    for row in frame.to_dict(orient="records"):
+        out.append({k: (None if isinstance(v, float) and not np.isfinite(v) else
+                        v.item() if isinstance(v, np.generic) else v) for k, v in row.items()})
+    return out
+
+
+@dataclass
+class AgreementResult:
+    """Ordinal agreement tables (QWK) and how their CIs were made; ``to_dict`` is JSON-ready."""
+
+    vs_reference: pd.DataFrame
+    differences: pd.DataFrame
+    between_readers: pd.DataFrame
+    mean_grade_distance: pd.DataFrame
+    resampled: str
+    n_units: int
+    n_boot: int
+    alpha: float
+    seed: int
+    method: str = field(default="")
+
+    def to_dict(self) -> dict:
+        return {"vs_reference": _records(self.vs_reference), "differences": _records(self.differences),
+                "between_readers": _records(self.between_readers),
+                "mean_grade_distance": _records(self.mean_grade_distance),
+                "ci": {"method": "percentile bootstrap", "resampled": self.resampled, "n_units": int(self.n_units),
+                       "n_boot": int(self.n_boot), "alpha": float(self.alpha), "seed": int(self.seed)},
+                "method": self.method}
+
+
+def ordinal_agreement(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                      cluster: str | None = "auto") -> AgreementResult:
+    """QWK against the reference and between readers, by condition and level, with bootstrap CIs.
+
+    ``cluster="auto"`` resamples patients when the reads carry a ``patient`` column (two eyes of one
+    patient are not independent), else cases; ``None``/"case" always resamples cases.
+    """
+    sub = _graded(df)
+    if cluster == "auto":
+        cluster = "patient" if "patient" in df.columns and df["patient"].notna().any() else None
+    cases = pd.Index(sorted(pd.unique(sub["case"]))) if not sub.empty else pd.Index([])
+    n_units = _resampling(sub, cases, cluster)[1] if len(cases) else 0
+    tables = qwk_summary(df, n_boot=n_boot, seed=seed, alpha=alpha, cluster=cluster)
+    unit = "patients" if cluster == "patient" else (f"{cluster} clusters" if cluster not in (None, "case") else "cases")
+    method = (f"Quadratic-weighted kappa (Cohen's kappa with weights (i - j)^2) of grades; {100 * (1 - alpha):g}% "
+              f"percentile bootstrap CIs from {n_boot} resamples of {n_units} {unit}, the same draws for every "
+              "table so aided - unaided differences are paired.")
+    return AgreementResult(**tables, resampled=cluster or "case", n_units=n_units, n_boot=n_boot, alpha=alpha,
+                           seed=seed, method=method)
 
 
 def _distance(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 Why separate from accuracy: a gain in accuracy can hide harmful switches (right -> wrong after a
 wrong suggestion); reporting them by experience level is what tells whether juniors defer to the
-AI. Inputs are :func:`study.analysis.reads.load_reads` frames; each function documents the
+AI. Inputs are :func:`study.analysis.reads.prepare_reads` frames; each function documents the
 optional columns it needs and returns an empty result (not an error) when they are absent.
 """
 
@@ -75,7 +75,7 @@ def switching_table(df: pd.DataFrame) -> pd.DataFrame:
     """Counts of (AI correct, before, after) in the sequential design, by level and 'all'.
 
     Needs ``step`` (1 unaided, 2 aided re-read of the same reader x case); the AI's correctness
-    comes from ``ai_correct`` (derived from ``ai_label == reference`` by ``load_reads``) and is
+    comes from ``ai_correct`` (derived from ``ai_label == reference`` by ``prepare_reads``) and is
     'unknown' without it. ``before``/``after`` are 'right'/'wrong'.
     """
     cols = ["aided_condition", "level", "ai_correct", "before", "after", "n"]
@@ -197,7 +197,7 @@ def ai_roc(df: pd.DataFrame) -> dict | None:
 def reader_operating_points(df: pd.DataFrame) -> pd.DataFrame:
     """Each reader's sensitivity and 1 - specificity per condition for abnormal vs normal.
 
-    Needs ``call`` (0/1 reader says abnormal; ``load_reads`` derives it from ``answer``) and
+    Needs ``call`` (0/1 reader says abnormal; ``prepare_reads`` derives it from ``answer``) and
     ``truth``.
     """
     cols = ["reader", "level", "condition", "sensitivity", "fpr", "n_abnormal", "n_normal"]

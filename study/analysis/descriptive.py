@@ -4,7 +4,7 @@ Why a cluster bootstrap for the differences: reads are correlated within readers
 cases, so a binomial CI on pooled reads is far too narrow for aided - unaided. Resampling readers
 (within experience level, keeping the design's level sizes) and cases independently (two-way
 bootstrap) respects both sources of correlation without a model; the GLMM is the model-based
-counterpart. All functions take the frame returned by :func:`study.analysis.reads.load_reads`.
+counterpart. All functions take the frame returned by :func:`study.analysis.reads.prepare_reads`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ output for the Van Dyke data is reproduced exactly:
   untruncated FRRC denominator; all agree whenever ``Cov2 >= Cov3``.
 
 The figure of merit is pluggable (:data:`FIGURES_OF_MERIT`): it only has to give the reader x
-modality values and their leave-one-case-out values; the OR machinery is the same for all.
+modality values and their leave-one-case-out values; the OR machinery is the same for all. Binary
+figures of merit (sensitivity, specificity, pc) are in :mod:`study.analysis.mrmc_binary`, the
+unbiased U-statistic covariance for incomplete designs in :mod:`study.analysis.ustat`, and the
+jackknife over patients (``cluster``) in :mod:`study.analysis.mrmc_patients`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from revision_core.evaluate import placement_values
+from study.analysis import mrmc_binary, mrmc_patients, ustat
 from study.analysis._io import read_table
 
 __all__ = [
@@ -43,7 +47,9 @@ __all__ = [
     "ModalityEstimate",
     "ORTest",
     "VarianceComponents",
+    "BINARY_FIGURES_OF_MERIT",
     "auc_jackknife",
+    "binary_mrmc_analysis",
     "delong_covariance",
     "empirical_auc",
     "load_crossed",
@@ -51,7 +57,7 @@ __all__ = [
     "or_components",
 ]
 
-COVARIANCE_METHODS = ("jackknife", "delong")
+COVARIANCE_METHODS = ("jackknife", "delong", "unbiased")
 _KEYS = ("reader", "modality", "case")
 
 
@@ -67,8 +73,14 @@ class CrossedData:
     modalities: tuple
     readers: tuple
     cases: tuple
-    values: np.ndarray  # (t, r, c): ratings (AUC) or 0/1 correct (percent correct)
+    values: np.ndarray  # (t, r, c): ratings (AUC), 0/1 correct or 0/1 call; NaN = not read
     truth: np.ndarray | None  # (c,) 0/1, or None when the figure of merit needs no truth
+    cluster: np.ndarray | None = None  # (c,) patient code 0..g-1 per case, when clustered
+    clusters: tuple = ()  # patient labels, in code order
+
+    @property
+    def complete(self) -> bool:
+        return not np.isnan(self.values).any()
 
 
 def _sorted_labels(series: pd.Series) -> tuple:
@@ -84,28 +96,38 @@ def _show(items: list, limit: int = 10) -> str:
     return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
+_MEANING = {"truth": "diseased", "call": "positive (the reader calls it diseased)"}
+
+
 def _require_binary(df: pd.DataFrame, column: str) -> pd.Series:
     values = pd.to_numeric(df[column], errors="coerce")
     bad = df.index[~values.isin([0, 1])].tolist()
     if bad:
         raise ValueError(
             f"column {column!r} must be 0 or 1 on every row; {len(bad)} row(s) are not "
-            f"(first rows: {_show(bad, 5)}). Recode it as 1 = {'diseased' if column == 'truth' else 'correct'}, "
+            f"(first rows: {_show(bad, 5)}). Recode it as 1 = {_MEANING.get(column, 'correct')}, "
             "0 = otherwise."
         )
     return values.astype(int)
 
 
 def load_crossed(
-    data: pd.DataFrame | str | Path, value_column: str, needs_truth: bool, fom: str | None = None
+    data: pd.DataFrame | str | Path,
+    value_column: str,
+    needs_truth: bool,
+    fom: str | None = None,
+    *,
+    complete: bool = True,
+    cluster: str | None = None,
 ) -> CrossedData:
     """Validate a long-format study table and reshape it to ``(modality, reader, case)`` arrays.
 
     Raises ValueError saying what is wrong and how to fix it, because a silently unbalanced or
-    mislabelled design would give a wrong p-value rather than an error.
+    mislabelled design would give a wrong p-value rather than an error. ``complete=False`` lets
+    readers skip cases (unread cells are NaN); ``cluster`` names the patient column.
     """
     data = read_table(data, "input file")
-    required = [*_KEYS, *(("truth",) if needs_truth else ()), value_column]
+    required = [*_KEYS, *(("truth",) if needs_truth else ()), value_column, *((cluster,) if cluster else ())]
     missing = [c for c in required if c not in data.columns]
     if missing:
         for_fom = "" if fom is None else f"for fom={fom!r} "
@@ -123,8 +145,8 @@ def load_crossed(
             "fill them in or remove those rows (the design must stay fully crossed)."
         )
 
-    if value_column == "correct":
-        values = _require_binary(df, "correct").to_numpy(dtype=float)
+    if value_column in ("correct", "call"):
+        values = _require_binary(df, value_column).to_numpy(dtype=float)
     else:
         values = pd.to_numeric(df[value_column], errors="coerce")
         bad = df.index[values.isna() | ~np.isfinite(values)].tolist()
@@ -157,6 +179,19 @@ def load_crossed(
             )
         truth = tvals.groupby(df["case"]).first().reindex(list(cases)).to_numpy(dtype=int)
 
+    codes, clusters = None, ()
+    if cluster:
+        per_case = df.groupby("case")[cluster].nunique()
+        split = per_case.index[per_case > 1].tolist()
+        if split:
+            raise ValueError(
+                f"case(s) {_show(split)} belong to more than one {cluster!r} on different rows; a case "
+                f"(one photograph) belongs to one patient, so give it the same {cluster!r} on all its rows."
+            )
+        owner = df.groupby("case")[cluster].first().reindex(list(cases))
+        clusters = _sorted_labels(owner)
+        codes = pd.Categorical(owner, categories=clusters).codes.astype(int)
+
     readers, modalities = _sorted_labels(df["reader"]), _sorted_labels(df["modality"])
     if len(readers) < 2:
         raise ValueError(
@@ -175,18 +210,19 @@ def load_crossed(
     shape = (len(modalities), len(readers), len(cases))
     present = np.zeros(shape, dtype=bool)
     present[m_idx, r_idx, c_idx] = True
-    if not present.all():
+    if complete and not present.all():
         holes = [(readers[j], modalities[i], cases[k]) for i, j, k in np.argwhere(~present)]
         raise ValueError(
             f"the design is not fully crossed: {len(holes)} reader x modality x case "
             f"combination(s) are missing (reader, modality, case): {_show(holes)}. Every reader "
             "must read every case in every modality; add the missing readings or drop the "
-            "incomplete cases/readers."
+            "incomplete cases/readers, or use covariance='unbiased' or incomplete=True (--incomplete), "
+            "which analyse designs that are not fully crossed."
         )
-    arr = np.empty(shape, dtype=float)
+    arr = np.full(shape, np.nan)
     arr[m_idx, r_idx, c_idx] = values
 
-    if truth is not None:
+    if truth is not None and fom in (None, "auc"):
         n_pos, n_neg = int(truth.sum()), int(len(truth) - truth.sum())
         if n_pos < 2 or n_neg < 2:
             raise ValueError(
@@ -196,7 +232,7 @@ def load_crossed(
             )
     elif len(cases) < 2:
         raise ValueError("found fewer than 2 cases; the jackknife over cases needs at least 2.")
-    return CrossedData(modalities, readers, cases, arr, truth)
+    return CrossedData(modalities, readers, cases, arr, truth, codes, clusters)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,13 +294,34 @@ class FigureOfMerit:
     estimate: Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (t, r, c) -> (t, r)
     jackknife: Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (t, r, c) -> (t, r, c)
     delong: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # (k, c) -> (k, k)
+    # For a mean over cases: (values, truth) -> (per-case scores, mask of cases that enter); None = AUC.
+    scores: Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]] | None = None
+    binary: bool = False  # values are 0/1 calls, or ratings cut at a threshold
+
+
+def _mean_fom(name: str, value_column: str, needs_truth: bool, binary: bool) -> FigureOfMerit:
+    def scores(x, truth):
+        return mrmc_binary.case_scores(name, x, truth)
+
+    return FigureOfMerit(
+        name, value_column, needs_truth,
+        estimate=lambda x, t: mrmc_binary.mean_estimate(*scores(x, t)),
+        jackknife=lambda x, t: mrmc_binary.mean_jackknife(*scores(x, t)),
+        scores=scores, binary=binary,
+    )
 
 
 FIGURES_OF_MERIT: dict[str, FigureOfMerit] = {
     "auc": FigureOfMerit("auc", "rating", True, empirical_auc, auc_jackknife, delong_covariance),
     "percent_correct": FigureOfMerit(
-        "percent_correct", "correct", False, lambda x, _t: x.mean(axis=-1), _pc_jackknife
+        "percent_correct", "correct", False, lambda x, _t: x.mean(axis=-1), _pc_jackknife,
+        scores=lambda x, _t: mrmc_binary.case_scores("percent_correct", x, None),
     ),
+}
+# Kept apart so a binary figure of merit is always asked for with its threshold or call
+# (:func:`binary_mrmc_analysis`).
+BINARY_FIGURES_OF_MERIT: dict[str, FigureOfMerit] = {
+    name: _mean_fom(name, "call", True, True) for name in mrmc_binary.BINARY_FOMS
 }
 
 
@@ -538,6 +595,12 @@ class MRMCResult:
     rrrc: ORTest
     frrc: ORTest
     rrfc: ORTest
+    threshold: float | None = None  # binary FOMs: positive when rating >= threshold; None = the call
+    cluster: str | None = None  # column whose levels (patients) the jackknife leaves out
+    n_clusters: int | None = None
+    n_fom_cases: int | None = None  # cases that enter the figure of merit (e.g. diseased for sensitivity)
+    n_readings: int | None = None  # readings used; < t*r*n_cases for an incomplete design
+    bdg: dict | None = None  # iMRMC-style U-statistic total variance with BDG df (unbiased, fully crossed)
 
     @property
     def per_modality(self) -> dict:
@@ -546,6 +609,9 @@ class MRMCResult:
     def to_dict(self) -> dict:
         """Shape: {fom-name: {per_reader, per_modality}, rrrc, frrc, rrfc, var_components, ...}.
 
+        Also: population and n_fom_cases (the cases the figure of merit is over), threshold and
+        positive (binary figures of merit), cluster and n_clusters (jackknife over patients),
+        n_readings and fully_crossed (the design), bdg (iMRMC-style analysis, or null).
         Infinite degrees of freedom (normal/chi-square reference) are written as null.
         """
         per_reader = {
@@ -577,6 +643,17 @@ class MRMCResult:
             "n_readers": len(self.readers),
             "n_modalities": len(self.modalities),
             "n_cases": self.n_cases,
+            "population": mrmc_binary.POPULATIONS.get(self.fom),
+            "n_fom_cases": self.n_fom_cases,
+            "threshold": _num(self.threshold),
+            "positive": None if self.fom not in mrmc_binary.BINARY_FOMS else (
+                "reader's call = 1" if self.threshold is None else f"rating >= {self.threshold:g}"),
+            "cluster": self.cluster,
+            "n_clusters": self.n_clusters,
+            "n_readings": self.n_readings,
+            "fully_crossed": None if self.n_readings is None else (
+                self.n_readings == len(self.modalities) * len(self.readers) * self.n_cases),
+            "bdg": self.bdg,
         }
 
 
@@ -586,33 +663,175 @@ def mrmc_analysis(
     fom: str = "auc",
     covariance: str = "jackknife",
     alpha: float = 0.05,
+    cluster: str | None = None,
+    incomplete: bool = False,
 ) -> MRMCResult:
-    """Run the OR analysis (RRRC, FRRC, RRFC) on a long-format fully crossed study.
+    """Run the OR analysis (RRRC, FRRC, RRFC) on a long-format study.
 
     ``data`` has columns reader, modality, case and, for ``fom="auc"``, truth and rating; for
-    ``fom="percent_correct"``, correct (0/1). Differences are first-minus-second modality in
-    sorted label order. Raises ValueError on invalid input or options.
+    ``fom="percent_correct"``, correct (0/1). ``covariance``: jackknife over cases (or over the
+    levels of the ``cluster`` column, e.g. patients), DeLong (AUC), or the unbiased U-statistic,
+    which also allows designs that are not fully crossed. ``incomplete=True`` lets the jackknife
+    analyse such designs too (split-plot, nested, readers who skip cases): a reader keeps their full
+    estimate when the left-out case is one they did not read (MRMCaov). Differences are
+    first-minus-second modality in sorted label order. Raises ValueError on invalid input or options.
+    Sensitivity, specificity and pc: :func:`binary_mrmc_analysis`.
     """
     if fom not in FIGURES_OF_MERIT:
-        raise ValueError(f"unknown figure of merit {fom!r}; choose one of {sorted(FIGURES_OF_MERIT)}.")
+        hint = f" (for {fom!r} use binary_mrmc_analysis)" if fom in BINARY_FIGURES_OF_MERIT else ""
+        raise ValueError(f"unknown figure of merit {fom!r}; choose one of {sorted(FIGURES_OF_MERIT)}{hint}.")
+    return _analysis(data, FIGURES_OF_MERIT[fom], covariance, alpha, None, cluster, incomplete)
+
+
+def binary_mrmc_analysis(
+    data: pd.DataFrame | str | Path,
+    *,
+    fom: str = "sensitivity",
+    threshold: float | None = None,
+    covariance: str = "jackknife",
+    alpha: float = 0.05,
+    cluster: str | None = None,
+    incomplete: bool = False,
+) -> MRMCResult:
+    """OR analysis of sensitivity, specificity or pc (accuracy) from binary readings.
+
+    A reading is positive when ``rating >= threshold``, or, with no threshold, when the 0/1 ``call``
+    column is 1; ``truth`` is 1 for diseased cases. The jackknife runs over the cases that enter the
+    figure of merit (diseased for sensitivity, non-diseased for specificity), as MRMCaov does.
+    Other arguments as :func:`mrmc_analysis` (DeLong is for the AUC only).
+    """
+    if fom not in BINARY_FIGURES_OF_MERIT:
+        raise ValueError(f"unknown binary figure of merit {fom!r}; choose one of {list(BINARY_FIGURES_OF_MERIT)}.")
+    return _analysis(data, BINARY_FIGURES_OF_MERIT[fom], covariance, alpha, threshold, cluster, incomplete)
+
+
+def _analysis(data, spec: FigureOfMerit, covariance: str, alpha: float, threshold, cluster,
+              incomplete: bool = False) -> MRMCResult:
+    fom = spec.name
     if covariance not in COVARIANCE_METHODS:
         raise ValueError(f"unknown covariance method {covariance!r}; choose one of {list(COVARIANCE_METHODS)}.")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}.")
-    spec = FIGURES_OF_MERIT[fom]
     if covariance == "delong" and spec.delong is None:
         raise ValueError(
             f"DeLong covariance is defined for AUC only, not for fom={fom!r}; use "
-            "covariance='jackknife'."
+            "covariance='jackknife' or 'unbiased'."
         )
-    data = load_crossed(data, spec.value_column, spec.needs_truth, fom)
-    t, r, c = data.values.shape
-    theta = np.asarray(spec.estimate(data.values, data.truth), dtype=float)
-    if covariance == "jackknife":
-        cov = _jackknife_covariance(spec.jackknife(data.values, data.truth))
-    else:
-        cov = spec.delong(data.values.reshape(t * r, c), data.truth)
+    if cluster is not None and covariance != "jackknife":
+        raise ValueError(
+            f"the analysis by {cluster!r} uses the jackknife over {cluster!r}; use covariance='jackknife'."
+        )
+    data = read_table(data, "input file")
+    value_column = spec.value_column
+    if spec.binary:
+        value_column = "rating" if threshold is not None else "call"
+        if threshold is None and "call" not in data.columns:
+            raise ValueError(
+                f"fom={fom!r} needs a positive/negative reading: give a threshold on the rating "
+                "(--threshold T: positive when rating >= T) or a 0/1 'call' column."
+            )
+    data = load_crossed(data, value_column, spec.needs_truth, fom,
+                        complete=not (covariance == "unbiased" or (incomplete and covariance == "jackknife")),
+                        cluster=cluster)
+    values = mrmc_binary.positive_calls(data.values, threshold) if spec.binary else data.values
+    t, r, c = values.shape
+    truth = data.truth
+    enters = np.ones(c, dtype=bool) if spec.scores is None else spec.scores(values, truth)[1]
+    _check_reads(values, truth, enters, spec, data)
 
+    flat = values.reshape(t * r, c)
+    if spec.scores is None:
+        theta = ustat.auc_estimate(flat, truth) if not data.complete else spec.estimate(values, truth)
+    else:
+        z = spec.scores(flat, truth)[0]
+        theta = ustat.mean_estimate(z, enters) if not data.complete else spec.estimate(values, truth)
+    theta = np.asarray(theta, dtype=float).reshape(t, r)
+
+    if covariance == "unbiased":
+        if spec.scores is None:
+            cov = ustat.auc_covariance(flat, truth)
+        else:
+            cov = ustat.mean_covariance(z, enters)
+    elif covariance == "delong":
+        cov = spec.delong(flat, truth)
+    elif cluster is None and data.complete:
+        cov = _jackknife_covariance(spec.jackknife(values, truth))
+    else:  # over patients, or over the cases of a design that is not fully crossed (MRMCaov's convention)
+        codes = data.cluster if cluster is not None else np.arange(c)
+        if spec.scores is None:
+            jk = mrmc_patients.auc_cluster_jackknife(values, truth, codes)
+        else:
+            jk = mrmc_patients.mean_cluster_jackknife(spec.scores(values, truth)[0], enters, codes)
+        cov = _jackknife_covariance(jk)
+    bdg = None
+    if covariance == "unbiased" and data.complete:
+        bdg = _bdg(values, truth, spec, enters, data.modalities, alpha)
+    return _or_result(theta, cov, data, alpha, fom=fom, covariance=covariance, threshold=threshold,
+                      cluster=cluster, n_fom_cases=int(enters.sum()),
+                      n_readings=int((~np.isnan(values)).sum()), bdg=bdg)
+
+
+def _bdg(values: np.ndarray, truth: np.ndarray, spec: FigureOfMerit, enters: np.ndarray, labels: tuple,
+         alpha: float) -> dict:
+    """iMRMC's analysis beside OR's: U-statistic variance of reader-averaged figures of merit and
+    their differences over random readers and cases, t reference with BDG df (continuous, not rounded)."""
+    t, r, _ = values.shape
+    if spec.scores is None:
+        n1, n0 = int(truth.sum()), int((truth == 0).sum())
+        bck = {(a, b): ustat.bck_components(ustat.auc_moments(values[a], values[b], truth))
+               for a in range(t) for b in range(a, t)}
+        terms = ustat.BCK_TERMS
+
+        def variance_df(b):
+            return ustat.bdg_variance_df(b, r, n0, n1)
+    else:
+        z = spec.scores(values, truth)[0]
+        bck = {(a, b): ustat.mean_bck_components(ustat.mean_moments(z[a], z[b], enters))
+               for a in range(t) for b in range(a, t)}
+        terms = ustat.MEAN_BCK_TERMS
+
+        def variance_df(b):
+            return ustat.mean_bdg_variance_df(b, r, int(enters.sum()))
+    means = [float(v) for v in np.asarray(spec.estimate(values, truth), float).mean(axis=1)]
+    per_mod, comps = {}, []
+    for a in range(t):
+        var, df = variance_df(bck[a, a])
+        se = math.sqrt(max(var, 0.0))
+        ci, _, _ = _interval(means[a], se, df, alpha)
+        per_mod[_key(labels[a])] = {"fom": _num(means[a]), "var": _num(var), "se": _num(se), "df": _num(df),
+                                    "ci": [_num(v) for v in ci], "bck": [float(x) for x in bck[a, a]]}
+    for a, b in combinations(range(t), 2):
+        diff_bck = bck[a, a] + bck[b, b] - 2 * bck[a, b]
+        var, df = variance_df(diff_bck)
+        se = math.sqrt(max(var, 0.0))
+        d = means[a] - means[b]
+        ci, stat, p = _interval(d, se, df, alpha)
+        comps.append({"modalities": [_key(labels[a]), _key(labels[b])], "diff": _num(d), "var": _num(var),
+                      "se": _num(se), "df": _num(df), "ci": [_num(v) for v in ci], "stat": _num(stat),
+                      "p": _num(p), "bck": [float(x) for x in diff_bck]})
+    return {"method": "U-statistic (BCK) variance over random readers and cases, BDG df (iMRMC)",
+            "bck_terms": list(terms), "per_modality": per_mod, "comparisons": comps}
+
+
+def _check_reads(values, truth, enters, spec, data) -> None:
+    """Each reader x modality needs >= 2 cases of each kind it uses, or its variance is undefined."""
+    read = ~np.isnan(values)
+    if spec.scores is None:
+        need = {"diseased": read[..., truth == 1].sum(-1), "non-diseased": read[..., truth == 0].sum(-1)}
+    else:
+        need = {"entering": read[..., enters].sum(-1)}
+    for kind, counts in need.items():
+        short = [(data.readers[j], data.modalities[i]) for i, j in np.argwhere(counts < 2)]
+        if short:
+            raise ValueError(
+                f"reader x modality (reader, modality) {_show(short)} read fewer than 2 {kind} cases "
+                f"that enter fom={spec.name!r}; each needs at least 2 for a variance."
+            )
+
+
+def _or_result(theta, cov, data: CrossedData, alpha: float, **extra) -> MRMCResult:
+    """The three OR analyses from the figures of merit and their error covariance matrix."""
+    t, r = theta.shape
     comp = or_components(theta, cov)
     c4 = cov.reshape(t, r, t, r)
     per_mod = []
@@ -634,15 +853,15 @@ def mrmc_analysis(
         )
     labels = data.modalities
     return MRMCResult(
-        fom=fom,
-        covariance=covariance,
         modalities=labels,
         readers=data.readers,
-        n_cases=c,
+        n_cases=len(data.cases),
         theta=theta,
         cov_matrix=cov,
         components=comp,
         rrrc=_rrrc(theta, comp, per_mod, labels, alpha),
         frrc=_frrc(theta, comp, per_mod, per_rdr, labels, data.readers, alpha),
         rrfc=_rrfc(theta, comp, per_mod, labels, alpha),
+        n_clusters=len(data.clusters) if data.cluster is not None else None,
+        **extra,
     )

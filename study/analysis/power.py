@@ -6,6 +6,9 @@ study comes from :func:`simulate_reader_study` and is analysed with :func:`fit_g
 the real data will be; power is the share of studies whose Wald test of ``condition[T.aided]``
 in ``correct ~ condition + level`` rejects at ``alpha``.
 
+For the analytic Obuchowski-Rockette sizing from a pilot (RRRC, FRRC, RRFC; RJafroc's method) see
+:mod:`study.analysis.sizing`; this simulation sizes the GLMM that is the primary analysis here.
+
 Expected accuracies are population-averaged (what a reader study reports), so they are converted
 to the conditional log-odds the simulator needs by integrating over the reader and case
 intercepts (Gauss-Hermite).

@@ -1,8 +1,10 @@
 """Load and validate a reads table: one row per reader x case x condition (x step).
 
-Why one loader: every analysis (descriptive, GLMM, MRMC, AI interaction, power) must agree on
+Why one preparation: every analysis (descriptive, GLMM, MRMC, AI interaction, power) must agree on
 which rows count (latest answer versions only), on the reference condition (unaided) and on the
-order of experience levels, so they all start from :func:`load_reads`.
+order of experience levels, so they all start from :func:`prepare_reads`. The study's own answers
+(``study.export.answers_table``) go to it directly, levels in the study's order
+(``study.analysis.study_analysis``); :func:`load_reads` is for reads tables from outside (a CSV).
 
 Columns (extra columns are kept but ignored):
 
@@ -34,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from study.analysis._io import read_table
+from study.rules import p_abnormal
 
-__all__ = ["REQUIRED", "UNAIDED", "load_reads", "findings", "aided_conditions"]
+__all__ = ["REQUIRED", "UNAIDED", "load_reads", "prepare_reads", "findings", "aided_conditions"]
 
 REQUIRED = ("reader", "level", "case", "condition", "correct")
 UNAIDED = "unaided"
@@ -82,6 +85,17 @@ def load_reads(
     level_order: Sequence[str] | None = None,
     normal_label: str = "normal",
 ) -> pd.DataFrame:
+    """A reads table from outside the study database (a CSV file or a DataFrame of one), prepared by
+    :func:`prepare_reads`. The study's own answers go to :func:`prepare_reads` directly
+    (``study.analysis.study_analysis``)."""
+    return prepare_reads(read_table(source, "reads file"), level_order=level_order, normal_label=normal_label)
+
+
+def prepare_reads(
+    df: pd.DataFrame,
+    level_order: Sequence[str] | None = None,
+    normal_label: str = "normal",
+) -> pd.DataFrame:
     """Validated copy of a reads table with ``condition`` and ``level`` as ordered categoricals.
 
     ``condition`` categories start with ``unaided`` (the reference); ``level`` categories follow
@@ -89,14 +103,14 @@ def load_reads(
     Keeps only ``is_latest`` rows when that column exists. Raises ValueError for missing columns,
     non-0/1 ``correct``, a single condition or no unaided condition.
     """
-    df = read_table(source, "reads file")
+    df = df.copy()
     kind = None
     if "primary_kind" in df.columns and df["primary_kind"].notna().any():
         kind = str(df["primary_kind"].dropna().iloc[0])
     legacy = kind is None or ("primary_question" in df.columns
                               and str(df["primary_question"].dropna().iloc[0]) == "primary_diagnosis")
     if not legacy and kind != "single_choice":
-        df = df.rename(columns={"ai_top_suggestion": "ai_top_finding"}).drop(columns=["ai_probabilities"],
+        df = df.rename(columns={"ai_top_suggestion": "ai_top_finding"}).drop(columns=["ai_probabilities", "ai_prob"],
                                                                              errors="ignore")
     if kind is not None and "truth" in df.columns and "reference" not in df.columns:
         df = df.rename(columns={"truth": "reference"})
@@ -215,11 +229,8 @@ def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:
         def abnormal(js):
             if not isinstance(js, str) or not js:
                 return np.nan
-            probs = json.loads(js)
-            if normal_label in probs:
-                return 1.0 - float(probs[normal_label])
-            # per-finding probabilities: the case is abnormal when its top finding is (study.simulate.ai_top)
-            return max((float(v) for v in probs.values()), default=np.nan)
+            p = p_abnormal(json.loads(js), normal_label)  # the study's rule (study.rules)
+            return np.nan if p is None else p
 
         df["ai_prob"] = df["ai_probabilities"].map(abnormal)
     return df

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["pct", "pts", "summary_paragraph"]
+__all__ = ["condition_name", "pct", "pts", "summary_paragraph"]
+
+CONDITION_NAMES = {"unaided": "unaided", "ai": "AI-aided", "aided": "AI-aided",
+                   "ai_saliency": "AI-aided with saliency map"}
+
+
+def condition_name(condition: str) -> str:
+    """A condition key in words (``ai_saliency`` -> 'AI-aided with saliency map')."""
+    return CONDITION_NAMES.get(str(condition), str(condition).replace("_", " "))
 
 
 def pct(x: float) -> str:
@@ -37,11 +45,12 @@ def summary_paragraph(results: dict) -> str:
         f"({meta.get('n_reads', '?')} reads) without and with AI assistance."
     ]
     diffs = results.get("descriptive", {}).get("differences", [])
+    alpha = meta.get("alpha", 0.05)
     for d in diffs:
         if d["level"] != "all":
             continue
         cond = d["condition"]
-        label = "AI assistance" if cond in ("aided", "ai") else f"AI assistance ({cond})"
+        label = "AI assistance" if cond in ("aided", "ai") else f"AI assistance ({condition_name(cond)})"
         s = (
             f"{label} changed accuracy from {pct(d['acc_unaided'])} to {pct(d['acc_condition'])} "
             f"(difference {pts(100 * d['difference'])} points, {_ci_pts(100 * d['ci_low'], 100 * d['ci_high'])}, "
@@ -49,7 +58,8 @@ def summary_paragraph(results: dict) -> str:
         )
         me = [m for m in results.get("marginal_effects", {}).get(cond, []) if m.get("level") not in (None, "all")]
         me = [m for m in me if m.get("pp_diff") is not None and not math.isnan(m["pp_diff"])]
-        if len(me) >= 2:
+        inter = results.get("glmm_interaction_p", {}).get(cond)
+        if len(me) >= 2 and inter is not None and inter < alpha:  # only a tested difference is described
             hi = max(me, key=lambda m: m["pp_diff"])
             lo = min(me, key=lambda m: m["pp_diff"])
             s += (
@@ -60,9 +70,38 @@ def summary_paragraph(results: dict) -> str:
                 f"{_ci_pts(lo['pp_ci_low'], lo['pp_ci_high'])})"
             )
         sentences.append(s + ".")
-        inter = results.get("glmm_interaction_p", {}).get(cond)
         if inter is not None:
-            sentences.append(f"The test of a different AI effect across experience levels gave p = {inter:.3g}.")
+            verdict = ("the AI effect differed between experience levels" if inter < alpha else
+                       "the data do not show that the AI effect differs between experience levels "
+                       "(per-level estimates are in the table)")
+            sentences.append(f"The test of a different AI effect across experience levels gave p = {inter:.3g}: "
+                             f"{verdict}.")
+    mr = results.get("mrmc") or {}
+    rrrc = (mr.get("auc") or {}).get("rrrc") or {}
+    per = rrrc.get("per_modality") or {}
+    for c in rrrc.get("comparisons") or []:
+        a, b = c["modalities"]
+        if c.get("diff") is None or c.get("p") is None or a not in per or b not in per:
+            continue
+        verdict = "a difference" if c["p"] < alpha else "no significant difference"
+        sentences.append(
+            f"In the MRMC analysis ({mr['n_readers']} readers x {mr['n_cases']} cases fully crossed) the AUC was "
+            f"{per[a]['fom']:.3f} {condition_name(a)} and {per[b]['fom']:.3f} {condition_name(b)} (difference "
+            f"{c['diff']:+.3f}, 95% CI {c['ci'][0]:+.3f} to {c['ci'][1]:+.3f}, p = {c['p']:.3g}: {verdict}).")
+    sb = results.get("mrmc_binary") or {}
+    for fom in ("sensitivity", "specificity"):
+        brrrc = ((sb.get(fom) or {}).get("rrrc")) or {}
+        bper = brrrc.get("per_modality") or {}
+        for c in brrrc.get("comparisons") or []:
+            a, b = c["modalities"]
+            if c.get("diff") is None or c.get("p") is None or a not in bper or b not in bper:
+                continue
+            verdict = "a difference" if c["p"] < alpha else "no significant difference"
+            sentences.append(
+                f"The readers' {fom} for the abnormal call (MRMC, {sb['n_readers']} readers x {sb['n_cases']} cases) "
+                f"was {pct(bper[a]['fom'])} {condition_name(a)} and {pct(bper[b]['fom'])} {condition_name(b)} "
+                f"(difference {pts(100 * c['diff'])} points, {_ci_pts(100 * c['ci'][0], 100 * c['ci'][1])}, "
+                f"p = {c['p']:.3g}: {verdict}).")
     switching = [r for r in results.get("ai_interaction", {}).get("switching_summary", [])
                  if r["level"] == "all" and r.get("n_pairs")]
     for row in switching:

@@ -1,4 +1,7 @@
-"""``python -m study add-readers``: add readers from a CSV and print each new access code once."""
+"""``python -m study add-readers``: add readers from a CSV and print each new access code once.
+
+In a study that already has answers each new reader is appended to the locked design with a full set of
+readings (``study.readers.add_reader``); the command says so."""
 
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ def _read(path: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from study.design import is_locked
     from study.export import csv_safe
     from study.readers import add_reader
 
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writerow(["pseudonym", "display_name", "level", "access_code"])
         with open_session(args) as session:
             study = pick_study(session, args.study)
+            locked = is_locked(session, study)
             for row in rows:
                 reader, code = add_reader(session, study.id, display_name=row["display_name"],
                                           years_experience=float(row["years_experience"]),
@@ -71,4 +76,11 @@ def run(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     print(f"added {len(rows)} reader(s); access codes are shown only this once and stored hashed", file=sys.stderr)
+    if locked:
+        print("the study has answers, so its design is locked: each new reader was given a full set of readings "
+              "(appended in the reader group with the fewest readers); `python -m study design --verify` checks it",
+              file=sys.stderr)
+    else:
+        print("build the design again (`python -m study design`) so the new readers get their readings",
+              file=sys.stderr)
     return 0

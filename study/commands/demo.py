@@ -14,12 +14,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     parser.add_argument("--model", default=None,
                         help="model spec instead of the bundled demo model (e.g. local-dir:FOLDER)")
-    parser.add_argument("--checkpoint", default=None, help="weights file for an architecture --model")
+    parser.add_argument("--checkpoint", default=None,
+                        help="weights file for --model ARCHITECTURE (an error with the demo model or a local-dir: "
+                             "model, which carry their own weights)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from revision_core.commands._model_args import check_model_arguments
     from study.demo import ensure_demo_study
 
+    check_model_arguments(args.model, args.checkpoint)  # the demo model and local-dir: carry their own weights
     ensure_demo_study(args.db, n_cases=args.cases, n_sim_readers=args.sim_readers, seed=args.seed,
                       model=args.model, checkpoint=args.checkpoint)
     return 0

@@ -1,4 +1,7 @@
-"""``python -m study design``: build the study's assignments from its seed, or verify the stored ones."""
+"""``python -m study design``: build the study's assignments from its seed, or verify the stored ones.
+
+Once the study has answers the design is locked: the command then only appends readers who have no
+assignments yet (``study.design.extend_design``), and refuses with what to do when there are none."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from study.cli import UsageError
-    from study.design import build_design, verify_design
+    from study.design import build_design, is_locked, readers_without_assignments, verify_design
     from study.studies import DesignLocked
 
     with open_session(args) as session:
@@ -28,9 +31,14 @@ def run(args: argparse.Namespace) -> int:
                 print(p)
             print(f"{len(problems)} difference(s) between the database and the seed's plan")
             return 1 if problems else 0
+        appending = readers_without_assignments(session, study.id) if is_locked(session, study) else []
         try:
             n = build_design(session, study.id, actor=args.actor)
         except DesignLocked as exc:
             raise UsageError(str(exc)) from exc
-        print(f"built {n} assignments for study {study.name!r} ({study.design}, seed {study.seed})")
+        if appending:
+            print(f"study {study.name!r} is locked: appended {n} assignments for {len(appending)} reader(s) "
+                  f"without any ({', '.join(appending)}); the other readers' assignments did not change")
+        else:
+            print(f"built {n} assignments for study {study.name!r} ({study.design}, seed {study.seed})")
     return 0

@@ -1,4 +1,7 @@
-"""``python -m study import-cases MANIFEST.csv`` or ``--folder DIR``: all-or-nothing import of cases and images."""
+"""``python -m study import-cases MANIFEST.csv`` or ``--folder DIR``: all-or-nothing import of cases and images.
+
+Bounded by the import limits (``study.cases.configured_limits``: ``[import]`` in .streamlit/secrets.toml or
+``REVISION_IMPORT_*``); refused, saying what to do, once the study has answers (its cases are locked)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ FOLDER_HELP = ("import a folder instead of a manifest: one sub-folder per refere
                "image in it is one case whose id is the file's stem (unique across the folder). Images: .jpg "
                ".jpeg .png .tif .tiff .dcm; hidden files are ignored; any other file, an unknown sub-folder, a "
                "duplicate case id, an unreadable image, an empty (sub-)folder or a symlink pointing outside the "
-               "folder is listed as a problem and nothing is imported")
+               "folder is listed as a problem and nothing is imported (at most 100 listed, with the count of the rest); "
+               "a folder over the entry or size limit is refused before any image is decoded")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

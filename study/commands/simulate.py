@@ -1,7 +1,8 @@
 """``python -m study simulate``: add virtual readers and answer all their items through the workflow.
 
 Run again after an interruption (same ``--readers`` and ``--seed``), it resumes: it answers what the
-simulated readers left open and adds no reader or answer twice.
+simulated readers left open and adds no reader or answer twice. Started while another run on the same
+study is going (any process), it exits 2 saying so and changes nothing.
 """
 
 from __future__ import annotations

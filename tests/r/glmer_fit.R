@@ -1,5 +1,6 @@
 # Reference fit for study/analysis/glmm.py: lme4::glmer, Laplace (nAGQ = 1), bobyqa.
 # Usage: Rscript glmer_fit.R data.csv "correct ~ condition * experience + (1|reader) + (1|case)" [experience=junior ...]
+# Any lme4 intercept structure works, e.g. cases nested in patients: "... + (1|reader) + (1|patient/case)".
 # Prints one JSON object: fixed effects (R names), SEs, random-effect SDs, logLik, fit seconds.
 suppressPackageStartupMessages(library(lme4))
 args <- commandArgs(trailingOnly = TRUE)

@@ -81,6 +81,29 @@ def test_unaided_rows_carry_no_ai_and_aided_rows_the_ai_shown(Session, tmp_path)
     assert (aided.ai_top_probability - expected).abs().max() < 1e-12
     assert (aided.ai_top_suggestion == probs.map(lambda p: max(p, key=p.get) if max(p.values()) >= 0.5
                                                  else "normal")).all()
+    # the analysis columns: P(abnormal) by study.rules, unaided rows none; levels in the study's order
+    assert (aided.ai_prob - top).abs().max() < 1e-12 and unaided.ai_prob.isna().all()
+    assert list(df.level.cat.categories) == ["junior", "intermediate", "senior"]
+
+
+def test_fast_read_column_is_the_flag_rule(make_study, Session):
+    from datetime import datetime, timedelta, timezone
+
+    from study import flags
+    from tests.study.helpers import VALID_ANSWER
+
+    sid, _, codes = make_study("sequential", n_cases=2, n_readers=1)  # 4 readings, no washout
+    reader_id = next(iter(codes))
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    with Session() as s:
+        for k, seconds in enumerate([1.0, 2.999, 3.0, 40.0]):
+            item = workflow.next_item(s, reader_id, now=t0 + timedelta(minutes=k))
+            workflow.submit(s, reader_id, item.assignment_id, VALID_ANSWER, f"k{k}",
+                            now=t0 + timedelta(minutes=k, seconds=seconds))
+        df = answers_table(s, sid)
+    assert df.seconds.round(3).tolist() == [1.0, 2.999, 3.0, 40.0]
+    assert df.fast_read.tolist() == [True, True, False, False]  # under [monitor] fast_read_seconds (3 s)
+    assert (df.fast_read == df.seconds.map(lambda x: flags.is_fast_read(x, 3.0))).all()
 
 
 def test_parquet_is_the_same_table(Session, tmp_path):
@@ -124,12 +147,12 @@ def test_cli_export(Session, db_url, tmp_path, capsys):
 
 
 def test_a_page_download_is_audited_and_the_report_csv_is_not(Session):
-    """web.export_bytes with an actor records who took which file (format, size, sha256); without one
+    """analysis.export_bytes with an actor records who took which file (format, size, sha256); without one
     (the HTML report's internal CSV) it writes nothing."""
     import hashlib
 
     from study.models import AuditEvent
-    from study.web import export_bytes
+    from study.services.analysis import export_bytes
 
     sid = seed_study(Session, n_cases=4, ai_accuracy=0.9, name="Audited export")
     simulate(Session, sid, 2, seed=3)

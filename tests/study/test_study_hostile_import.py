@@ -20,9 +20,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from study import cases, db, studies, web
+from study import cases, db, storage_config, studies
 from study.config import parse_text
 from study.models import Case
+from study.services import investigator
 from tests.study.helpers import study_toml
 
 
@@ -95,7 +96,7 @@ def places(tmp_path, monkeypatch):
     """(store root, scratch folder for the import's temporary files): both must stay empty after a refusal."""
     store, scratch = tmp_path / "store", tmp_path / "scratch"
     scratch.mkdir()
-    monkeypatch.setenv(web.STORE_ENV, str(store))
+    monkeypatch.setenv(storage_config.STORE_ENV, str(store))
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     return store, scratch
 
@@ -111,7 +112,7 @@ def _study(factory) -> int:
 
 
 def _upload(factory, study_id, data: bytes, name: str = "cases.zip") -> tuple[int, list[str]]:
-    return web.import_cases_upload(factory, study_id, name, data, "tester")
+    return investigator.import_cases_upload(factory, study_id, name, data, "tester")
 
 
 def _assert_nothing_left(factory, places):
@@ -206,19 +207,19 @@ def test_junk_rows_give_a_capped_list_and_the_count_without_decoding(factory, tm
     start = time.perf_counter()
     with factory() as s, pytest.raises(cases.ManifestError) as err:
         cases.import_manifest(s, sid, tmp_path / "m.csv", store_root=tmp_path / "store")
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 30  # ~4 s on an idle 2-core machine; before the cap: 129 s, 8 GB
     e = err.value
-    assert len(e.problems) == 200 and e.total == 300_000 and not e.images_checked
+    assert len(e.problems) == 100 and e.total == 300_000 and not e.images_checked
     lines = e.messages()
-    assert len(lines) == 201 and lines[0] == "row 2, column case_id: empty"
-    assert lines[-1].startswith("and 299800 more problem(s) not listed")
+    assert len(lines) == 101 and lines[0] == "row 2, column case_id: empty"
+    assert lines[-1].startswith("and 299900 more problem(s) not listed")
     assert len(str(e)) < 40_000
     assert not (tmp_path / "store").exists()
 
 
 def test_csv_alone_upload_refused(factory, places):
     sid = _study(factory)
-    assert _upload(factory, sid, MANIFEST, "m.csv") == (0, [web.CSV_ALONE])
+    assert _upload(factory, sid, MANIFEST, "m.csv") == (0, [investigator.CSV_ALONE])
 
 
 def test_header_lying_about_the_size_refused(factory, places):
@@ -342,3 +343,64 @@ def test_same_photograph_in_a_later_upload_refused_naming_the_case(factory, plac
     assert _files(places[0]) == before and _files(places[1]) == []
     with factory() as s:
         assert s.scalars(select(Case.case_key)).all() == ["P007"]
+
+
+@pytest.mark.parametrize("model", [None, "demo", "local-dir:/nowhere"])
+def test_demo_command_refuses_a_checkpoint_it_would_ignore(tmp_path, capsys, model):
+    """Issue 11, item 11 for ``python -m study demo``: a checkpoint with the demo (or a local-dir:) model is an
+    error (exit 2), before any database is created or any case rendered."""
+    from study.cli import main
+
+    target = tmp_path / "demo.sqlite"
+    argv = ["demo", "--db", f"sqlite:///{target}", "--checkpoint", str(tmp_path / "garbage.safetensors")]
+    assert main(argv + (["--model", model] if model else [])) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint is for an open_clip architecture" in err and "drop --checkpoint" in err
+    assert not target.exists()
+
+
+def test_an_import_being_checked_holds_up_no_reader(Session, make_study, tmp_path, monkeypatch):
+    """While a large import's images are being checked (held here at the decoding step), a reader of another
+    study on the same server submits at once: the importer's checks run in a read-only transaction and the
+    write lock is taken only to store the checked cases (before: every submit waited for the whole import,
+    up to the 30 s busy timeout and then failed)."""
+    import threading
+
+    from study import workflow
+    from tests.study.helpers import VALID_ANSWER
+
+    _live, _cases, codes = make_study("crossover", n_cases=4, n_readers=2)
+    reader_id = next(iter(codes))
+    with Session() as s:
+        text = study_toml("crossover", name="Second study")
+        other = studies.create_study(s, parse_text(text), text).id
+    (tmp_path / "photos" / "amd").mkdir(parents=True)
+    for i in range(2):
+        (tmp_path / "photos" / "amd" / f"a{i}.png").write_bytes(_png(i))
+    entered, release, result = threading.Event(), threading.Event(), {}
+    real = cases._stage_all
+
+    def held(paths, staging):
+        entered.set()
+        release.wait(60)
+        return real(paths, staging)
+
+    monkeypatch.setattr(cases, "_stage_all", held)
+
+    def run():
+        with Session() as s:
+            result["added"] = len(cases.import_folder(s, other, tmp_path / "photos", store_root=tmp_path / "st"))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert entered.wait(60)
+        start = time.perf_counter()
+        with Session() as s:
+            item = workflow.next_item(s, reader_id)
+            workflow.submit(s, reader_id, item.assignment_id, VALID_ANSWER, "while-importing")
+        took = time.perf_counter() - start
+    finally:
+        release.set()
+        worker.join(60)
+    assert took < 5 and result == {"added": 2}

@@ -13,8 +13,9 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from study import db, lockout, readers, web
+from study import db, lockout, readers
 from study.models import AuditEvent, SignInCounter, utcnow
+from study.services import signin
 
 CHEAP = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
 INVESTIGATOR_PASSWORD = "Lead-investigator 2026 password"
@@ -39,9 +40,9 @@ def new_process(db_url):
     return db.session_factory(db.make_engine(db_url))
 
 
-def browser() -> web.SignInThrottle:
+def browser() -> signin.SignInThrottle:
     """A new browser session (or a reload: Streamlit starts a new session state)."""
-    return web.SignInThrottle(web.new_client_id())
+    return signin.SignInThrottle(signin.new_client_id())
 
 
 def wrong_code(code: str, k: int = 0) -> str:
@@ -78,23 +79,23 @@ def test_reader_prefix_lockout_survives_new_browser_sessions_and_a_new_process(d
     now = utcnow()
     messages = []
     for k in range(lockout.MAX_FAILURES):  # each try from a new browser session, as after a reload
-        res = web.sign_in(Session, browser(), wrong_code(code, k), now=now)
+        res = signin.sign_in(Session, browser(), wrong_code(code, k), now=now)
         assert res.reader_id is None
         messages.append(res.message)
     assert messages[0] == "That code is not valid. 4 attempt(s) left before a lockout."
     assert messages[-1] == "5 wrong codes: sign-in is locked for 10 minutes."
     # another server process, another browser: even the right code is refused while the prefix is locked
     other_process = new_process(db_url)
-    res = web.sign_in(other_process, browser(), code, now=now + timedelta(minutes=1))
+    res = signin.sign_in(other_process, browser(), code, now=now + timedelta(minutes=1))
     assert res.reader_id is None and res.locked
     assert res.message.startswith("Too many wrong codes. Try again after")
     # the lockout is per prefix: a reader with another prefix signs in meanwhile
     assert readers.normalise_code(other_code)[:4] != readers.normalise_code(code)[:4]
-    assert web.sign_in(other_process, browser(), other_code, now=now + timedelta(minutes=1)).reader_id == other_id
+    assert signin.sign_in(other_process, browser(), other_code, now=now + timedelta(minutes=1)).reader_id == other_id
     # after the lockout the right code works, and the prefix's count starts again
     later = now + lockout.LOCKOUT + timedelta(seconds=1)
-    assert web.sign_in(new_process(db_url), browser(), code, now=later).reader_id == rid
-    res = web.sign_in(Session, browser(), wrong_code(code), now=later)
+    assert signin.sign_in(new_process(db_url), browser(), code, now=later).reader_id == rid
+    res = signin.sign_in(Session, browser(), wrong_code(code), now=later)
     assert res.message == "That code is not valid. 4 attempt(s) left before a lockout."
     assert actions(Session, "reader.sign_in_failed") == 6
     assert actions(Session, "reader.sign_in_locked") == 1
@@ -115,16 +116,16 @@ def test_client_lockout_counts_across_reloads_and_processes_by_ip_address(db_url
         throttle = browser()
         throttle.ip = "203.0.113.7"
         factory = Session if i % 2 else new_process(db_url)
-        res = web.sign_in(factory, throttle, f"{prefixes[i]}-RRRR-SSSS", now=now)
+        res = signin.sign_in(factory, throttle, f"{prefixes[i]}-RRRR-SSSS", now=now)
         assert not res.locked or i == lockout.CLIENT_MAX_FAILURES - 1
     assert res.locked and res.message == "20 wrong codes: sign-in is locked for 10 minutes."
     throttle = browser()
     throttle.ip = "203.0.113.7"
-    res = web.sign_in(new_process(db_url), throttle, code, now=now)
+    res = signin.sign_in(new_process(db_url), throttle, code, now=now)
     assert res.reader_id is None and res.locked
     elsewhere = browser()
     elsewhere.ip = "198.51.100.9"
-    assert web.sign_in(new_process(db_url), elsewhere, code, now=now).reader_id == rid
+    assert signin.sign_in(new_process(db_url), elsewhere, code, now=now).reader_id == rid
 
 
 def test_one_browser_session_is_locked_after_five_whatever_the_prefix(Session, make_study):
@@ -132,9 +133,9 @@ def test_one_browser_session_is_locked_after_five_whatever_the_prefix(Session, m
     (rid, code), = codes.items()
     throttle, now = browser(), utcnow()
     for prefix in ("AAAA", "BBBB", "CCCC", "DDDD", "EEEE"):
-        res = web.sign_in(Session, throttle, f"{prefix}-RRRR-SSSS", now=now)
+        res = signin.sign_in(Session, throttle, f"{prefix}-RRRR-SSSS", now=now)
     assert res.locked
-    assert web.sign_in(Session, throttle, code, now=now).locked
+    assert signin.sign_in(Session, throttle, code, now=now).locked
 
 
 def test_parallel_tries_from_two_processes_get_at_most_the_limit_verified(db_url, Session, make_study, monkeypatch):
@@ -146,7 +147,7 @@ def test_parallel_tries_from_two_processes_get_at_most_the_limit_verified(db_url
     now, results = utcnow(), []
 
     def attempt(i):
-        results.append(web.sign_in(processes[i % 2], browser(), wrong_code(code, i), now=now))
+        results.append(signin.sign_in(processes[i % 2], browser(), wrong_code(code, i), now=now))
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(12)]
     for t in threads:
@@ -173,26 +174,26 @@ def test_unknown_prefix_costs_one_argon2_verify_like_a_known_one(Session, make_s
     assert known == unknown == 1
     # and through the sign-in page's function as well
     before = counting.verifies
-    web.sign_in(Session, browser(), f"{unused_prefix(codes.values())}-TTTT-UUUU")
+    signin.sign_in(Session, browser(), f"{unused_prefix(codes.values())}-TTTT-UUUU")
     assert counting.verifies - before == 1
 
 
 @pytest.fixture
 def investigator(monkeypatch):
-    monkeypatch.setenv(web.USER_ENV, "lead")
-    monkeypatch.setenv(web.HASH_ENV, PasswordHasher(**CHEAP).hash(INVESTIGATOR_PASSWORD))
+    monkeypatch.setenv(signin.USER_ENV, "lead")
+    monkeypatch.setenv(signin.HASH_ENV, PasswordHasher(**CHEAP).hash(INVESTIGATOR_PASSWORD))
 
 
 def test_investigator_lockout_survives_new_browser_sessions_and_a_new_process(db_url, Session, investigator):
     now = utcnow()
     for i in range(lockout.MAX_FAILURES):
-        res = web.investigator_sign_in(Session, browser(), "lead", f"guess number {i}", now=now)
+        res = signin.investigator_sign_in(Session, browser(), "lead", f"guess number {i}", now=now)
         assert not res.ok
     assert res.locked and "locked for 10 minutes" in res.message
-    res = web.investigator_sign_in(new_process(db_url), browser(), "lead", INVESTIGATOR_PASSWORD, now=now)
+    res = signin.investigator_sign_in(new_process(db_url), browser(), "lead", INVESTIGATOR_PASSWORD, now=now)
     assert not res.ok and res.locked and "Try again after" in res.message
     later = now + lockout.LOCKOUT + timedelta(seconds=1)
-    assert web.investigator_sign_in(new_process(db_url), browser(), "lead", INVESTIGATOR_PASSWORD, now=later).ok
+    assert signin.investigator_sign_in(new_process(db_url), browser(), "lead", INVESTIGATOR_PASSWORD, now=later).ok
     assert actions(Session, "investigator.sign_in_locked") == 1
     assert actions(Session, "investigator.signed_in") == 1
 
@@ -201,11 +202,11 @@ def test_failed_investigator_sign_in_stores_no_typed_secret(Session, investigato
     throttle = browser()
     typed_user = "Secret-typed-into-user-field 42"
     typed_passwords = ["first wrong password zq1", "second wrong password zq2"]
-    web.investigator_sign_in(Session, throttle, typed_user, INVESTIGATOR_PASSWORD)  # password in the right field
-    web.investigator_sign_in(Session, throttle, typed_user, typed_passwords[0])
-    web.investigator_sign_in(Session, throttle, "lead", typed_passwords[1])
-    web.audit_investigator(Session, typed_user, False)  # the older entry point is covered as well
-    assert web.investigator_sign_in(Session, throttle, "lead", INVESTIGATOR_PASSWORD).ok
+    signin.investigator_sign_in(Session, throttle, typed_user, INVESTIGATOR_PASSWORD)  # password in the right field
+    signin.investigator_sign_in(Session, throttle, typed_user, typed_passwords[0])
+    signin.investigator_sign_in(Session, throttle, "lead", typed_passwords[1])
+    signin.audit_investigator(Session, typed_user, False)  # the older entry point is covered as well
+    assert signin.investigator_sign_in(Session, throttle, "lead", INVESTIGATOR_PASSWORD).ok
     dump = audit_dump(Session) + counter_dump(Session)
     assert actions(Session, "investigator.sign_in_failed") == 4
     for secret in [typed_user, INVESTIGATOR_PASSWORD, *typed_passwords]:
@@ -218,7 +219,7 @@ def test_failed_reader_sign_in_stores_no_typed_code(Session, make_study):
     typed = ["AAAA-BBBB-CCCC", "not a code at all, maybe a password", "K7QX3MNPW9RT"]
     throttle = browser()
     for t in typed:
-        web.sign_in(Session, throttle, t)
+        signin.sign_in(Session, throttle, t)
     dump = audit_dump(Session) + counter_dump(Session)
     for t in typed:
         flat = t.replace("-", "")
@@ -283,10 +284,10 @@ def test_hash_password_prompts_twice_and_never_takes_argv(monkeypatch, capsys):
 def test_counters_of_long_past_failures_are_pruned(Session):
     start = utcnow()
     for i in range(3):
-        web.sign_in(Session, browser(), f"AAA{'BCD'[i]}-RRRR-SSSS", now=start)
+        signin.sign_in(Session, browser(), f"AAA{'BCD'[i]}-RRRR-SSSS", now=start)
     with Session() as s:
         assert len(list(s.scalars(select(SignInCounter)))) == 6  # a browser session and a prefix each
-    web.sign_in(Session, browser(), "EEEE-RRRR-SSSS", now=start + lockout.WINDOW + lockout.LOCKOUT + timedelta(1))
+    signin.sign_in(Session, browser(), "EEEE-RRRR-SSSS", now=start + lockout.WINDOW + lockout.LOCKOUT + timedelta(1))
     with Session() as s:
         assert sorted(r.scope for r in s.scalars(select(SignInCounter)))[-1] == "reader_code:EEEE"
         assert len(list(s.scalars(select(SignInCounter)))) == 2

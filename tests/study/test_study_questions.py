@@ -289,7 +289,8 @@ def test_dr_grading_study_end_to_end(Session, tmp_path):
         assert row["ci_low"] <= row["qwk"] <= row["ci_high"]
     assert results["primary"]["excluded"]["ungradable"] == {
         c: int(n) for c, n in table[table.is_latest & table.ungradable].groupby("condition").size().items()}
-    assert len(agr["between_readers"]) == 2
+    overall = [r for r in agr["between_readers"] if r.get("level", "all") == "all"]
+    assert len(overall) == 2  # one row per condition over every pair of readers; per-level rows follow
     html = render_html(results)
     assert "id='qwk'" in html and "Quadratic-weighted kappa" in html
 

@@ -12,7 +12,7 @@ from study import cases, precompute, studies
 from study.analysis.glmm import fit_glmm
 from study.config import parse_text
 from study.export import answers_table
-from study.models import Answer, Assignment, AuditEvent, Reader
+from study.models import Answer, Assignment, AuditEvent, Reader, utcnow
 from study.simulate import expected_accuracy, simulate
 from tests.study.helpers import CARD, LABELS, study_toml
 
@@ -54,6 +54,10 @@ def test_simulation_answers_everything_through_the_workflow(Session, design):
     assert set(report.codes) == {r.pseudonym for r in readers}
     # times come from the simulated server clock: positive, plausible, never a wall-clock zero
     assert table["seconds"].between(4, 1200).all()
+    # simulated activity lies in the past: a run of a fresh study ends before the moment it was made
+    with Session() as s:
+        latest = s.scalar(select(func.max(Answer.submitted_at)))
+    assert latest is not None and latest <= utcnow()
     if design == "crossover":  # session 2 only after the 28-day washout
         s1 = table[table.session == 1].groupby("reader")["submitted_at"].max()
         s2 = table[table.session == 2].groupby("reader")["shown_at"].min()

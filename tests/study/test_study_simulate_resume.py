@@ -234,3 +234,77 @@ def test_a_study_with_real_answers_and_no_simulated_readers_is_refused(Session):
     with pytest.raises(ValueError, match="already has answers; simulated readers can only be added"):
         simulate(Session, sid, N_READERS, seed=4)
     assert _counts(Session, sid)["readers"] == 1
+
+
+_DRIVER = r"""
+import json, sys, time
+from pathlib import Path
+from argon2 import PasswordHasher
+from study import db, readers
+from study.simulate import SimulationRunning, simulate
+readers.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+url, sid, n, ready, go = sys.argv[1:6]
+factory = db.session_factory(db.make_engine(url))
+Path(ready).touch()
+while not Path(go).exists():
+    time.sleep(0.002)
+called = time.time()
+try:
+    report = simulate(factory, int(sid), int(n), seed=3)
+    print(json.dumps({"outcome": "resumed" if report.resumed else "created", "answers": report.answers,
+                      "called": called, "done": time.time()}))
+except SimulationRunning as exc:
+    print(json.dumps({"outcome": "running", "message": str(exc), "called": called, "done": time.time()}))
+"""
+
+
+def test_two_simulate_runs_started_at_once_one_wins_never_duplicate_readers(Session, db_url, tmp_path):
+    """Issue 11: two real OS processes start ``simulate`` on one study at the same instant (a go file);
+    one creates the readers, the other says a run is going (or, if it came second, resumes with nothing
+    to do): never two sets of readers, never an answer twice, the design as the seed makes it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    n_readers, n_cases = 4, 6
+    sid = seed_study(Session, n_cases=n_cases, ai_accuracy=0.9, name="Race")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    go = tmp_path / "go"
+    procs, ready = [], []
+    for i in range(2):
+        ready.append(tmp_path / f"ready{i}")
+        procs.append(subprocess.Popen([sys.executable, "-c", _DRIVER, db_url, str(sid), str(n_readers),
+                                       str(ready[-1]), str(go)], cwd=root, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+            [p.communicate() for p in procs if p.poll() is not None]
+        time.sleep(0.01)
+    go.touch()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    outcomes = sorted(r["outcome"] for r in results)
+    assert outcomes in (["created", "running"], ["created", "resumed"]), results
+    winner = next(r for r in results if r["outcome"] == "created")
+    other = next(r for r in results if r is not winner)
+    if other["called"] < winner["done"]:  # it started while the winner was running: refused, not run twice
+        assert other["outcome"] == "running", results
+    running = [r for r in results if r["outcome"] == "running"]
+    if running:
+        assert "is already running" in running[0]["message"] and "resumes" in running[0]["message"]
+    got = _counts(Session, sid)
+    assert got["readers"] == got["unique_pseudonyms"] == n_readers
+    assert got["readers_without_assignments"] == 0 and got["design_problems"] == []
+    assert got["answers"] == n_readers * n_cases * 2 and got["max_answers_per_assignment"] == 1
+    with Session() as s:
+        started = s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.study_id == sid, AuditEvent.action == "simulation.started"))
+    assert started == 1

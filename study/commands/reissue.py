@@ -1,0 +1,56 @@
+"""``python -m study reissue READER --reason TEXT``: a new access code for a reader, printed once.
+
+The old code stops working (a revoked reader is active again). The new code is printed (or written with
+``--codes-out``) this once and stored only as its argon2 hash; it is never logged or audited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+
+from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("reader", metavar="READER", help="the reader's pseudonym (R001) or id")
+    parser.add_argument("--reason", required=True, help="why (recorded in the audit trail with --actor)")
+    add_db_option(parser)
+    add_study_option(parser)
+    parser.add_argument("--codes-out", metavar="FILE.csv",
+                        help="write the pseudonym and the new code here (created 0600, never overwritten) "
+                             "instead of printing them")
+    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail")
+
+
+def run(args: argparse.Namespace) -> int:
+    from study import operations
+    from study.export import csv_safe
+
+    out = sys.stdout
+    if args.codes_out:  # opened first: an existing file refuses before any code is replaced
+        try:
+            fd = os.open(args.codes_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise ValueError(f"{args.codes_out} exists; codes are never written over a file") from None
+        out = os.fdopen(fd, "w", newline="")
+    try:
+        with open_session(args) as session:
+            study = pick_study(session, args.study)
+            reader = operations.find_reader(session, study.id, args.reader)
+            code = operations.reissue_code(session, reader.id, actor=args.actor, reason=args.reason)
+            writer = csv.writer(out)
+            writer.writerow(["pseudonym", "display_name", "level", "access_code"])
+            writer.writerow([csv_safe(v) for v in (reader.pseudonym, reader.display_name, reader.level, code)])
+    except BaseException:
+        if out is not sys.stdout:
+            out.close()
+            os.unlink(args.codes_out)
+        raise
+    if out is not sys.stdout:
+        out.close()
+    print(f"new access code for {reader.pseudonym}; the old one no longer works. The code is shown only this "
+          "once and stored hashed", file=sys.stderr)
+    return 0

@@ -1,0 +1,80 @@
+"""The investigator's analysis, for the analysis page: results, report, the cut-off's choices and the exports.
+
+Why a service: the page stays widgets only; this opens the read-only transaction (readers' submits are
+never held up) and calls the same ``analyze_study`` the command line calls, with the same defaults, so the
+app's results JSON equals the CLI's.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from study import audit, db
+from study.analysis.study_analysis import Cutoff
+
+__all__ = ["Cutoff", "answers_stored", "cutoff", "export_bytes", "report_html", "results", "results_json"]
+
+
+def answers_stored(factory: sessionmaker[Session], study_id: int) -> int:
+    """How many answers (first versions) the study holds: the page offers analysis and exports from one."""
+    from sqlalchemy import func, select
+
+    from study.models import Answer, Assignment
+
+    with db.reading(factory) as session:
+        return session.scalar(select(func.count()).select_from(Answer)
+                              .join(Assignment, Answer.assignment_id == Assignment.id)
+                              .where(Assignment.study_id == study_id, Answer.version == 1)) or 0
+
+
+def results(factory: sessionmaker[Session], study_id: int, cutoff: Cutoff = Cutoff()) -> dict:
+    """The study's results object (``study.analysis.study_inputs.analyze_study``, default settings)."""
+    from study.analysis.study_inputs import analyze_study
+
+    with db.reading(factory) as session:
+        return analyze_study(session, study_id, cutoff)
+
+
+def results_json(res: dict) -> str:
+    """The results as the CLI writes them (``--json``)."""
+    return json.dumps(res, indent=2, allow_nan=False)
+
+
+def report_html(res: dict) -> str:
+    """The HTML report of a results object (``study.report.render_html``)."""
+    from study.report import render_html
+
+    return render_html(res)
+
+
+def cutoff(mode: str, until: datetime | None = None) -> Cutoff:
+    """The cut-off the page's control names: 'all', 'completed' or 'until' (with ``until``, UTC)."""
+    if mode not in ("all", "completed", "until"):
+        raise ValueError(f"unknown cut-off {mode!r}")
+    return Cutoff(completed_only=mode == "completed", until=until if mode == "until" else None)
+
+
+def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str, *, actor: str | None = None) -> bytes:
+    """One export (``study.export`` format: csv, parquet or imrmc) as bytes for a download button.
+
+    With ``actor`` the export is written to the audit trail (who took which data, when, and a hash of
+    what they took), as REDCap logs data exports; the report's internal CSV passes none.
+    """
+    from study.export import export
+
+    with tempfile.TemporaryDirectory(prefix="revision-export-") as tmp:
+        out = Path(tmp) / f"export.{fmt}"
+        with db.reading(factory) as session:  # an export never holds up a reader's submit
+            export(session, study_id, fmt, out)
+        data = out.read_bytes()
+    if actor is not None:
+        with factory() as session:
+            audit.record(session, actor=actor, action="study.exported", entity="study", entity_id=study_id,
+                         study_id=study_id, after={"format": fmt, "file": data})  # stored as sha256 + size
+            session.commit()
+    return data

@@ -1,0 +1,102 @@
+"""The reader service: what the reader's pages call — consent, the reader's state, submitting an answer,
+and what the reading screen shows (``study.reader_screen``, re-exported so a page imports one service).
+
+Why a service: the pages hold no transaction. Each function here opens its own and commits it (or retries
+it, for a submit); the workflow below (``study.workflow``) takes the session it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from study import audit, db
+from study.config import AnswerInvalid
+from study.models import AIDED_CONDITIONS, AuditEvent, Reader, Study
+from study.reader_screen import case_display, consent_summary, describe_answer, eye_label
+
+__all__ = ["AnswerInvalid", "CONSENT_ACTION", "ReaderState", "case_display", "consent_summary", "describe_answer",
+           "eye_label", "has_consented", "is_aided", "reader_state", "record_consent", "submit_answer"]
+
+CONSENT_ACTION = "reader.consented"
+
+
+def has_consented(session: Session, reader_id: int) -> bool:
+    return session.scalar(select(AuditEvent.id).where(AuditEvent.entity == "reader",
+                                                      AuditEvent.entity_id == str(reader_id),
+                                                      AuditEvent.action == CONSENT_ACTION).limit(1)) is not None
+
+
+def record_consent(factory: sessionmaker[Session], reader_id: int, text_version: str) -> None:
+    """Store the reader's acknowledgement of the instructions and consent (audited, once)."""
+    with factory() as session:
+        if has_consented(session, reader_id):
+            return
+        reader = session.get(Reader, reader_id)
+        audit.record(session, actor=f"reader:{reader.pseudonym}", action=CONSENT_ACTION, entity="reader",
+                     entity_id=reader.id, study_id=reader.study_id, after={"text_version": text_version})
+        session.commit()
+
+
+@dataclass
+class ReaderState:
+    pseudonym: str
+    study_id: int
+    study_name: str
+    design: str
+    consented: bool
+    revoked: bool
+    done: int
+    total: int
+    item: Any = None  # workflow.Item or workflow.AidedItem
+    washout_session: int | None = None
+    washout_until: datetime | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.item is None and self.washout_until is None and self.error is None
+
+
+def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetime | None = None,
+                 fetch_item: bool = True) -> ReaderState:
+    """Everything the reading page shows, from the database (session state only caches the reader id)."""
+    from study import workflow
+
+    with factory() as session:
+        db.begin_read(session)  # next_item ends this read and writes shown_at in a short transaction
+        reader = session.get(Reader, reader_id)
+        if reader is None:
+            raise ValueError(f"no reader with id {reader_id}")
+        study = session.get(Study, reader.study_id)
+        prog = workflow.progress(session, reader.id)
+        state = ReaderState(reader.pseudonym, study.id, study.name, study.design,
+                            has_consented(session, reader.id), reader.revoked_at is not None, prog.done, prog.total)
+        if state.revoked or not state.consented or not fetch_item:
+            return state
+        try:
+            state.item = workflow.next_item(session, reader.id, now=now)
+        except workflow.WashoutPending as exc:
+            state.washout_session, state.washout_until = exc.session_number, exc.available_at
+        except workflow.WorkflowError as exc:
+            state.error = str(exc)
+        return state
+
+
+def submit_answer(factory: sessionmaker[Session], reader_id: int, assignment_id: int, answer: dict,
+                  idempotency_key: str):
+    """Store an answer (retried on a dropped connection; the key makes a repeat store nothing new)."""
+    from study import workflow
+
+    return db.run_with_retry(factory, lambda s: workflow.submit(s, reader_id, assignment_id, answer,
+                                                                idempotency_key))
+
+
+def is_aided(item) -> bool:
+    return hasattr(item, "ai") and item.condition in AIDED_CONDITIONS
+
+
