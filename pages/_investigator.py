@@ -7,13 +7,11 @@ from pages._shared import database, require_role
 def header(title: str):
     """Check the role, draw the title and the study picker; returns (session factory, study id or None, actor)."""
     require_role("investigator")
-    from study.db import reading
     from study.services.investigator import list_studies
 
     st.title(title)
     factory = database()
-    with reading(factory) as session:
-        studies = list_studies(session)
+    studies = list_studies(factory)
     actor = f"investigator:{st.session_state.get('investigator_user', '?')}"
     if not studies:
         return factory, None, actor

@@ -13,12 +13,10 @@ factory, study_id, actor = header("Audit trail")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study import operations, timefmt  # noqa: E402
-from study.db import reading  # noqa: E402
+from study import timefmt  # noqa: E402
+from study.services import investigator  # noqa: E402
 
-with reading(factory) as session:
-    actors, actions = operations.audit_choices(session, study_id)
-    pseudonyms = [r["pseudonym"] for r in operations.readers_overview(session, study_id)]
+actors, actions, pseudonyms = investigator.audit_filter_choices(factory, study_id)
 c1, c2, c3 = st.columns(3)
 by = c1.multiselect("Actor", actors, key="audit_actors")
 kinds = c2.multiselect("Event type", actions, key="audit_actions")
@@ -27,13 +25,12 @@ c4, c5 = st.columns([2, 1])
 days = c4.date_input("Dates (from, to)", value=(), key="audit_days", format="YYYY-MM-DD")
 with_global = c5.checkbox("Include sign-ins not tied to a study", value=True, key="audit_global")
 first, last = (tuple(days) + (None, None))[:2] if isinstance(days, (tuple, list)) else (days, days)
-since, until = operations.day_range(first, last or first)
-flt = operations.AuditFilter(actors=tuple(by), actions=tuple(kinds), since=since, until=until,
-                             reader=None if reader == "all readers" else reader, with_global=with_global)
-with reading(factory) as session:
-    rows, total = operations.audit_trail(session, study_id, flt, limit=SHOWN, newest_first=True)
+since, until = investigator.day_range(first, last or first)
+flt = investigator.AuditFilter(actors=tuple(by), actions=tuple(kinds), since=since, until=until,
+                               reader=None if reader == "all readers" else reader, with_global=with_global)
+rows, total = investigator.audit_trail(factory, study_id, flt, limit=SHOWN, newest_first=True)
 st.caption(f"{total} event(s) match" + (f"; the newest {SHOWN} are shown, the CSV has all" if total > SHOWN else "")
-           + f". Times in {operations.zone_label()}.")
+           + f". Times in {investigator.zone_label()}.")
 if rows:
     st.dataframe(pd.DataFrame([{
         "at": timefmt.minute(r["at"]), "actor": r["actor"], "action": r["action"], "entity": r["entity"],
@@ -46,8 +43,7 @@ if rows:
 
 
 def _csv() -> str:
-    with factory() as session:
-        return operations.export_audit(session, study_id, flt, actor=actor)[0]
+    return investigator.export_audit(factory, study_id, flt, actor=actor)[0]
 
 
 st.download_button("Download these events as CSV", _csv, "audit_trail.csv", "text/csv", key="audit_download",

@@ -11,11 +11,10 @@ factory, study_id, _ = header("Case browser")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study import operations, timefmt  # noqa: E402
-from study.db import reading  # noqa: E402
+from study import timefmt  # noqa: E402
+from study.services import investigator  # noqa: E402
 
-with reading(factory) as session:
-    cases = operations.case_list(session, study_id)
+cases = investigator.case_list(factory, study_id)
 if not cases:
     st.info("No cases yet: import them on the set-up page.")
     st.stop()
@@ -24,8 +23,7 @@ st.dataframe(pd.DataFrame(cases).drop(columns="case_id").fillna(""), hide_index=
                             "ai_outputs": "AI outputs stored"})
 names = {c["case_id"]: c["case"] for c in cases}
 case_id = st.selectbox("Case", list(names), format_func=names.get, key="case_pick")
-with reading(factory) as session:
-    detail = operations.case_detail(session, study_id, case_id)
+detail = investigator.case_detail(factory, study_id, case_id)
 
 photo, about = st.columns([3, 2])
 with photo:

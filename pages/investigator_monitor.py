@@ -1,6 +1,7 @@
 """Investigator: live monitor per reader and session (cases done, median time per case, fast reads, last
 activity) and the flags: readers with implausibly fast reads and stalled readers, thresholds stated
-(``study.flags`` through ``study.operations``; the numbers are the study TOML's ``[monitor]``)."""
+(``study.flags`` through ``study.operations``, read by ``study.services.investigator.live_monitor``; the
+numbers are the study TOML's ``[monitor]``)."""
 import pandas as pd
 import streamlit as st
 
@@ -10,18 +11,14 @@ factory, study_id, _ = header("Live monitor")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study import operations, timefmt  # noqa: E402
-from study.db import reading  # noqa: E402
-from study.services.investigator import monitor  # noqa: E402
+from study import timefmt  # noqa: E402
+from study.services import investigator  # noqa: E402
 
 
 @st.fragment(run_every=30)
 def live():
-    with reading(factory) as session:
-        rows = monitor(session, study_id)
-        fast = operations.fast_reads_by_session(session, study_id)
-        readers = operations.readers_overview(session, study_id)
-        limits = operations.thresholds(session, study_id)
+    view = investigator.live_monitor(factory, study_id)
+    rows, fast, readers, limits = view.rows, view.fast_reads, view.readers, view.thresholds
     if not rows:
         st.info("No assignments yet: add readers and build the design.")
         return
@@ -58,7 +55,7 @@ def live():
                 "fast_reads": f"Reads under {limits.fast_read_seconds:g} s", "stalled": "Stalled",
                 "last_activity": "Last activity", "done": "Done", "total": "Of"})
         st.caption("Reader detail (sidebar) lists each fast read; the analysis can leave flagged reads out.")
-    st.caption(f"Refreshes every 30 seconds. Times in {operations.zone_label()} "
+    st.caption(f"Refreshes every 30 seconds. Times in {investigator.zone_label()} "
                "to the minute, server clock.")
 
 

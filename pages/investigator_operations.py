@@ -1,6 +1,6 @@
 """Investigator: study operations: revoke or reissue a reader's access code (the new code shown once) and
 open a reader's next session before the washout ends. Every action needs a reason and is audited
-(``study.operations``)."""
+(``study.services.investigator`` over ``study.operations``)."""
 import pandas as pd
 import streamlit as st
 
@@ -11,11 +11,10 @@ factory, study_id, actor = header("Study operations")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study import operations, timefmt  # noqa: E402
-from study.db import reading  # noqa: E402
+from study import timefmt  # noqa: E402
+from study.services import investigator  # noqa: E402
 
-with reading(factory) as session:
-    readers = operations.readers_overview(session, study_id)
+readers = investigator.readers_overview(factory, study_id)
 if not readers:
     st.info("No readers yet: add them on the set-up page.")
     st.stop()
@@ -33,14 +32,13 @@ def _run(fn, reader_id: int, reason_key: str, done: str) -> None:
     """One audited operation in its own transaction, as a button callback (it runs before the page is drawn,
     so the page shows the new state); a refusal is kept as a message for this run."""
     try:
-        with factory() as session:
-            result = fn(session, reader_id, actor=actor, reason=st.session_state.get(reason_key, ""))
-    except ValueError as exc:
+        result = fn(factory, reader_id, actor=actor, reason=st.session_state.get(reason_key, ""))
+    except investigator.OperationRefused as exc:
         st.session_state["ops_message"] = ("error", str(exc))
         return
     st.session_state["ops_message"] = ("success", done.format(result=result, who=by_id[reader_id]["pseudonym"]))
     st.session_state[reason_key] = ""  # each action gives its own reason
-    if fn is operations.reissue_code:
+    if fn is investigator.reissue_code:
         st.session_state["ops_new_code"] = (by_id[reader_id]["pseudonym"], result)  # popped when drawn: shown once
 
 
@@ -57,12 +55,12 @@ st.caption("Revoke a code that was lost or shared (the reader's answers stay), o
            "stops working and the new one is shown here once. Codes are stored only as argon2 hashes.")
 pick = st.selectbox("Reader", list(by_id), format_func=lambda i: f"{by_id[i]['pseudonym']} ({by_id[i]['status']})",
                     key="ops_code_reader")
-st.text_input("Reason (goes into the audit trail)", key="ops_code_reason", max_chars=operations.MAX_REASON)
+st.text_input("Reason (goes into the audit trail)", key="ops_code_reason", max_chars=investigator.MAX_REASON)
 left, right = st.columns(2)
 left.button("Revoke the code", key="ops_revoke", disabled=not by_id[pick]["code_active"], on_click=_run,
-            args=(operations.revoke_code, pick, "ops_code_reason", "The access code of {who} is revoked."))
+            args=(investigator.revoke_code, pick, "ops_code_reason", "The access code of {who} is revoked."))
 right.button("Issue a new code", key="ops_reissue", on_click=_run,
-             args=(operations.reissue_code, pick, "ops_code_reason",
+             args=(investigator.reissue_code, pick, "ops_code_reason",
                    "{who} has a new access code; the old one no longer works."))
 
 st.subheader("Early access to the next session")
@@ -76,6 +74,6 @@ else:
                         format_func=lambda i: f"{names[i]['pseudonym']}: session {names[i]['next_session']} opens "
                                               f"{timefmt.minute(names[i]['washout_until'])}")
     st.text_input("Reason (goes into the audit trail)", key="ops_washout_reason",
-                        max_chars=operations.MAX_REASON)
+                        max_chars=investigator.MAX_REASON)
     st.button(f"Open session {names[pick]['next_session']} now", key="ops_override", on_click=_run,
-              args=(operations.override_washout, pick, "ops_washout_reason", "Session {result} of {who} is open."))
+              args=(investigator.override_washout, pick, "ops_washout_reason", "Session {result} of {who} is open."))

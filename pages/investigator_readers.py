@@ -12,20 +12,17 @@ factory, study_id, _ = header("Reader detail")
 if study_id is None:
     st.info("No study yet.")
     st.stop()
-from study import operations, timefmt  # noqa: E402
-from study.db import reading  # noqa: E402
+from study import timefmt  # noqa: E402
+from study.services import investigator  # noqa: E402
 
-with reading(factory) as session:
-    readers = operations.readers_overview(session, study_id)
-    limits = operations.thresholds(session, study_id)
+readers, limits = investigator.readers_with_thresholds(factory, study_id)
 if not readers:
     st.info("No readers yet: add them on the set-up page.")
     st.stop()
 by_id = {r["reader_id"]: r for r in readers}
 pick = st.selectbox("Reader", list(by_id), key="reader_pick",
                     format_func=lambda i: f"{by_id[i]['pseudonym']} ({by_id[i]['level']}, {by_id[i]['status']})")
-with reading(factory) as session:
-    detail = operations.reader_detail(session, pick)
+detail = investigator.reader_detail(factory, pick)
 r = detail.reader
 st.markdown(f"**{plain(r['pseudonym'])}** · {plain(r['display_name'])} · {plain(r['level'])} "
             f"({r['years_experience']:g} years) · site {plain(r['site'] or 'not recorded')}")

@@ -10,8 +10,6 @@ from pages._shared import plain
 
 factory, study_id, actor = header("Study set-up")
 from study.services import investigator  # noqa: E402
-from study.db import reading  # noqa: E402
-from study.studies import DesignLocked  # noqa: E402
 from study.timefmt import minute  # noqa: E402
 
 with st.expander("1. New study from a TOML file", expanded=study_id is None):
@@ -29,8 +27,7 @@ if study_id is None:
     st.info("No study yet: create one from a TOML file (see studies/demo.toml).")
     st.stop()
 
-with reading(factory) as session:
-    summary = investigator.study_summary(session, study_id)
+summary = investigator.setup_summary(factory, study_id)
 cols = st.columns(5)
 for col, (label, key) in zip(cols, [("Cases", "cases"), ("AI outputs", "ai_outputs"), ("Readers", "readers"),
                                     ("Assignments", "assignments"), ("Answers", "answers")]):
@@ -98,7 +95,7 @@ with st.expander("4. Design and AI precompute"):
                                  key="append_readers"):
             try:
                 st.success(f"{investigator.build_design(factory, study_id, actor)} assignments appended.")
-            except (ValueError, DesignLocked) as exc:
+            except (ValueError, investigator.DesignLocked) as exc:
                 st.error(plain(str(exc)))
     else:
         if existing and summary["design_check"]:
@@ -111,7 +108,7 @@ with st.expander("4. Design and AI precompute"):
                      disabled=not confirmed):
             try:
                 st.success(f"{investigator.build_design(factory, study_id, actor)} assignments stored.")
-            except (ValueError, DesignLocked) as exc:
+            except (ValueError, investigator.DesignLocked) as exc:
                 st.error(plain(str(exc)))
     st.caption("Precompute stores the model's suggestion (and saliency overlays for an ai_saliency arm) for every "
                "case; it resumes where it stopped.")

@@ -1,8 +1,8 @@
 """The reader's own answers of the current session, and corrections where the study allows them: a new
-version with a reason (``workflow.correct`` through ``study.operations``, audited).
+version with a reason (``workflow.correct`` through ``study.operations``, by the reader service; audited).
 
 Only the reader's own answers and photograph are shown: never a case name, a reference answer or any AI
-output, for any reading (``operations.OwnReading`` carries none of them). Earlier sessions are closed."""
+output, for any reading (``OwnReading`` carries none of them). Earlier sessions are closed."""
 import uuid
 
 import pandas as pd
@@ -10,15 +10,13 @@ import streamlit as st
 
 from pages._answer_form import UNGRADABLE, collect_answer, draw_answer_form, widget_key
 from pages._shared import database, plain, require_role
-from study import operations, timefmt, workflow
-from study.config import AnswerInvalid
-from study.db import reading
+from study import timefmt
+from study.services import reader
 
 require_role("reader")
 factory = database()
 reader_id = st.session_state["reader_id"]
-with reading(factory) as session:
-    mine = operations.own_answers(session, reader_id)
+mine = reader.own_answers(factory, reader_id)
 
 st.page_link("pages/reader_study.py", label="Back to reading", icon=":material/arrow_back:")
 st.title("Your answers")
@@ -70,19 +68,18 @@ def _save(answer_id: int, questions: tuple) -> None:
     answer = collect_answer(questions, form_id, mine.allow_ungradable)
     key = st.session_state.setdefault(f"fix_idem_{answer_id}", uuid.uuid4().hex)
     try:
-        with factory() as session:
-            result = operations.correct_own_answer(session, reader_id, answer_id, answer,
-                                                   st.session_state.get(f"{form_id}_reason", ""), key)
-    except AnswerInvalid as exc:
+        result = reader.correct_own_answer(factory, reader_id, answer_id, answer,
+                                           st.session_state.get(f"{form_id}_reason", ""), key)
+    except reader.AnswerInvalid as exc:
         st.session_state["fix_error"] = "Please complete the form: " + "; ".join(exc.problems)
-    except (workflow.WorkflowError, ValueError) as exc:
+    except (reader.WorkflowError, ValueError) as exc:
         st.session_state["fix_error"] = str(exc)
     else:
         st.session_state["answers_flash"] = f"Saved: your answer is now version {result.version}."
         st.session_state.pop("fix_pick", None)
 
 
-photo = operations.own_photo(mine.study_id, chosen.image_ref)
+photo = reader.own_photo(mine.study_id, chosen.image_ref)
 left, right = st.columns([2, 3])
 if photo is not None:
     left.image(str(photo), caption=f"Case {chosen.position}", width="stretch")
@@ -92,7 +89,7 @@ with right:
     with st.form(f"fix_form_{chosen.answer_id}", border=True):
         draw_answer_form(mine.questions, form_id, mine.allow_ungradable)
         st.text_input("Reason for the correction (required)", key=f"{form_id}_reason",
-                      max_chars=operations.MAX_REASON)
+                      max_chars=reader.MAX_REASON)
         st.form_submit_button("Save the correction", type="primary", on_click=_save,
                               args=(chosen.answer_id, mine.questions))
     if st.session_state.get("fix_error"):

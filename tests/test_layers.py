@@ -67,6 +67,33 @@ def test_each_page_calls_one_service():
     assert not offenders, f"a page talks to one service (reader, investigator, sign-in, analysis): {offenders}"
 
 
+PAGE_FORBIDDEN = ("study.db", "study.operations", "study.workflow", "study.studies", "study.config", "study.models",
+                  "sqlalchemy")
+
+
+def test_pages_hold_no_transaction_and_no_library_call():
+    """A page calls its one service, which owns the transaction (``study.services``): no page imports the
+    storage (``study.db``, ``study.models``, ``sqlalchemy``) or the domain library under the services
+    (``study.operations``, ``study.workflow``, ``study.studies``, ``study.config``), not even for an exception
+    type or a constant: the service re-exports what its pages catch or show (``DesignLocked``,
+    ``AnswerInvalid``, ``WorkflowError``, ``MAX_REASON``, ``AuditFilter``, ...).
+
+    What pages still import beside their service: ``streamlit``, ``pandas``, the ``pages._*`` helpers, and
+    the formatting of ``study.timefmt`` and ``study.report``, which take plain values (the demo pages use the
+    model-side ``study.ministudy``/``study.viewer``; none of them opens a transaction). The ``pages._*``
+    helpers are checked for transactions only: ``pages/_shared.py`` builds the session factory from
+    ``study.db`` that a page hands to its service; no helper opens a transaction (``db.reading``)."""
+    def forbidden(name: str) -> bool:
+        return any(name == f or name.startswith(f + ".") for f in PAGE_FORBIDDEN)
+
+    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imported_names(p) if forbidden(n))
+                 for p in (REPO / "pages").glob("*.py") if not p.stem.startswith("_")}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"a page calls its service, never the library or the database: {offenders}"
+    helpers_reading = [p.name for p in (REPO / "pages").glob("_*.py") if "reading(" in p.read_text()]
+    assert not helpers_reading, f"a page helper opens a transaction; its service should: {helpers_reading}"
+
+
 def test_pages_import_only_the_shared_page_helpers():
     """A page may use ``pages._shared``-style helpers, never another page's module."""
     offenders = {str(p.relative_to(REPO)): sorted(n for n in _imported_names(p) if n.startswith("pages.")

@@ -1,11 +1,18 @@
 """The investigator service: what the investigator's set-up, monitor and export screens call — studies,
 cases, readers and their codes, the design, precompute, the study's summary, the monitor, exports.
 
-Why a service: the pages hold no transaction. Functions that take a session factory open their own
-(the set-up libraries below, ``study.cases``, ``readers``, ``design``, ``studies`` and ``precompute``, still
-commit inside it); the read functions that take a ``session`` (the monitor, the summary) run inside the
-page's read-only ``db.reading`` and never write. The analysis has its own service
-(``study.services.analysis``); operations on readers and the audit trail are ``study.operations``.
+It also carries the study operations screens (revoke or reissue a code, open a session early, the audit
+trail, the case browser, a reader's detail), over the domain library ``study.operations``.
+
+Why a service: the pages hold no transaction. Functions that take a session factory open their own: reads
+a read-only ``db.reading`` that never writes; writes a session in which the libraries below
+(``study.cases``, ``readers``, ``design``, ``studies``, ``precompute``, ``operations``) still commit. The
+functions that take a ``session`` (``study_summary``, ``monitor``, ``accuracy_by_condition_level``) are for
+callers that hold one already (the commands, the tests); a page calls their factory-taking forms
+(``setup_summary``, ``live_monitor``). The analysis has its own service (``study.services.analysis``).
+The exceptions and helpers a page needs (``DesignLocked``, ``AuditFilter``, ``MAX_REASON``, ...) are
+re-exported here, so each investigator page imports this one service; the operations refuse with
+``ValueError`` (``OperationRefused``).
 """
 
 from __future__ import annotations
@@ -20,18 +27,31 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from study import operations
+from study.db import reading
 from study.models import Answer, Assignment, Case, Reader, Study
+from study.operations import (MAX_REASON, AuditFilter, CaseDetail, ReaderDetail, Thresholds, day_range,
+                              zone_label)
 from study.storage_config import store_root
+from study.studies import DesignLocked
 
-__all__ = ["CSV_ALONE", "READER_COLUMNS", "ReaderCodes", "accuracy_by_condition_level", "add_readers_csv",
-           "build_design", "codes_csv", "create_study_from_toml", "import_cases_upload",
-           "list_studies", "monitor", "run_precompute", "study_summary"]
+OperationRefused = ValueError  # what study.operations raises when it refuses an operation (the page shows it)
+
+__all__ = ["CSV_ALONE", "MAX_REASON", "READER_COLUMNS", "AuditFilter", "CaseDetail", "DesignLocked", "LiveMonitor",
+           "OperationRefused", "ReaderCodes", "ReaderDetail", "Thresholds", "accuracy_by_condition_level",
+           "add_readers_csv", "audit_filter_choices", "audit_trail", "build_design", "case_detail", "case_list",
+           "codes_csv", "create_study_from_toml", "day_range", "export_audit", "import_cases_upload",
+           "list_studies", "live_monitor", "monitor", "override_washout", "reader_detail", "readers_overview",
+           "readers_with_thresholds", "reissue_code", "revoke_code", "run_precompute", "setup_summary",
+           "study_summary", "zone_label"]
 
 
 # --- set-up -----------------------------------------------------------------------------------------------
 
-def list_studies(session: Session) -> list[tuple[int, str]]:
-    return list(session.execute(select(Study.id, Study.name).order_by(Study.id)).all())
+def list_studies(factory: sessionmaker[Session]) -> list[tuple[int, str]]:
+    """(id, name) of every study, for the investigator's study picker (a read-only transaction)."""
+    with reading(factory) as session:
+        return [tuple(row) for row in session.execute(select(Study.id, Study.name).order_by(Study.id)).all()]
 
 
 def create_study_from_toml(factory: sessionmaker[Session], text: str, actor: str) -> tuple[int | None, list[str]]:
@@ -144,6 +164,12 @@ def run_precompute(factory: sessionmaker[Session], study_id: int, *, loaded=None
                           on_progress=on_progress), total
 
 
+def setup_summary(factory: sessionmaker[Session], study_id: int) -> dict:
+    """``study_summary`` in a read-only transaction of its own: the set-up page's counts and readers."""
+    with reading(factory) as session:
+        return study_summary(session, study_id)
+
+
 # --- monitor and descriptive accuracy ---------------------------------------------------------------------
 
 def study_summary(session: Session, study_id: int) -> dict:
@@ -239,6 +265,90 @@ def accuracy_by_condition_level(session: Session, study_id: int) -> list[dict]:
     return [{"condition": c, "level": lv, "readings": len(v),
              "accuracy": round(sum(v) / len(v), 3) if v else None, "ungradable": ungradable.get((c, lv), 0)}
             for (c, lv), v in sorted(cells.items())]
+
+
+@dataclass
+class LiveMonitor:
+    """What the live monitor draws, read in one transaction."""
+    rows: list[dict]  # per reader and session (``monitor``)
+    fast_reads: dict[tuple[str, int], int]  # (reader, session) -> fast reads
+    readers: list[dict]  # ``study.operations.readers_overview``: the flags per reader
+    thresholds: Thresholds
+
+
+def live_monitor(factory: sessionmaker[Session], study_id: int) -> LiveMonitor:
+    with reading(factory) as session:
+        return LiveMonitor(monitor(session, study_id), operations.fast_reads_by_session(session, study_id),
+                           operations.readers_overview(session, study_id), operations.thresholds(session, study_id))
+
+
+# --- study operations: readers' codes, the washout, the audit trail, cases, a reader (study.operations) ---
+
+def readers_overview(factory: sessionmaker[Session], study_id: int) -> list[dict]:
+    """Every reader of the study with code, progress, washout and flags (read-only)."""
+    with reading(factory) as session:
+        return operations.readers_overview(session, study_id)
+
+
+def readers_with_thresholds(factory: sessionmaker[Session], study_id: int) -> tuple[list[dict], Thresholds]:
+    """(``readers_overview``, the study's flag thresholds), read in one transaction."""
+    with reading(factory) as session:
+        return operations.readers_overview(session, study_id), operations.thresholds(session, study_id)
+
+
+def reader_detail(factory: sessionmaker[Session], reader_id: int) -> ReaderDetail:
+    with reading(factory) as session:
+        return operations.reader_detail(session, reader_id)
+
+
+def revoke_code(factory: sessionmaker[Session], reader_id: int, *, actor: str, reason: str) -> str:
+    """Revoke a reader's access code (audited with the reason); returns the reader's pseudonym."""
+    with factory() as session:
+        return operations.revoke_code(session, reader_id, actor=actor, reason=reason).pseudonym
+
+
+def reissue_code(factory: sessionmaker[Session], reader_id: int, *, actor: str, reason: str) -> str:
+    """A new access code for the reader (audited with the reason); returns the plain code, to show once."""
+    with factory() as session:
+        return operations.reissue_code(session, reader_id, actor=actor, reason=reason)
+
+
+def override_washout(factory: sessionmaker[Session], reader_id: int, session_number: int | None = None, *,
+                     actor: str, reason: str) -> int:
+    """Open the reader's next session (or ``session_number``) before the washout ends; returns the session."""
+    with factory() as session:
+        return operations.override_washout(session, reader_id, session_number, actor=actor, reason=reason)
+
+
+def audit_filter_choices(factory: sessionmaker[Session], study_id: int) -> tuple[list[str], list[str], list[str]]:
+    """(actors, event types, reader pseudonyms) the audit trail's filters offer (read-only)."""
+    with reading(factory) as session:
+        actors, actions = operations.audit_choices(session, study_id)
+        return actors, actions, [r["pseudonym"] for r in operations.readers_overview(session, study_id)]
+
+
+def audit_trail(factory: sessionmaker[Session], study_id: int, flt: AuditFilter = AuditFilter(), *,
+                limit: int | None = None, newest_first: bool = False) -> tuple[list[dict], int]:
+    """(events, how many match in all) under ``flt`` (read-only)."""
+    with reading(factory) as session:
+        return operations.audit_trail(session, study_id, flt, limit=limit, newest_first=newest_first)
+
+
+def export_audit(factory: sessionmaker[Session], study_id: int, flt: AuditFilter = AuditFilter(), *,
+                 actor: str) -> tuple[str, int]:
+    """(CSV text, events) of the filtered trail; the export is itself audited."""
+    with factory() as session:
+        return operations.export_audit(session, study_id, flt, actor=actor)
+
+
+def case_list(factory: sessionmaker[Session], study_id: int) -> list[dict]:
+    with reading(factory) as session:
+        return operations.case_list(session, study_id)
+
+
+def case_detail(factory: sessionmaker[Session], study_id: int, case_id: int) -> CaseDetail:
+    with reading(factory) as session:
+        return operations.case_detail(session, study_id, case_id)
 
 
 # --- exports ----------------------------------------------------------------------------------------------

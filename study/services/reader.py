@@ -1,8 +1,11 @@
 """The reader service: what the reader's pages call — consent, the reader's state, submitting an answer,
-and what the reading screen shows (``study.reader_screen``, re-exported so a page imports one service).
+what the reading screen shows (``study.reader_screen``, re-exported so a page imports one service), and
+the reader's own answers with their corrections (``study.operations``).
 
 Why a service: the pages hold no transaction. Each function here opens its own and commits it (or retries
-it, for a submit); the workflow below (``study.workflow``) takes the session it is given.
+it, for a submit; reads run in a read-only ``db.reading``); the workflow and operations below
+(``study.workflow``, ``study.operations``) take the session they are given. The exceptions a page catches
+(``AnswerInvalid``, ``WorkflowError``) are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study import audit, db
+from study import audit, db, operations
 from study.config import AnswerInvalid
 from study.models import AIDED_CONDITIONS, AuditEvent, Reader, Study
+from study.operations import MAX_REASON, OwnAnswers, OwnReading, own_photo
 from study.reader_screen import case_display, consent_summary, describe_answer, eye_label
+from study.workflow import WorkflowError
 
-__all__ = ["AnswerInvalid", "CONSENT_ACTION", "ReaderState", "case_display", "consent_summary", "describe_answer",
-           "eye_label", "has_consented", "is_aided", "reader_state", "record_consent", "submit_answer"]
+__all__ = ["AnswerInvalid", "CONSENT_ACTION", "MAX_REASON", "OwnAnswers", "OwnReading", "ReaderState",
+           "WorkflowError", "case_display", "consent_summary", "correct_own_answer", "describe_answer", "eye_label",
+           "has_consented", "is_aided", "own_answers", "own_photo", "reader_state", "record_consent",
+           "submit_answer"]
 
 CONSENT_ACTION = "reader.consented"
 
@@ -100,3 +107,19 @@ def is_aided(item) -> bool:
     return hasattr(item, "ai") and item.condition in AIDED_CONDITIONS
 
 
+# --- the reader's own answers and their corrections (study.operations) ----------------------------------
+
+def own_answers(factory: sessionmaker[Session], reader_id: int) -> OwnAnswers:
+    """The reader's own answers of the current session, latest version of each (read-only; no case key,
+    reference answer or AI output: ``OwnReading``)."""
+    with db.reading(factory) as session:
+        return operations.own_answers(session, reader_id)
+
+
+def correct_own_answer(factory: sessionmaker[Session], reader_id: int, answer_id: int, new_answer: dict,
+                       reason: str, idempotency_key: str | None = None):
+    """Store a correction of one of the reader's current-session answers: a new version with the reason
+    (audited); returns the workflow's ``SubmitResult``. Raises ``AnswerInvalid``, ``WorkflowError`` or
+    ``ValueError`` when it is refused."""
+    with factory() as session:
+        return operations.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)
