@@ -29,7 +29,9 @@ st.markdown(f"**{plain(r['pseudonym'])}** · {plain(r['display_name'])} · {plai
 cols = st.columns(4)
 cols[0].metric("Readings done", f"{r['done']} / {r['total']}")
 cols[1].metric("Fast reads", r["fast_reads"])
-cols[2].metric("Last activity", timefmt.minute(r["last_activity"]) or "not started")
+last = r["last_activity"]  # the day fits a metric at 1024 px; the full time is in its help and the table below
+cols[2].metric("Last activity", f"{timefmt.local(last):%d %b}" if last else "not started",
+               help=timefmt.minute(last) if last else None)
 cols[3].metric("Status", r["status"])
 st.caption(("Access code active, issued " + timefmt.minute(r["code_issued_at"])) if r["code_active"]
            else f"Access code revoked {timefmt.minute(r['revoked_at'])}")
