@@ -18,6 +18,20 @@ def pytest_configure(config):
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
+needs_reference = pytest.mark.skipif(
+    not (REFERENCE / "vandyke.csv").is_file(),
+    reason=f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)",
+)
+
+
+@pytest.fixture(scope="session")
+def vandyke():
+    """The Van Dyke et al. (1993) MRMC reads from ../shared/reference, read once (tests never modify it)."""
+    import pandas as pd
+
+    if not (REFERENCE / "vandyke.csv").is_file():
+        pytest.skip(f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)")
+    return pd.read_csv(REFERENCE / "vandyke.csv")
 
 TINY_VIT = {
     "embed_dim": 32,

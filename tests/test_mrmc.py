@@ -22,11 +22,7 @@ from study.analysis.mrmc import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(
-    not (REFERENCE / "vandyke.csv").is_file(),
-    reason=f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)",
-)
+from tests.conftest import REFERENCE, needs_reference
 
 # Published OR-DBM MRMC 2.51 / RJafroc 3.6.1 / MRMCaov output for Van Dyke et al. (1993),
 # copied from shared/reference/README.md.
@@ -38,10 +34,6 @@ REL = 1e-9  # the table prints 12 significant digits; the brief asks for 1e-6
 def _close(value, expected, rel=REL, abs_=0.0):
     return value == pytest.approx(expected, rel=rel, abs=abs_)
 
-
-@pytest.fixture(scope="module")
-def vandyke() -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "vandyke.csv")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ sensitivity analysis, and self-consistency of specificity and pc with it."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,17 +11,9 @@ import pytest
 
 from study.analysis.mrmc import binary_mrmc_analysis, mrmc_analysis
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(
-    not (REFERENCE / "vandyke.csv").is_file(),
-    reason=f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)",
-)
+from tests.conftest import REFERENCE, needs_reference
 REL = 1e-6  # MRMCaov prints 7 significant digits
 
-
-@pytest.fixture(scope="module")
-def vandyke() -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "vandyke.csv")
 
 
 @pytest.fixture(scope="module")

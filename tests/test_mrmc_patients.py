@@ -5,7 +5,6 @@ a larger variance when a patient's eyes are positively correlated."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,16 +13,8 @@ import pytest
 from study.analysis.mrmc import binary_mrmc_analysis, empirical_auc, load_crossed, mrmc_analysis
 from study.analysis.mrmc_patients import auc_cluster_jackknife, mean_cluster_jackknife
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(
-    not (REFERENCE / "vandyke.csv").is_file(),
-    reason=f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)",
-)
+from tests.conftest import needs_reference
 
-
-@pytest.fixture(scope="module")
-def vandyke() -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "vandyke.csv")
 
 
 @needs_reference

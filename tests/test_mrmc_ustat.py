@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,16 +20,8 @@ from study.analysis.mrmc import (
     mrmc_analysis,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(
-    not (REFERENCE / "vandyke.csv").is_file(),
-    reason=f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)",
-)
+from tests.conftest import needs_reference
 
-
-@pytest.fixture(scope="module")
-def vandyke() -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "vandyke.csv")
 
 
 # ------------------------------------------------------------------------------------------

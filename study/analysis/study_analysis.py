@@ -313,13 +313,17 @@ def _mrmc(df: pd.DataFrame, alpha: float, patients: dict | None = None) -> dict 
         out["note"] = (f"the largest fully crossed subset has {len(readers)} reader(s) x {len(cases)} case(s); "
                        f"MRMC needs at least {MIN_MRMC_READERS} readers and {MIN_MRMC_CASES} cases")
         return out
-    long = _long(kept, cluster)
-    for key in ("auc", "percent_correct"):
-        try:
-            out[key] = mrmc_analysis(long, fom=key, alpha=alpha, cluster="patient" if cluster else None).to_dict()
-        except ValueError as exc:
-            out[f"{key}_error"] = str(exc)
+    _run_foms(out, mrmc_analysis, _long(kept, cluster), ("auc", "percent_correct"), alpha, cluster)
     return out
+
+
+def _run_foms(out: dict, analysis, long: pd.DataFrame, foms: tuple[str, ...], alpha: float, cluster: bool) -> None:
+    """``out[fom]`` = the MRMC of each figure of merit (``out[fom + "_error"]`` = why one could not run)."""
+    for fom in foms:
+        try:
+            out[fom] = analysis(long, fom=fom, alpha=alpha, cluster="patient" if cluster else None).to_dict()
+        except ValueError as exc:
+            out[f"{fom}_error"] = str(exc)
 
 
 def _clustered_by(kept: pd.DataFrame, cluster: bool) -> dict | None:
@@ -376,13 +380,7 @@ def _mrmc_binary(df: pd.DataFrame, alpha: float, patients: dict | None = None) -
         out["note"] = (f"the largest fully crossed subset has {len(readers)} reader(s) x {len(cases)} case(s); "
                        f"MRMC needs at least {MIN_MRMC_READERS} readers and {MIN_MRMC_CASES} cases")
         return out
-    long = _long(kept, cluster)
-    for fom in ("sensitivity", "specificity"):
-        try:
-            out[fom] = binary_mrmc_analysis(long, fom=fom, alpha=alpha,
-                                            cluster="patient" if cluster else None).to_dict()
-        except ValueError as exc:
-            out[f"{fom}_error"] = str(exc)
+    _run_foms(out, binary_mrmc_analysis, _long(kept, cluster), ("sensitivity", "specificity"), alpha, cluster)
     return out
 
 

@@ -33,6 +33,18 @@ def _ci_pts(lo: float, hi: float) -> str:
     return f"95% CI {pts(lo)} to {pts(hi)}"
 
 
+def _rrrc_comparisons(mrmc_fom: dict | None, alpha: float):
+    """(a, b, comparison, per-modality results, verdict) for each random-reader random-case comparison of one
+    MRMC figure of merit that has an estimate and a p-value; the verdict follows the test at ``alpha``."""
+    rrrc = (mrmc_fom or {}).get("rrrc") or {}
+    per = rrrc.get("per_modality") or {}
+    for c in rrrc.get("comparisons") or []:
+        a, b = c["modalities"]
+        if c.get("diff") is None or c.get("p") is None or a not in per or b not in per:
+            continue
+        yield a, b, c, per, ("a difference" if c["p"] < alpha else "no significant difference")
+
+
 def summary_paragraph(results: dict) -> str:
     """One paragraph: overall change per aided condition (bootstrap), level extremes (GLMM), ORs, switching.
 
@@ -77,26 +89,14 @@ def summary_paragraph(results: dict) -> str:
             sentences.append(f"The test of a different AI effect across experience levels gave p = {inter:.3g}: "
                              f"{verdict}.")
     mr = results.get("mrmc") or {}
-    rrrc = (mr.get("auc") or {}).get("rrrc") or {}
-    per = rrrc.get("per_modality") or {}
-    for c in rrrc.get("comparisons") or []:
-        a, b = c["modalities"]
-        if c.get("diff") is None or c.get("p") is None or a not in per or b not in per:
-            continue
-        verdict = "a difference" if c["p"] < alpha else "no significant difference"
+    for a, b, c, per, verdict in _rrrc_comparisons(mr.get("auc"), alpha):
         sentences.append(
             f"In the MRMC analysis ({mr['n_readers']} readers x {mr['n_cases']} cases fully crossed) the AUC was "
             f"{per[a]['fom']:.3f} {condition_name(a)} and {per[b]['fom']:.3f} {condition_name(b)} (difference "
             f"{c['diff']:+.3f}, 95% CI {c['ci'][0]:+.3f} to {c['ci'][1]:+.3f}, p = {c['p']:.3g}: {verdict}).")
     sb = results.get("mrmc_binary") or {}
     for fom in ("sensitivity", "specificity"):
-        brrrc = ((sb.get(fom) or {}).get("rrrc")) or {}
-        bper = brrrc.get("per_modality") or {}
-        for c in brrrc.get("comparisons") or []:
-            a, b = c["modalities"]
-            if c.get("diff") is None or c.get("p") is None or a not in bper or b not in bper:
-                continue
-            verdict = "a difference" if c["p"] < alpha else "no significant difference"
+        for a, b, c, bper, verdict in _rrrc_comparisons(sb.get(fom), alpha):
             sentences.append(
                 f"The readers' {fom} for the abnormal call (MRMC, {sb['n_readers']} readers x {sb['n_cases']} cases) "
                 f"was {pct(bper[a]['fom'])} {condition_name(a)} and {pct(bper[b]['fom'])} {condition_name(b)} "

@@ -18,6 +18,27 @@ def add_study_option(parser: argparse.ArgumentParser) -> None:
                         help="which study (default: the only study in the database)")
 
 
+def add_actor_option(parser: argparse.ArgumentParser, help: str = "name recorded in the audit trail") -> None:
+    parser.add_argument("--actor", default="investigator", help=help)
+
+
+def add_reader_operation_options(parser: argparse.ArgumentParser) -> None:
+    """READER, --reason, --db and --study: what every audited operation on one reader takes (revoke,
+    reissue, override-washout); pair with :func:`reader_of`."""
+    parser.add_argument("reader", metavar="READER", help="the reader's pseudonym (R001) or id")
+    parser.add_argument("--reason", required=True, help="why (recorded in the audit trail with --actor)")
+    add_db_option(parser)
+    add_study_option(parser)
+
+
+def reader_of(session, args: argparse.Namespace):
+    """The reader named by READER in the study chosen by --study (a clear error for an unknown one)."""
+    from study import operations
+
+    study = pick_study(session, args.study)
+    return operations.find_reader(session, study.id, args.reader)
+
+
 def open_session(args: argparse.Namespace):
     """Migrate the database to the current schema and return a session (caller closes it)."""
     from study import db

@@ -10,7 +10,7 @@ import csv
 import os
 import sys
 
-from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+from study.commands._common import add_actor_option, add_db_option, add_study_option, open_session, pick_study
 
 REQUIRED = ("display_name", "years_experience")
 OPTIONAL = ("specialty", "site", "pseudonym")
@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codes-out", metavar="FILE.csv",
                         help="write pseudonym, display name and access code here (created 0600, never overwritten) "
                              "instead of printing them")
-    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail")
+    add_actor_option(parser)
 
 
 def _read(path: str) -> list[dict]:

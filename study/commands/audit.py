@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+from study.commands._common import add_actor_option, add_db_option, add_study_option, open_session, pick_study
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="leave out events tied to no study (investigator sign-ins, failed sign-ins)")
     add_db_option(parser)
     add_study_option(parser)
-    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail for this export")
+    add_actor_option(parser, help="name recorded in the audit trail for this export")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+from study.commands._common import add_actor_option, add_db_option, add_study_option, open_session, pick_study
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_study_option(parser)
     parser.add_argument("--verify", action="store_true",
                         help="only check that the stored assignments are what the stored seed produces")
-    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail")
+    add_actor_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+from study.commands._common import add_actor_option, add_db_option, add_study_option, open_session, pick_study
 
 FOLDER_HELP = ("import a folder instead of a manifest: one sub-folder per reference label, named after the "
                "case's reference primary diagnosis (a finding key of the study's label set, or 'normal'); each "
@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_study_option(parser)
     parser.add_argument("--store", metavar="DIR", default=None,
                         help="root of the image store (default: data/store under the repository)")
-    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail")
+    add_actor_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from study.commands._common import add_db_option, open_session
+from study.commands._common import add_actor_option, add_db_option, open_session
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG.toml", help="study configuration (see studies/demo.toml)")
     add_db_option(parser)
-    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail")
+    add_actor_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,18 +11,15 @@ import csv
 import os
 import sys
 
-from study.commands._common import add_db_option, add_study_option, open_session, pick_study
+from study.commands._common import add_actor_option, add_reader_operation_options, open_session, reader_of
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("reader", metavar="READER", help="the reader's pseudonym (R001) or id")
-    parser.add_argument("--reason", required=True, help="why (recorded in the audit trail with --actor)")
-    add_db_option(parser)
-    add_study_option(parser)
+    add_reader_operation_options(parser)
     parser.add_argument("--codes-out", metavar="FILE.csv",
                         help="write the pseudonym and the new code here (created 0600, never overwritten) "
                              "instead of printing them")
-    parser.add_argument("--actor", default="investigator", help="name recorded in the audit trail")
+    add_actor_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
         out = os.fdopen(fd, "w", newline="")
     try:
         with open_session(args) as session:
-            study = pick_study(session, args.study)
-            reader = operations.find_reader(session, study.id, args.reader)
+            reader = reader_of(session, args)
             code = operations.reissue_code(session, reader.id, actor=args.actor, reason=args.reason)
             writer = csv.writer(out)
             writer.writerow(["pseudonym", "display_name", "level", "access_code"])

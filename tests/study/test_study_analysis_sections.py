@@ -5,24 +5,19 @@ states its population; the report and the Methods describe them."""
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from sqlalchemy import select
 
-from study import cases, precompute, studies
 from study.analysis.study_analysis import MORE_SECTIONS
 from study.analysis.study_inputs import analyze_study
-from study.config import parse_text
 from study.export import answers_table
 from study.models import Case, Reader
 from study.report import render_html
 from study.simulate import answer_all, simulate
-from tests.study.helpers import CARD, LABELS
+from tests.study.test_study_questions import dr_study
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -124,31 +119,9 @@ def test_two_eyes_per_patient_are_clustered_everywhere(make_study, Session, db_u
     assert "clustered in patients" in page and "(1|patient/case)" in page
 
 
-def _dr_study(Session, tmp_path, n_cases: int = 12) -> int:
-    """The DR-grading example (ordinal primary question) with two eyes of each patient."""
-    text = (ROOT / "studies" / "dr_grading.toml").read_text()
-    rng = random.Random(0)
-    lines = ["case_id,image_path,label,dr_grade,dme,patient_pseudonym,eye"]
-    for i in range(n_cases):
-        Image.fromarray(np.full((16, 16, 3), i * 9 % 255, dtype=np.uint8)).save(tmp_path / f"{i}.png")
-        grade = i % 5
-        lines.append(f"c{i:02d},{tmp_path / f'{i}.png'},{'normal' if grade == 0 else 'diabetic_retinopathy'},"
-                     f"{grade},{'yes' if rng.random() < 0.3 else 'no'},P{i // 2:02d},{'left' if i % 2 else 'right'}")
-    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
-    with Session() as s:
-        st = studies.create_study(s, parse_text(text), text)
-        imported = cases.import_manifest(s, st.id, tmp_path / "manifest.csv", store_root=tmp_path / "store")
-        for c in imported:
-            probs = {k: rng.uniform(0.05, 0.95) for k in LABELS[:-1]}
-            precompute.store_ai_output(s, c.id, model_card=CARD, probabilities=probs, label_set="revision_findings",
-                                       commit=False)
-        s.commit()
-        return st.id
-
-
 @SQLITE
 def test_ordinal_agreement_section_resamples_patients(Session, db_url, tmp_path):
-    sid = _dr_study(Session, tmp_path)
+    sid = dr_study(Session, tmp_path, two_eyes=True)
     simulate(Session, sid, 4, seed=2)
     with Session() as s:
         res = analyze_study(s, sid, n_boot=40)

@@ -225,15 +225,18 @@ def test_ungradable_skips_required_questions_only_where_allowed():
 
 # --- end to end ------------------------------------------------------------------------------------------
 
-def _dr_study(Session, tmp_path, n_cases: int = 12) -> int:
+def dr_study(Session, tmp_path, n_cases: int = 12, two_eyes: bool = False) -> int:
+    """The DR-grading example (ordinal primary question); ``two_eyes``: cases in pairs, the two eyes of one
+    patient (patient_pseudonym, eye columns)."""
     text = (ROOT / "studies" / "dr_grading.toml").read_text()
     rng = random.Random(0)
-    lines = ["case_id,image_path,label,dr_grade,dme"]
+    lines = ["case_id,image_path,label,dr_grade,dme" + (",patient_pseudonym,eye" if two_eyes else "")]
     for i in range(n_cases):
         Image.fromarray(np.full((16, 16, 3), i * 9 % 255, dtype=np.uint8)).save(tmp_path / f"{i}.png")
         grade = i % 5
         lines.append(f"c{i:02d},{tmp_path / f'{i}.png'},{'normal' if grade == 0 else 'diabetic_retinopathy'},"
-                     f"{grade},{'yes' if rng.random() < 0.3 else 'no'}")
+                     f"{grade},{'yes' if rng.random() < 0.3 else 'no'}"
+                     + (f",P{i // 2:02d},{'left' if i % 2 else 'right'}" if two_eyes else ""))
     (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
     with Session() as s:
         st = studies.create_study(s, parse_text(text), text)
@@ -247,7 +250,7 @@ def _dr_study(Session, tmp_path, n_cases: int = 12) -> int:
 
 
 def test_dr_grading_study_end_to_end(Session, tmp_path):
-    sid = _dr_study(Session, tmp_path)
+    sid = dr_study(Session, tmp_path)
     report = simulate(Session, sid, 6, seed=2)
     assert report.answers == 6 * 12 * 2
     out = tmp_path / "reads.csv"
