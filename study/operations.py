@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from study import audit, flags, rules, timefmt
+from study import audit, flags, rules, timefmt, workflow
 from study.models import (AIOutput, Answer, Assignment, AuditEvent, Case, Reader, Study,
                           WashoutOverride, utcnow)
 from study.studies import get_study, study_config
@@ -133,14 +133,12 @@ def next_session(session: Session, reader_id: int) -> int | None:
 def washout_until(session: Session, reader: Reader, now: datetime | None = None) -> tuple[int, datetime] | None:
     """(session, opening time) while the workflow's washout holds the reader's next session closed, else None.
     Asks the workflow's own gate, so an override or a passed washout count exactly as they do for reading."""
-    from study import workflow
-
     number = next_session(session, reader.id)
     if number is None or number <= 1:
         return None
     config = study_config(session.get(Study, reader.study_id))
     try:
-        workflow._washout_gate(session, reader, config, number, now or utcnow())
+        workflow.washout_gate(session, reader, config, number, now or utcnow())
     except workflow.WashoutPending as exc:
         return exc.session_number, exc.available_at
     return None
@@ -150,8 +148,6 @@ def override_washout(session: Session, reader_id: int, session_number: int | Non
                      reason: str, now: datetime | None = None) -> int:
     """Open a reader's next session (or ``session_number``) before the washout ends; returns the session.
     Audited by ``workflow.grant_washout_override`` with the actor and the reason."""
-    from study import workflow
-
     reason = _reason(reason)
     reader = _reader(session, reader_id)
     config = study_config(session.get(Study, reader.study_id))
@@ -620,8 +616,6 @@ def own_answers(session: Session, reader_id: int) -> OwnAnswers:
         return OwnAnswers(reader.study_id, reader.revoked_at is not None, config.corrections_allowed, None,
                           questions, config.allow_ungradable, ())
     latest = rules.latest_version_subquery()
-    followed = {dep for (dep,) in session.execute(select(Assignment.depends_on_id).where(
-        Assignment.reader_id == reader.id, Assignment.depends_on_id.is_not(None), Assignment.shown_at.is_not(None)))}
     out = []
     rows = session.execute(
         select(Assignment.id, Assignment.session, Assignment.position, Assignment.condition, Assignment.step,
@@ -633,8 +627,9 @@ def own_answers(session: Session, reader_id: int) -> OwnAnswers:
         .order_by(Assignment.position)).all()
     firsts = {p: k for k, p in enumerate(sorted(session.scalars(select(Assignment.position).where(
         Assignment.reader_id == reader.id, Assignment.session == number))), start=1)}
+    followed = workflow.locked_after_ai(session, [row[0] for row in rows])
     for aid, sess, position, condition, step, image_ref, answer_id, version, payload, submitted in rows:
-        locked = ("locked: the AI suggestion for this case has been shown" if aid in followed else None)
+        locked = (f"locked: {workflow.LOCKED_AFTER_AI}" if aid in followed else None)
         out.append(OwnReading(assignment_id=aid, answer_id=answer_id, session=sess, position=firsts[position],
                               reading=CONDITION_WORDS.get(condition, condition), step=step, version=version,
                               answer=tuple(describe_answer(questions, payload)), payload=dict(payload),
@@ -659,8 +654,6 @@ def correct_own_answer(session: Session, reader_id: int, answer_id: int, new_ans
     """A reader's correction of one of their current session's answers: a new version with the reason
     (``workflow.correct`` checks the study allows it, that it is the latest version and not locked, and
     audits it)."""
-    from study import workflow
-
     reason = _reason(reason)
     ans = session.get(Answer, answer_id)
     if ans is None or ans.reader_id != reader_id:

@@ -161,7 +161,9 @@ def progress(session: Session, reader_id: int) -> Progress:
     return reader_progress(session, reader_id)
 
 
-def _washout_gate(session: Session, reader: Reader, config: StudyConfig, session_number: int, now: datetime) -> None:
+def washout_gate(session: Session, reader: Reader, config: StudyConfig, session_number: int, now: datetime) -> None:
+    """Raise :class:`WashoutPending` while ``session_number`` is still closed to ``reader`` (washout not over, no
+    override); the one gate that reading and the investigator's screens ask."""
     if session_number <= 1 or config.design.washout_days <= 0:
         return
     last = session.scalar(select(func.max(Answer.submitted_at)).join(Assignment, Answer.assignment_id == Assignment.id)
@@ -264,7 +266,7 @@ def next_item(session: Session, reader_id: int, now: datetime | None = None) -> 
             return None
         study = session.get(Study, reader.study_id)
         config = study_config(study)
-        _washout_gate(session, reader, config, a.session, now)
+        washout_gate(session, reader, config, a.session, now)
         prog = progress(session, reader.id)
         item = _build_item(session, study, config, a, a.case, prog.done + 1, prog.total, a.shown_at or now)
         first_showing = a.shown_at is None
@@ -402,6 +404,20 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
         raise
 
 
+LOCKED_AFTER_AI = "the AI suggestion for this case has been shown"
+
+
+def locked_after_ai(session: Session, assignment_ids) -> set[int]:
+    """The assignments among ``assignment_ids`` whose answer can no longer be corrected: a later step of the
+    same case (the sequential design's AI step) has been shown to the reader. The one rule that
+    :func:`correct` enforces and the reader's answers screen displays."""
+    ids = list(assignment_ids)
+    if not ids:
+        return set()
+    return set(session.scalars(select(Assignment.depends_on_id).where(
+        Assignment.depends_on_id.in_(ids), Assignment.shown_at.is_not(None))))
+
+
 def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, reason: str,
             idempotency_key: str | None = None, now: datetime | None = None) -> SubmitResult:
     """Store a corrected answer as a new version with a reason (only where the study allows corrections)."""
@@ -432,8 +448,8 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
                 return replay
             raise StaleVersion(f"answer {answer_id} is version {old.version}; correct the latest "
                                f"(version {latest.version}, answer {latest.id})")
-        if session.scalar(select(exists().where(Assignment.depends_on_id == a.id, Assignment.shown_at.is_not(None)))):
-            raise AnswerLocked("the unaided answer is locked: the AI suggestion for this case has been shown")
+        if a.id in locked_after_ai(session, [a.id]):
+            raise AnswerLocked(f"the unaided answer is locked: {LOCKED_AFTER_AI}")
         if payload == old.payload:
             raise ValueError("the correction is identical to the current answer")
         ans = Answer(assignment_id=a.id, reader_id=reader.id, version=old.version + 1, payload=payload,
