@@ -110,12 +110,12 @@ def test_the_cut_off_control_changes_the_population(env):
 def test_the_page_renders_ordinal_agreement_clustered_in_patients(tmp_path, monkeypatch):
     """An ordinal (DR-grade) study with two eyes per patient: the agreement table and the clustering note."""
     from study.simulate import simulate
-    from tests.study.test_study_analysis_sections import _dr_study
+    from tests.study.test_study_questions import dr_study
 
     url = f"sqlite:///{tmp_path / 'dr.sqlite'}"
     db.upgrade(url)
     factory = db.session_factory(db.make_engine(url))
-    sid = _dr_study(factory, tmp_path)
+    sid = dr_study(factory, tmp_path, two_eyes=True)
     simulate(factory, sid, 3, seed=2)
     monkeypatch.setenv("REVISION_DB_URL", url)
     monkeypatch.setenv("REVISION_INVESTIGATOR_USER", "lead")
