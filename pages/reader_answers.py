@@ -29,14 +29,15 @@ if not mine.readings:
     st.info("You have not answered any reading of this session yet.")
     st.stop()
 st.caption(f"Session {mine.session}: your own answers, latest version of each.")
+# whether an answer can still be corrected comes second, so that it stays in view on a 1024-px screen
 st.dataframe(pd.DataFrame([{
-    "case": f"Case {r.position}", "reading": r.reading + (f" · step {r.step}" if r.step > 1 else ""),
+    "case": f"Case {r.position}", "correctable": (r.locked or "yes") if mine.corrections_allowed else "no",
+    "reading": r.reading + (f" · step {r.step}" if r.step > 1 else ""),
     "answer": "; ".join(f"{q}: {a}" for q, a in r.answer), "version": r.version,
-    "answered": timefmt.minute(r.submitted_at),
-    "correctable": (r.locked or "yes") if mine.corrections_allowed else "no"} for r in mine.readings]),
+    "answered": timefmt.minute(r.submitted_at)} for r in mine.readings]),
     hide_index=True, width="stretch", column_config={
-        "case": "Case", "reading": "Reading", "answer": "Your answer", "version": "Version",
-        "answered": "Answered", "correctable": "Can be corrected"})
+        "case": "Case", "correctable": "Can be corrected", "reading": "Reading", "answer": "Your answer",
+        "version": "Version", "answered": "Answered"})
 if not mine.corrections_allowed:
     st.info("This study does not allow answers to be changed once submitted.")
     st.stop()

@@ -24,8 +24,8 @@ REAL_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 # what the demo model does with a real photograph, shown beside every real sample
 REAL_NOTE = ("The demo model was trained only on synthetic pictures. It has never seen a real photograph, and "
-             "on real ones its suggestions are close to chance or wrong: read them as a demonstration of the "
-             "machinery, not as a diagnosis.")
+             "on real ones its suggestions are unreliable, often wrong, for other findings too: read them as a "
+             "demonstration of the machinery, not as a diagnosis.")
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,11 @@ def test_the_real_summary_states_the_measured_probabilities():
 
 @needs_real
 def test_the_demo_model_on_the_real_idrid_photographs():
-    """The honest line the playground shows, measured: trained on synthetic pictures only, the demo model gives
-    the 12 IDRiD photographs (all with diabetic retinopathy) a low DR probability and calls none of them DR.
-    If a new demo model reads real photographs better, this test says so and the page's line changes with it."""
+    """The honest line the playground shows, measured: trained on synthetic pictures only (through random
+    cameras, with a camera-invariant input), the demo model gives the 12 IDRiD photographs (all with diabetic
+    retinopathy) a middling DR probability, far above the ~0.03 of synthetic normals, and calls a third of
+    them DR. The previous demo model (no camera randomisation) gave them median 0.03 and called none.
+    If a new demo model reads real photographs differently, this test says so and the page's line changes."""
     from revision_core.model import load_model
     from revision_core.zeroshot import ZeroShotClassifier
 
@@ -103,4 +105,5 @@ def test_the_demo_model_on_the_real_idrid_photographs():
     line = samples.real_summary(real, probs, clf.findings, names)[0]
     assert line.startswith("On these 12 real photographs, all showing diabetic retinopathy")
     print(line)
-    assert np.median(dr) < 0.1 and (dr < 0.5).all(), dr  # as measured: 0.02-0.41, median 0.03
+    called = int((dr >= 0.5).sum())
+    assert 0.25 < np.median(dr) < 0.6 and 2 <= called <= 6, dr  # as measured: 0.01-0.97, median 0.42, 4 called

@@ -13,7 +13,17 @@ def configure(p) -> None:
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
         kind = {"lr": float, "weight_decay": float, "max_minutes": float, "stop_step": int}.get(f.name) or type(value)
+        if kind is bool:
+            kind = _yes_no
         p.add_argument(flag, type=kind, default=value, help=f"default {value}")
+
+
+def _yes_no(text: str) -> bool:
+    """``--camera no``: argparse's bool() would read any non-empty word as True."""
+    words = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+    if text.lower() not in words:
+        raise ValueError(f"expected yes or no, got {text!r}")
+    return words[text.lower()]
 
 
 def run(args) -> int:
