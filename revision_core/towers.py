@@ -1,9 +1,9 @@
 """A small convolutional image tower for fundus photographs, registered with timm.
 
-Why a custom tower: the demo model must train on two CPU cores in about half an hour, and retinal
+Why a custom tower: the demo model must train on two CPU cores in under an hour, and retinal
 lesions such as microaneurysms are a few pixels wide. Stock towers either downsample too early or cost
 too much per image. Registering the tower with timm lets open_clip build it from a plain JSON model
-config (``"timm_model_name": "fundus_cnn_small"``), so the demo model stays an ordinary open_clip CLIP.
+config (``"timm_model_name": "fundus_cnn_small_ci"``), so the demo model stays an ordinary open_clip CLIP.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def prepared_input(model: nn.Module):
 
 @register_model
 def fundus_cnn_small(pretrained: bool = False, **kwargs) -> FundusCNN:
-    """The demo model's tower (about 0.6 M parameters)."""
+    """The previous demo model's tower (about 0.6 M parameters), without the camera-invariant input."""
     if pretrained:
         raise ValueError("fundus_cnn_small has no pretrained weights; load a checkpoint file instead.")
     return FundusCNN(stem_width=24, widths=(48, 96, 192), depths=(1, 1, 1), **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from open_clip.loss import ClipLoss
 
@@ -45,3 +46,19 @@ def test_a_tiny_model_learns_and_is_saved_in_local_dir_layout(tmp_path):
     x = torch.rand(2, 3, 96, 96)
     expected = summary["model"].encode_image(x)
     assert torch.allclose(loaded.model.encode_image(x), expected, atol=2e-2), "fp16 storage keeps the model"
+
+
+def test_train_command_reads_camera_as_yes_or_no(capsys):
+    """``--camera no`` must switch random cameras off (argparse's bool() would read it as True)."""
+    import argparse
+
+    from revision_core.commands import train as command
+
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    assert parser.parse_args(["--out", "x"]).camera is True
+    assert parser.parse_args(["--out", "x", "--camera", "no"]).camera is False
+    assert parser.parse_args(["--out", "x", "--camera", "yes"]).camera is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "x", "--camera", "maybe"])
+    assert "--camera" in capsys.readouterr().err
