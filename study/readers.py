@@ -75,9 +75,10 @@ def _set_code(reader: Reader, now) -> str:
 
 def add_reader(session: Session, study_id: int, *, display_name: str, years_experience: float,
                specialty: str | None = None, site: str | None = None, pseudonym: str | None = None,
-               actor: str = "investigator") -> tuple[Reader, str]:
+               actor: str = "investigator", commit: bool = True) -> tuple[Reader, str]:
     """Add a reader with a level from the study's bins; returns the reader and the plain code (shown once).
-    In a locked study (answers exist) the reader's assignments are appended in the same transaction."""
+    In a locked study (answers exist) the reader's assignments are appended in the same transaction.
+    ``commit=False`` lets a caller add several readers as one transaction (all or none)."""
     from study.design import extend_design, is_locked
 
     study = get_study(session, study_id)
@@ -98,7 +99,8 @@ def add_reader(session: Session, study_id: int, *, display_name: str, years_expe
                  study_id=study.id, at=now, after=_snapshot(reader))
     if is_locked(session, study):
         extend_design(session, study, [reader.pseudonym], actor=actor, commit=False)
-    session.commit()
+    if commit:
+        session.commit()
     return reader, code
 
 

@@ -60,18 +60,33 @@ def run(args: argparse.Namespace) -> int:
     if args.codes_out:
         fd = os.open(args.codes_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         out = os.fdopen(fd, "w", newline="")
+    added = []
     try:
-        writer = csv.writer(out)
-        writer.writerow(["pseudonym", "display_name", "level", "access_code"])
         with open_session(args) as session:
             study = pick_study(session, args.study)
             locked = is_locked(session, study)
-            for row in rows:
-                reader, code = add_reader(session, study.id, display_name=row["display_name"],
-                                          years_experience=float(row["years_experience"]),
-                                          specialty=(row.get("specialty") or None), site=(row.get("site") or None),
-                                          pseudonym=(row.get("pseudonym") or None), actor=args.actor)
-                writer.writerow([csv_safe(v) for v in (reader.pseudonym, reader.display_name, reader.level, code)])
+            try:   # one transaction: a failure at any row adds nobody, and no code is printed
+                for row in rows:
+                    reader, code = add_reader(session, study.id, display_name=row["display_name"],
+                                              years_experience=float(row["years_experience"]),
+                                              specialty=(row.get("specialty") or None),
+                                              site=(row.get("site") or None),
+                                              pseudonym=(row.get("pseudonym") or None), actor=args.actor,
+                                              commit=False)
+                    added.append((reader.pseudonym, reader.display_name, reader.level, code))
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        writer = csv.writer(out)
+        writer.writerow(["pseudonym", "display_name", "level", "access_code"])
+        writer.writerows([csv_safe(v) for v in row] for row in added)
+    except BaseException:
+        if out is not sys.stdout:
+            out.close()
+            os.unlink(args.codes_out)   # nothing was added: leave no codes file behind
+            out = sys.stdout
+        raise
     finally:
         if out is not sys.stdout:
             out.close()

@@ -120,13 +120,18 @@ def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, ac
         if problems:
             return [], problems
         out = []
-        for row in rows:
-            reader, code = add_reader(session, study_id, display_name=row["display_name"],
-                                      years_experience=float(row["years_experience"]),
-                                      specialty=(row.get("specialty") or None), site=(row.get("site") or None),
-                                      actor=actor)
-            out.append({"pseudonym": reader.pseudonym, "display_name": reader.display_name, "level": reader.level,
-                        "access_code": code})
+        try:   # one transaction: a failure at any row adds nobody
+            for row in rows:
+                reader, code = add_reader(session, study_id, display_name=row["display_name"],
+                                          years_experience=float(row["years_experience"]),
+                                          specialty=(row.get("specialty") or None), site=(row.get("site") or None),
+                                          actor=actor, commit=False)
+                out.append({"pseudonym": reader.pseudonym, "display_name": reader.display_name,
+                            "level": reader.level, "access_code": code})
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
         return out, []
 
 

@@ -110,3 +110,37 @@ def test_authenticate_verifies_only_prefix_matches(Session, monkeypatch):
         assert len(calls) == prefixes.count(codes[3][:4]) <= 2
         # the prefix index exists on the column
         assert any(ix.name == "ix_reader_code_lookup" for ix in Reader.__table__.indexes)
+
+
+def test_readers_from_a_csv_are_added_all_or_none(Session, db_url, monkeypatch, tmp_path):
+    """A failure at the third reader (after the CSV was checked) adds nobody, on the app's route and the
+    CLI's, and the CLI leaves no codes file behind."""
+    from study.cli import main
+    from study.services import investigator
+
+    with Session() as s:
+        sid = _study(s).id
+    real, calls = readers.HASHER, []
+
+    class FailingEveryThird:
+        def hash(self, secret):
+            calls.append(secret)
+            if len(calls) % 3 == 0:
+                raise RuntimeError("the database went away")
+            return real.hash(secret)
+
+    monkeypatch.setattr(readers, "HASHER", FailingEveryThird())
+    text = "display_name,years_experience\nDr A,2\nDr B,8\nDr C,16\n"
+    with pytest.raises(RuntimeError, match="went away"):
+        investigator.add_readers_csv(Session, sid, text, "lead")
+    (tmp_path / "r.csv").write_text(text)
+    codes = tmp_path / "codes.csv"
+    with pytest.raises(RuntimeError, match="went away"):
+        main(["add-readers", str(tmp_path / "r.csv"), "--db", db_url, "--codes-out", str(codes)])
+    assert not codes.exists()
+    with Session() as s:
+        assert s.scalars(select(Reader)).all() == []
+        assert s.scalars(select(AuditEvent).where(AuditEvent.action == "reader.added")).all() == []
+    monkeypatch.setattr(readers, "HASHER", real)
+    rows, problems = investigator.add_readers_csv(Session, sid, text, "lead")
+    assert problems == [] and [r["pseudonym"] for r in rows] == ["R001", "R002", "R003"]
