@@ -117,7 +117,8 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
             assert page.locator('[data-testid="stSidebar"]').count() == 0 or not page.locator(
                 '[data-testid="stSidebar"]').is_visible(), "a reader gets no sidebar"
             page.get_by_text("I have read the instructions").click()
-            page.wait_for_timeout(500)
+            # the button is enabled once the server has seen the consent (no fixed wait: it flaked under load)
+            expect(page.get_by_role("button", name="Start reading")).to_be_enabled(timeout=30_000)
             mark = len(received)
             drawn = 0
             page.get_by_role("button", name="Start reading").click()
