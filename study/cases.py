@@ -51,6 +51,7 @@ import tomllib
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -730,6 +731,36 @@ def _begin_checks(session: Session) -> bool:
     return True
 
 
+@dataclass
+class _Checks:
+    """What an importer's checks start from (see :func:`_import_checks`)."""
+    session: Session
+    study: Study
+    limits: ImportLimits
+    reads_only: bool
+
+    def end(self) -> None:
+        """End the read-only checks: what follows is written in a write transaction (or, when the caller had
+        a transaction open, goes on in it)."""
+        if self.reads_only:
+            self.session.rollback()
+
+
+@contextmanager
+def _import_checks(session: Session, study_id: int, limits: ImportLimits | None):
+    """Every importer's frame: read-only checks (:func:`_begin_checks`) of a study still open to cases, with
+    the configured limits unless given; on any failure no read-only transaction is left behind."""
+    reads_only = _begin_checks(session)
+    try:
+        study = get_study(session, study_id)
+        ensure_cases_open(session, study)
+        yield _Checks(session, study, limits or configured_limits(), reads_only)
+    except BaseException:
+        if reads_only:
+            session.rollback()
+        raise
+
+
 def import_manifest(session: Session, study_id: int, manifest: str | Path, *, store_root: str | Path | None = None,
                     actor: str = "investigator", truth_columns: Iterable[str] | None = None,
                     limits: ImportLimits | None = None, paths_outside: bool = False, source: str | None = None
@@ -743,11 +774,8 @@ def import_manifest(session: Session, study_id: int, manifest: str | Path, *, st
     the manifest in the error (default: its path).
     """
     manifest = Path(manifest)
-    reads_only = _begin_checks(session)
-    try:
-        study = get_study(session, study_id)
-        ensure_cases_open(session, study)
-        limits = limits or configured_limits()
+    with _import_checks(session, study_id, limits) as checks:
+        study, limits = checks.study, checks.limits
         config = study_config(study)
         allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
         source = source or str(manifest)
@@ -758,13 +786,8 @@ def import_manifest(session: Session, study_id: int, manifest: str | Path, *, st
                                                     existing, staging, truth_columns=extra, limits=limits)
             if problems.total:
                 raise ManifestError(source, problems.items, problems.total, checked)
-            if reads_only:
-                session.rollback()  # end the read-only checks: the cases are stored in a write transaction
+            checks.end()
             return _store_cases(session, study, parsed, staging, actor, {"manifest": source})
-    except BaseException:
-        if reads_only:
-            session.rollback()  # leave no read-only transaction behind for the caller
-        raise
 
 
 def _size_text(n: int) -> str:
@@ -896,15 +919,11 @@ def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, nam
     problem is a :class:`FolderProblem` (member path, reason) or a manifest :class:`Problem` in
     :class:`ManifestError`; ``name`` (the uploaded file's name) names the source, never a server path.
     """
-    reads_only = _begin_checks(session)
-    try:
-        study = get_study(session, study_id)
-        ensure_cases_open(session, study)
-        limits = limits or configured_limits()
-        allowed, extra = _allowed_columns(_truth_columns(study, truth_columns))
-        sid = study.id
-        if reads_only:
-            session.rollback()  # nothing is locked while the ZIP is unpacked; import_manifest checks again
+    with _import_checks(session, study_id, limits) as checks:
+        limits = checks.limits
+        allowed, extra = _allowed_columns(_truth_columns(checks.study, truth_columns))
+        sid = checks.study.id
+        checks.end()  # nothing is locked while the ZIP is unpacked; import_manifest checks again
         fp = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else open(data, "rb")
         try:
             if (why := _zip_directory_too_big(fp, limits)) is not None:
@@ -939,10 +958,6 @@ def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, nam
                                        source=f"{name}: {manifest_name}")
         finally:
             fp.close()
-    except BaseException:
-        if reads_only:
-            session.rollback()  # leave no read-only transaction behind for the caller
-        raise
 
 
 def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging, actor: str, audit_after: dict
@@ -1050,11 +1065,8 @@ def import_folder(session: Session, study_id: int, folder: str | Path, *, store_
     no findings, eye, pseudonym or split) and go through the manifest import's checks and storage.
     """
     folder = Path(folder)
-    reads_only = _begin_checks(session)
-    try:
-        study = get_study(session, study_id)
-        ensure_cases_open(session, study)
-        limits = limits or configured_limits()
+    with _import_checks(session, study_id, limits) as checks:
+        study, limits = checks.study, checks.limits
         config = study_config(study)
         if not folder.is_dir():
             raise ManifestError(str(folder), [FolderProblem(".", "not a folder" if folder.exists() else "not found")])
@@ -1087,10 +1099,5 @@ def import_folder(session: Session, study_id: int, folder: str | Path, *, store_
             listed = problems.items + [problem(p.row, p.column, p.reason) for p in row_problems.items]
             if total:
                 raise ManifestError(str(folder), listed[:limits.max_problems], total, checked)
-            if reads_only:
-                session.rollback()  # end the read-only checks: the cases are stored in a write transaction
+            checks.end()
             return _store_cases(session, study, parsed, staging, actor, {"folder": str(folder)})
-    except BaseException:
-        if reads_only:
-            session.rollback()  # leave no read-only transaction behind for the caller
-        raise
