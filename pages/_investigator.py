@@ -4,8 +4,10 @@ import streamlit as st
 from pages._shared import database, require_role
 
 
-def header(title: str):
-    """Check the role, draw the title and the study picker; returns (session factory, study id or None, actor)."""
+def header(title: str, *, require_study: bool = True):
+    """Check the role, draw the title and the study picker; returns (session factory, study id, actor).
+    Without any study the page stops with "No study yet." unless ``require_study=False`` (the set-up page,
+    where the first study is created), which gets None for the study id."""
     require_role("investigator")
     from study.services.investigator import list_studies
 
@@ -14,6 +16,9 @@ def header(title: str):
     studies = list_studies(factory)
     actor = f"investigator:{st.session_state.get('investigator_user', '?')}"
     if not studies:
+        if require_study:
+            st.info("No study yet.")
+            st.stop()
         return factory, None, actor
     names = dict(studies)
     ids = list(names)

@@ -13,9 +13,6 @@ from pages._investigator import header
 from pages._shared import plain
 
 factory, study_id, actor = header("Analysis and exports")
-if study_id is None:
-    st.info("No study yet.")
-    st.stop()
 from study import report, timefmt  # noqa: E402
 from study.services import analysis  # noqa: E402
 

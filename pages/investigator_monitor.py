@@ -8,9 +8,6 @@ import streamlit as st
 from pages._investigator import header
 
 factory, study_id, _ = header("Live monitor")
-if study_id is None:
-    st.info("No study yet.")
-    st.stop()
 from study import timefmt  # noqa: E402
 from study.services import investigator  # noqa: E402
 

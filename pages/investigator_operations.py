@@ -8,9 +8,6 @@ from pages._investigator import header
 from pages._shared import plain
 
 factory, study_id, actor = header("Study operations")
-if study_id is None:
-    st.info("No study yet.")
-    st.stop()
 from study import timefmt  # noqa: E402
 from study.services import investigator  # noqa: E402
 

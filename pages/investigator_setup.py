@@ -8,7 +8,7 @@ import streamlit as st
 from pages._investigator import header
 from pages._shared import plain
 
-factory, study_id, actor = header("Study set-up")
+factory, study_id, actor = header("Study set-up", require_study=False)
 from study.services import investigator  # noqa: E402
 from study.timefmt import minute  # noqa: E402
 

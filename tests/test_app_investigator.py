@@ -138,3 +138,24 @@ def test_rebuilding_the_design_needs_a_confirmation(env):
     at.button(key="build_design").click().run()
     assert not at.exception, at.exception
     assert any("assignments stored" in s.value for s in at.success)
+
+
+@pytest.mark.parametrize("page", ["pages/investigator_monitor.py", "pages/investigator_cases.py",
+                                  "pages/investigator_audit.py", "pages/investigator_setup.py"])
+def test_investigator_pages_without_any_study(tmp_path, monkeypatch, page):
+    """Before the first study: the set-up page offers to create one; every other page says there is none."""
+    from study import db
+
+    url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    db.upgrade(url)
+    monkeypatch.setenv("REVISION_DB_URL", url)
+    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+    at.session_state["role"] = "investigator"
+    at.session_state["investigator_user"] = "lead"
+    at.run()
+    assert not at.exception
+    said = [i.value for i in at.info]
+    if page.endswith("setup.py"):
+        assert "No study yet." not in said and at.expander[0].label.startswith("1. New study")
+    else:
+        assert said == ["No study yet."] and not at.dataframe
