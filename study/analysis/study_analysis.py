@@ -465,13 +465,28 @@ def _reading_time(df: pd.DataFrame, levels: list[str], refs, messages: list[str]
     if len(timed) < len(df):
         excluded.append({"who": f"{len(df) - len(timed)} reading(s)", "why": "no reading time recorded"})
     tf = "seconds ~ condition * level" if len(levels) > 1 else "seconds ~ condition"
-    try:
-        lmm = fit_lmm_log_time(tf, timed, reference_levels=refs)
-    except ValueError as exc:
-        messages.append(f"reading-time model skipped: {exc}")
+    lmm = _unless_it_cannot_run(lambda: fit_lmm_log_time(tf, timed, reference_levels=refs), "reading-time model",
+                                messages)
+    if lmm is None:
         return None
     med = timed.groupby(["condition", "level"], observed=True)["seconds"].median().rename("median").reset_index()
     return {**lmm.to_dict(), "median_seconds": med, "population": _population(timed, excluded)}
+
+
+def _unless_it_cannot_run(compute, what: str, messages: list[str]):
+    """A section that may not apply to these data (a ValueError says why): None, with the reason in ``messages``."""
+    try:
+        return compute()
+    except ValueError as exc:
+        messages.append(f"{what} skipped: {exc}")
+        return None
+
+
+def _after_study_exclusions(section: dict | None, base: list[dict]) -> dict | None:
+    """List a section's own exclusions after the study-wide ones (``base``)."""
+    if section and section.get("population"):
+        section["population"]["excluded"] = base + section["population"]["excluded"]
+    return section
 
 
 def _glmm_and_effects(df: pd.DataFrame, levels: list[str], clustered: bool = False) -> tuple[dict, dict, dict]:
@@ -587,24 +602,12 @@ def analyze_frame(df: pd.DataFrame, settings: Settings = DEFAULTS, *, excluded: 
     refs = {"level": levels[0]} if len(levels) > 1 else None
     glmm, res["glmm_interaction_p"], res["marginal_effects"] = _glmm_and_effects(df, levels, clustered)
     res["glmm"] = {**glmm, "clustered_by": _clustered_by(df, clustered), "population": population}
-    rt = _reading_time(df, levels, refs, res["messages"])
-    if rt:
-        rt["population"]["excluded"] = base + rt["population"]["excluded"]
-    res["reading_time"] = rt
-    try:
-        res["mrmc"] = _mrmc(df, alpha, patients)
-    except ValueError as exc:
-        res["mrmc"] = None
-        res["messages"].append(f"MRMC skipped: {exc}")
-    if res["mrmc"]:
-        res["mrmc"]["population"]["excluded"] = base + res["mrmc"]["population"]["excluded"]
-    try:
-        res["mrmc_binary"] = _mrmc_binary(df, alpha, patients)
-    except ValueError as exc:
-        res["mrmc_binary"] = None
-        res["messages"].append(f"MRMC of sensitivity and specificity skipped: {exc}")
-    if res["mrmc_binary"]:
-        res["mrmc_binary"]["population"]["excluded"] = base + res["mrmc_binary"]["population"]["excluded"]
+    res["reading_time"] = _after_study_exclusions(_reading_time(df, levels, refs, res["messages"]), base)
+    res["mrmc"] = _after_study_exclusions(
+        _unless_it_cannot_run(lambda: _mrmc(df, alpha, patients), "MRMC", res["messages"]), base)
+    res["mrmc_binary"] = _after_study_exclusions(
+        _unless_it_cannot_run(lambda: _mrmc_binary(df, alpha, patients), "MRMC of sensitivity and specificity",
+                              res["messages"]), base)
     res["sizing"] = _sizing(res["mrmc"], alpha)
     table = ai.switching_table(df)
     res["ai_interaction"] = {
@@ -616,10 +619,8 @@ def analyze_frame(df: pd.DataFrame, settings: Settings = DEFAULTS, *, excluded: 
         "operating_points": ai.reader_operating_points(df),
         "population": population,
     }
-    sens = _fast_read_sensitivity(df, settings, levels, refs, clustered)
-    if sens and sens.get("population"):
-        sens["population"]["excluded"] = base + sens["population"]["excluded"]
-    res["sensitivity"] = {"fast_reads": sens}
+    res["sensitivity"] = {"fast_reads": _after_study_exclusions(
+        _fast_read_sensitivity(df, settings, levels, refs, clustered), base)}
     res["software"] = software_versions()
     res = to_jsonable(res)
     from study.analysis.methods import methods_text
