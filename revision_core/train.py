@@ -212,39 +212,41 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, log=print) -> 
         pixels = to_pixels(images, mean, std)
         return pixels if transform is None else transform(pixels).contiguous(memory_format=torch.channels_last)
 
-    next_idx = next(batches)
-    upcoming = prefetch.submit(photographed, 0, next_idx)
-    for step in range(config.steps):
-        idx, pixels = next_idx, upcoming.result()
+    try:
         next_idx = next(batches)
-        upcoming = prefetch.submit(photographed, step + 1, next_idx)
-        for group in opt.param_groups:
-            group["lr"] = config.lr * schedule(step)
-        with prepared_input(model):
-            img, txt, scale = model(pixels, tokens[idx])
-        sig = signatures_all[idx] if config.false_negatives == "mask" else None
-        loss = loss_fn(img, txt, scale, signatures=sig)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        history.append(loss.item())
-        if step % config.log_every == 0 or step == config.steps - 1:
-            rate = (step + 1) * config.batch_size / (time.time() - t_train)
-            log(f"step {step:5d} loss {np.mean(history[-config.log_every:]):.4f} scale {scale.item():.1f} "
-                f"{rate:.0f} img/s elapsed {(time.time() - t_train) / 60:.1f} min")
-        if config.validate_every and (step + 1) % config.validate_every == 0:
-            aucs = validation_auroc(model, tokenizer, val, mean, std)
-            log("validation AUROC " + " ".join(f"{k}={v:.3f}" for k, v in aucs.items())
-                + f" mean={np.nanmean(list(aucs.values())):.3f}")
-        if config.stop_step and step + 1 >= config.stop_step:
-            log(f"stopping at step {step}: --stop-step {config.stop_step}")
-            break
-        if config.max_minutes and (time.time() - t_train) / 60 > config.max_minutes:
-            log(f"stopping at step {step}: time budget of {config.max_minutes} min reached")
-            break
-    prefetch.shutdown(cancel_futures=True)
+        upcoming = prefetch.submit(photographed, 0, next_idx)
+        for step in range(config.steps):
+            idx, pixels = next_idx, upcoming.result()
+            next_idx = next(batches)
+            upcoming = prefetch.submit(photographed, step + 1, next_idx)
+            for group in opt.param_groups:
+                group["lr"] = config.lr * schedule(step)
+            with prepared_input(model):
+                img, txt, scale = model(pixels, tokens[idx])
+            sig = signatures_all[idx] if config.false_negatives == "mask" else None
+            loss = loss_fn(img, txt, scale, signatures=sig)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            history.append(loss.item())
+            if step % config.log_every == 0 or step == config.steps - 1:
+                rate = (step + 1) * config.batch_size / (time.time() - t_train)
+                log(f"step {step:5d} loss {np.mean(history[-config.log_every:]):.4f} scale {scale.item():.1f} "
+                    f"{rate:.0f} img/s elapsed {(time.time() - t_train) / 60:.1f} min")
+            if config.validate_every and (step + 1) % config.validate_every == 0:
+                aucs = validation_auroc(model, tokenizer, val, mean, std)
+                log("validation AUROC " + " ".join(f"{k}={v:.3f}" for k, v in aucs.items())
+                    + f" mean={np.nanmean(list(aucs.values())):.3f}")
+            if config.stop_step and step + 1 >= config.stop_step:
+                log(f"stopping at step {step}: --stop-step {config.stop_step}")
+                break
+            if config.max_minutes and (time.time() - t_train) / 60 > config.max_minutes:
+                log(f"stopping at step {step}: time budget of {config.max_minutes} min reached")
+                break
+    finally:
+        prefetch.shutdown(cancel_futures=True)
     model.eval()
     summary = {"steps": step + 1, "first_loss": float(np.mean(history[:20])), "last_loss": float(np.mean(history[-20:])),
                "train_minutes": round((time.time() - t_train) / 60, 2), "loss_history": history}

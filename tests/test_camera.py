@@ -49,10 +49,8 @@ def test_cameras_cover_a_wide_range_of_exposure_and_field_of_view(case):
 
 def test_corners_stay_black_outside_the_field(case):
     shot = photograph(case.image, np.random.default_rng(3))
-    source_field = grid(256).fov
-    if source_field.mean() > 0:   # where no part of the eye lands the photograph is (near) black
-        dark = shot.max(axis=2) <= 3
-        assert dark[:8, :8].all() or shot.max(axis=2)[:8, :8].mean() < 3
+    corner = shot.max(axis=2)[:8, :8]   # no part of the eye lands there, even at the largest zoom
+    assert (corner <= 3).all() or corner.mean() < 3
 
 
 def test_invariant_input_ignores_camera_gains_and_smooth_illumination(case):

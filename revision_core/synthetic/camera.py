@@ -12,11 +12,10 @@ Everything is drawn from the given ``rng``, so a run is reproducible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
-
-from functools import lru_cache
 
 from .anatomy import FIELD_FRAC, grid, noise_crop
 
@@ -101,7 +100,7 @@ def photograph(image: np.ndarray, rng: np.random.Generator, ranges: CameraRanges
     out[~inside] = 0
     qlo, qhi, qp = r.jpeg
     if rng.random() < qp:
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(qlo, qhi + 1))])
+        _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(qlo, qhi + 1))])
         out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         out[~inside] = np.minimum(out[~inside], 3)   # JPEG ringing stays near black outside the field
     return out
