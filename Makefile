@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
-# Study mode (study/study_mode.py): by default ("auto") the public demo pages, which run the model for any
+# Study mode (study/domain/study_mode.py): by default ("auto") the public demo pages, which run the model for any
 # visitor, are hidden while a study has readers with unaided readings left, and the demo study's demo
 # readers always have some. `make run` is the local demo, not a live study, so it says explicitly that the
 # demo pages stay visible (the environment beats [app] public_demo in secrets.toml). To see study mode:

@@ -6,7 +6,7 @@ reader sees only the reading page; a signed-in investigator only the investigato
 is not in the navigation cannot be opened (Streamlit serves only the pages given to ``st.navigation``),
 and every reader/investigator page also checks the role itself (``pages/_shared.require_role``).
 
-Study mode (``study.study_mode``, setting ``[app] public_demo``): the demo pages run the study's model for
+Study mode (``study.domain.study_mode``, setting ``[app] public_demo``): the demo pages run the study's model for
 anyone, so in "auto" they are left out of the navigation while any study has a reader with unaided
 readings left (each demo page checks too: ``pages/_shared.require_public_demo``); visitors then land on
 the reader sign-in page (a reload too). A reader who pauses lands on the reader sign-in page in any mode.
@@ -16,7 +16,7 @@ import sys
 import streamlit as st
 
 from pages._shared import LANDING, public_demo_enabled, role, sign_out
-from study.study_mode import PublicDemoSettingError, public_demo_setting
+from study.domain.study_mode import PublicDemoSettingError, public_demo_setting
 
 st.set_page_config(page_title="ReVision Reader Study", page_icon=":material/visibility:", layout="wide")
 

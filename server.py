@@ -1,7 +1,7 @@
 """The ASGI entry point: the Streamlit app (app.py) plus one plain HTTP route for case photographs.
 
 Why a route beside Streamlit: the reading page's viewer fetches photographs by signed link
-(``study.image_links``), so the browser caches them, prefetches the next case and loads full
+(``study.domain.image_links``), so the browser caches them, prefetches the next case and loads full
 resolution only when the reader zooms in, without a script run. Served by ``scripts/serve_app.py``.
 """
 from pathlib import Path
@@ -11,14 +11,14 @@ from starlette.responses import FileResponse, PlainTextResponse
 from starlette.routing import Route
 from streamlit.starlette import App
 
-from study import image_links
+from study.domain import image_links
 
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 async def case_image(request):
-    from study.storage_config import store_root
+    from study.storage.settings import store_root
 
     try:
         path = await run_in_threadpool(image_links.resolve, request.path_params["token"], store_root())

@@ -34,13 +34,14 @@ def make_big_study(tmp: Path, n_cases: int, *, design: str = "sequential", n_rea
     from argon2 import PasswordHasher
     from PIL import Image
 
-    from study import db, readers
-    from study.cases import add_case
-    from study.config import parse_text
-    from study.design import build_design
-    from study.precompute import store_ai_output
-    from study.readers import add_reader
-    from study.studies import create_study
+    from study.storage import db
+    from study.domain import readers
+    from study.domain.cases import add_case
+    from study.domain.config import parse_text
+    from study.domain.design import build_design
+    from study.jobs.precompute import store_ai_output
+    from study.domain.readers import add_reader
+    from study.domain.studies import create_study
 
     readers.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # set-up speed only
     tmp.mkdir(parents=True, exist_ok=True)

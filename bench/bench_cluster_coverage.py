@@ -38,7 +38,7 @@ from scipy.special import expit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from study.analysis.glmm import fit_glmm  # noqa: E402
+from study.analysis.stats.glmm import fit_glmm  # noqa: E402
 
 TERM = "condition[T.aided]"
 CLUSTERED = "correct ~ condition + (1|reader) + (1|patient/case)"

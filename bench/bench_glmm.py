@@ -1,4 +1,4 @@
-"""Time study.analysis.glmm.fit_glmm against lme4::glmer on the same simulated study.
+"""Time study.analysis.stats.glmm.fit_glmm against lme4::glmer on the same simulated study.
 
 Run from the repository root: ``python bench/bench_glmm.py [--readers 33 --cases 300]``.
 glmer's time is the ``glmer()`` call only (measured inside R), not R start-up or CSV reading.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from study.analysis.glmm import fit_glmm, simulate_reader_study  # noqa: E402
+from study.analysis.stats.glmm import fit_glmm, simulate_reader_study  # noqa: E402
 from tests.glmer_reference import INSTALL_HINT, glmer_available, run_glmer  # noqa: E402
 
 FORMULA = "correct ~ condition * experience + (1|reader) + (1|case)"

@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from study.analysis.glmm import fit_glmm, simulate_reader_study  # noqa: E402
+from study.analysis.stats.glmm import fit_glmm, simulate_reader_study  # noqa: E402
 
 FORMULA = "correct ~ condition * experience + (1|reader) + (1|case)"
 

@@ -1,12 +1,12 @@
 """Importing real-size photographs: time against decoding alone, and store size against the sources.
 
 Imports the 12 IDRiD photographs in ``../shared/real/idrid`` (3410 x 2848 JPEG, about 1 MB each; IDRiD,
-Porwal et al. 2018, CC BY 4.0) into a fresh SQLite study through ``study.cases.import_manifest`` and
+Porwal et al. 2018, CC BY 4.0) into a fresh SQLite study through ``study.domain.cases.import_manifest`` and
 measures, in the same run and interleaved: the import (median of ``--repeats`` fresh imports), decoding
 the same files with PIL alone (``Image.open(p).convert("RGB")``, one after another, median of repeats),
 the ratio import/decode (target <= 2), and the store size, stored originals and with display derivatives,
 against the sources (target <= 1.5 for the originals). The import stages several images at once
-(``study.cases.WORKERS``, or ``--workers``); a decode on as many threads is printed too, so the ratio can
+(``study.domain.cases.WORKERS``, or ``--workers``); a decode on as many threads is printed too, so the ratio can
 be read both ways. Plain script: ``python bench/bench_import.py [--repeats 3] [--workers N]``.
 """
 from __future__ import annotations
@@ -36,8 +36,9 @@ def decode_all(paths: list[Path], workers: int = 1) -> float:
 
 def import_once(paths: list[Path], tmp: Path) -> tuple[float, int, int]:
     """(seconds, bytes of stored originals, bytes of the whole store) for one fresh import."""
-    from study import cases, db, studies
-    from study.config import parse_text
+    from study.domain import cases, studies
+    from study.storage import db
+    from study.domain.config import parse_text
     from tests.study.helpers import study_toml
 
     url = f"sqlite:///{tmp / 'study.sqlite'}"
@@ -61,14 +62,14 @@ def import_once(paths: list[Path], tmp: Path) -> tuple[float, int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=None, help="images staged at once (default: study.cases')")
+    ap.add_argument("--workers", type=int, default=None, help="images staged at once (default: study.domain.cases')")
     args = ap.parse_args()
     paths = sorted(REAL.glob("*.jpg"))
     if not paths:
         print(f"bench_import: skipped, no real photographs in {REAL} (they are shared test material beside the "
               f"project, not part of it)")
         return
-    from study import cases
+    from study.domain import cases
 
     if args.workers:
         cases.WORKERS = args.workers

@@ -35,10 +35,10 @@ TARGET_MB = 500.0
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {repo!r})
-from study import db
-from study.config import parse_text
+from study.storage import db
+from study.domain.config import parse_text
 from study.services import investigator
-from study.studies import create_study
+from study.domain.studies import create_study
 from tests.study.helpers import study_toml
 url = "sqlite:///" + {tmp!r} + "/study.sqlite"
 db.upgrade(url)

@@ -4,7 +4,7 @@ Why: most patients have both eyes photographed, and the two eyes share a patient
 reader's rating, also one that differs between unaided and aided reading (a patient whose fundi are
 hard to read without AI is hard in both eyes). The case jackknife treats the eyes as independent
 cases and under-states the variance of the AUC difference; the jackknife over patients
-(``mrmc_analysis(..., cluster="patient")``, :mod:`study.analysis.mrmc_patients`) should restore a
+(``mrmc_analysis(..., cluster="patient")``, :mod:`study.analysis.stats.mrmc_patients`) should restore a
 95% CI that covers the true AI effect 95% of the time. Each simulated study is analysed both ways
 on the same data; this is the MRMC counterpart of bench/bench_cluster_coverage.py (GLMM).
 
@@ -76,7 +76,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from study.analysis.mrmc import mrmc_analysis  # noqa: E402
+from study.analysis.stats.mrmc import mrmc_analysis  # noqa: E402
 
 BAND = (0.935, 0.965)
 MODALITIES = ("unaided", "aided")  # sorted labels: "aided" < "unaided", so the OR difference is aided - unaided

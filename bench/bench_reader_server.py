@@ -1,7 +1,7 @@
 """Reading page, server side: time from a submitted answer to the next case being rendered.
 
 A sequential study (every case read unaided, then aided with the AI panel) of ``--cases`` cases with
-precomputed AI output (stored the way study/precompute.py stores it; no model runs) and one reader.
+precomputed AI output (stored the way study/jobs/precompute.py stores it; no model runs) and one reader.
 ``streamlit.testing.v1.AppTest`` drives app.py: sign in, consent, then ``--answers`` answers; each
 timing is the ``at.run()`` after the submit click (the callback stores the answer, the script run draws
 the next case). Separately, the pure workflow part (``workflow.submit`` + ``workflow.next_item``) and
@@ -62,8 +62,9 @@ def workflow_latencies(url: str, n: int) -> tuple[list[float], list[float]]:
     """(workflow.submit + workflow.next_item, reader service submit_answer + reader_state): readers 2 and 3."""
     from sqlalchemy import select
 
-    from study import db, workflow
-    from study.models import Reader
+    from study.storage import db
+    from study.domain import workflow
+    from study.storage.models import Reader
     from study.services import reader as reader_service
 
     engine = db.make_engine(url)

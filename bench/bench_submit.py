@@ -33,9 +33,11 @@ sys.path.insert(0, str(REPO))
 from argon2 import PasswordHasher  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from study import cases, db, design, precompute, readers, studies, workflow  # noqa: E402
-from study.config import parse_text  # noqa: E402
-from study.models import Answer, Assignment  # noqa: E402
+from study.domain import cases, design, readers, studies, workflow
+from study.storage import db
+from study.jobs import precompute  # noqa: E402
+from study.domain.config import parse_text  # noqa: E402
+from study.storage.models import Answer, Assignment  # noqa: E402
 from tests.study.helpers import CARD, LABELS, VALID_ANSWER, study_toml  # noqa: E402
 
 

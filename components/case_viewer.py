@@ -3,7 +3,7 @@ file are the whole viewer, served by the app itself (no CDN; it works offline).
 
 Why client-side: zoom, pan, brightness, contrast, gamma, red-free and the overlay opacity change only
 the browser's canvas, so no view change costs a server round trip. The photograph arrives by signed
-URL (``study.image_links``): cached by the browser, the next case prefetched, full resolution fetched
+URL (``study.domain.image_links``): cached by the browser, the next case prefetched, full resolution fetched
 only when the zoom needs it. The saliency overlay is given only for a saliency-arm item; an unaided
 item is drawn with no AI data at all.
 """

@@ -39,14 +39,14 @@ def classifier(spec: str | None = None):
 
 @st.cache_resource(show_spinner=False)
 def _database(url: str):
-    from study import db
+    from study.storage import db
 
     return db.open_database(url)[1]
 
 
 def database():
     """The session factory for the configured database (env, secrets.toml, else embedded SQLite), migrated once."""
-    from study import db
+    from study.storage import db
 
     return _database(db.resolve_url(None))
 
@@ -254,10 +254,11 @@ PUBLIC_DEMO_HIDDEN = "This page is not available on this server."
 
 
 def public_demo_enabled() -> bool:
-    """Whether this server offers the pages that run a model for visitors (``study.study_mode``: the
+    """Whether this server offers the pages that run a model for visitors (``study.domain.study_mode``: the
     ``[app] public_demo`` setting; in "auto", off while any study has unaided readings left). Raises
-    ``study.study_mode.PublicDemoSettingError`` for an invalid setting."""
-    from study import db, study_mode
+    ``study.domain.study_mode.PublicDemoSettingError`` for an invalid setting."""
+    from study.storage import db
+    from study.domain import study_mode
 
     return study_mode.public_demo_enabled(db.resolve_url(None), database)
 

@@ -10,8 +10,8 @@ import plotly.express as px
 import streamlit as st
 
 from pages._shared import READING_ROOM_CSS, classifier_or_stop, plain
-from study import ministudy
-from study.viewer import ViewSettings, render_view
+from study.visitor import ministudy
+from study.visitor.viewer import ViewSettings, render_view
 
 from pages._shared import require_public_demo
 

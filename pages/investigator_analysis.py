@@ -2,7 +2,7 @@
 and defaults) with the data cut-off, the report and the exports.
 
 User-supplied names (levels, conditions, readers) reach the browser only as plain text: st.dataframe cells
-are not Markdown, the figures carry HTML-escaped copies (``study.report``) and messages go through
+are not Markdown, the figures carry HTML-escaped copies (``study.outputs.report``) and messages go through
 ``plain``."""
 from datetime import datetime, time, timezone
 
@@ -13,7 +13,7 @@ from pages._investigator import header
 from pages._shared import plain
 
 factory, study_id, actor = header("Analysis and exports")
-from study import report, timefmt  # noqa: E402
+from study.outputs import report, timefmt  # noqa: E402
 from study.services import analysis  # noqa: E402
 
 

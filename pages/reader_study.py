@@ -4,7 +4,7 @@ right. All state comes from the database each run.
 
 No AI output for unaided items: the workflow gives an unaided reading as an ``Item``, which has no AI
 field at all; the AI panel and the saliency overlay are drawn only for an ``AidedItem``, and the
-viewer's photograph link names the case photograph only (``study.image_links``), never an AI output.
+viewer's photograph link names the case photograph only (``study.domain.image_links``), never an AI output.
 """
 import uuid
 
@@ -16,7 +16,7 @@ from pages._shared import (database, finding_names, plain, reading_room_style, r
                            sign_out_to_reader_signin)
 from study.services.reader import (AnswerInvalid, case_display, consent_summary, describe_answer, eye_label,
                                    is_aided, reader_state, record_consent, submit_answer)
-from study.timefmt import local
+from study.outputs.timefmt import local
 
 CONSENT_VERSION = "2026-12"
 require_role("reader")

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from study import db
-from study.cases import add_case
-from study.config import parse_text
-from study.design import build_design
-from study.precompute import store_ai_output
-from study.readers import add_reader
-from study.studies import create_study
+from study.storage import db
+from study.domain.cases import add_case
+from study.domain.config import parse_text
+from study.domain.design import build_design
+from study.jobs.precompute import store_ai_output
+from study.domain.readers import add_reader
+from study.domain.studies import create_study
 from tests.study.helpers import study_toml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi
     Returns (db url, store root, ids, access codes); serve it with REVISION_STORE_ROOT = the store root."""
     import csv
 
-    from study.cases import import_manifest
+    from study.domain.cases import import_manifest
 
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     db.upgrade(url)

@@ -43,7 +43,7 @@ TINY_VIT = {
 @pytest.fixture(autouse=True)
 def _study_store(tmp_path_factory, monkeypatch):
     """Every test's image store is a temporary folder unless the test sets its own: display files made
-    for a case (study.cases.display_files) never land in the repository's data/."""
+    for a case (study.domain.cases.display_files) never land in the repository's data/."""
     if "REVISION_STORE_ROOT" not in os.environ:
         monkeypatch.setenv("REVISION_STORE_ROOT", str(tmp_path_factory.mktemp("store")))
 

@@ -9,9 +9,9 @@ from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
 from study.analysis import ai_interaction as ai
-from study.analysis.mrmc import empirical_auc
+from study.analysis.stats.mrmc import empirical_auc
 from study.analysis.reads import load_reads
-from study.analysis.simulate_reads import simulate_reads
+from study.analysis.simulated_reads import simulate_reads
 
 
 def _sequential(rows):

@@ -12,8 +12,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from study.analysis.descriptive import accuracy_table, bootstrap_differences, sensitivity_specificity, wilson_ci
 from study.analysis.reads import load_reads
-from study.analysis.simulate import simulate_reader_study
-from study.analysis.simulate_reads import simulate_reads
+from study.analysis.stats.simulated_study import simulate_reader_study
+from study.analysis.simulated_reads import simulate_reads
 
 
 def test_wilson_matches_statsmodels():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from study.analysis.power import marginal_to_conditional, power_table
+from study.analysis.stats.glmm_power import marginal_to_conditional, power_table
 
 
 def test_marginal_to_conditional_round_trip():

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from study.analysis.reads import load_reads
-from study.analysis.simulate_reads import simulate_reads
-from study.report import analyze_reads
+from study.analysis.simulated_reads import simulate_reads
+from study.outputs.report import analyze_reads
 
 LEVELS = ["resident", "fellow", "consultant"]
 R_SCRIPT = """
@@ -74,7 +74,7 @@ VERBAGG = {
 def test_glmm_reproduces_lme4_verbagg(tmp_path):
     from pathlib import Path
 
-    from study.analysis.glmm import fit_glmm
+    from study.analysis.stats.glmm import fit_glmm
 
     csv = tmp_path / "verbagg.csv"
     script = Path(__file__).resolve().parent / "r" / "verbagg.R"

@@ -9,10 +9,10 @@ import re
 import pandas as pd
 import pytest
 
-from study.analysis.simulate_reads import simulate_reads
+from study.analysis.simulated_reads import simulate_reads
 from study.analysis.summary import condition_name, pct, pts
 from study.cli import main
-from study.report import analyze_reads, build_figures, render_html
+from study.outputs.report import analyze_reads, build_figures, render_html
 
 LEVELS = ["resident", "fellow", "consultant"]
 KEYS = {"meta", "descriptive", "glmm", "glmm_interaction_p", "marginal_effects", "reading_time", "mrmc",
@@ -119,7 +119,7 @@ def _tables_text(page: str) -> str:
 
 
 def test_tables_in_words_intervals_as_intervals(results):
-    from study.report import sens_spec_rows
+    from study.outputs.report import sens_spec_rows
 
     page = _tables_text(render_html(results))
     assert not re.search(r"\[\s*-?\d+\.\d+,\s*-?\d+\.\d+\s*\]", page)  # no raw [low, high] lists
@@ -149,7 +149,7 @@ def test_methods_describe_only_the_sections_that_ran(results):
 
 
 def test_report_has_the_binary_mrmc_and_sizing_sections_with_populations(results):
-    from study.report import mrmc_binary_rows, sizing_rows
+    from study.outputs.report import mrmc_binary_rows, sizing_rows
 
     sb, sz = results["mrmc_binary"], results["sizing"]
     for section in (sb, sz):

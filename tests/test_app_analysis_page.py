@@ -9,11 +9,12 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from study import db, workflow
-from study.models import Reader
+from study.storage import db
+from study.domain import workflow
+from study.storage.models import Reader
 from study.services import analysis
 from study.services.analysis import Cutoff
-from study.simulate import answer_all
+from study.jobs.simulate_readers import answer_all
 from tests.app_helpers import APP, make_study
 
 PASSWORD = "correct horse battery staple"
@@ -109,7 +110,7 @@ def test_the_cut_off_control_changes_the_population(env):
 
 def test_the_page_renders_ordinal_agreement_clustered_in_patients(tmp_path, monkeypatch):
     """An ordinal (DR-grade) study with two eyes per patient: the agreement table and the clustering note."""
-    from study.simulate import simulate
+    from study.jobs.simulate_readers import simulate
     from tests.study.test_study_questions import dr_study
 
     url = f"sqlite:///{tmp_path / 'dr.sqlite'}"

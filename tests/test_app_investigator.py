@@ -7,7 +7,8 @@ import pytest
 from argon2 import PasswordHasher
 from streamlit.testing.v1 import AppTest
 
-from study import db, workflow
+from study.storage import db
+from study.domain import workflow
 from tests.app_helpers import APP, make_study, rendered_text
 from tests.study.helpers import study_toml
 
@@ -144,7 +145,7 @@ def test_rebuilding_the_design_needs_a_confirmation(env):
                                   "pages/investigator_audit.py", "pages/investigator_setup.py"])
 def test_investigator_pages_without_any_study(tmp_path, monkeypatch, page):
     """Before the first study: the set-up page offers to create one; every other page says there is none."""
-    from study import db
+    from study.storage import db
 
     url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     db.upgrade(url)

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from study import db, readers, workflow
-from study.models import Answer, Assignment, AuditEvent
+from study.storage import db
+from study.domain import readers, workflow
+from study.storage.models import Answer, Assignment, AuditEvent
 from tests.app_helpers import APP, CARD, make_study, rendered_text
 
 ROOT = Path(APP).parent

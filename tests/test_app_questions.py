@@ -11,14 +11,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from study import db
-from study.cases import import_manifest
-from study.config import parse_text
-from study.design import build_design
-from study.export import answers_table
-from study.precompute import store_ai_output
-from study.readers import add_reader
-from study.studies import create_study
+from study.storage import db
+from study.domain.cases import import_manifest
+from study.domain.config import parse_text
+from study.domain.design import build_design
+from study.outputs.export import answers_table
+from study.jobs.precompute import store_ai_output
+from study.domain.readers import add_reader
+from study.domain.studies import create_study
 from tests.app_helpers import APP, CARD, PROBS
 from tests.test_app_reader import consent, signed_in
 

@@ -5,8 +5,8 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from study import db
-from study.models import Answer, AuditEvent
+from study.storage import db
+from study.storage.models import Answer, AuditEvent
 from tests.app_helpers import APP, PROBS, make_study, rendered_text
 
 AI_MARKERS = ["AI suggestion", "It can be wrong", "0.8731", "0.873", "87.3", "feedc0de12345678", "ReVision test model", "probability"]
@@ -179,7 +179,7 @@ def test_saliency_overlay_reaches_the_viewer_in_the_saliency_arm_only(study_db):
 def test_a_reader_added_after_the_design_sees_no_readings_yet_not_study_complete(study_db):
     """Before the first answer a new reader has no assignments until the investigator rebuilds the design;
     the page must not thank them for a finished study."""
-    from study.readers import add_reader
+    from study.domain.readers import add_reader
 
     url, ids, _codes = study_db()
     factory = db.session_factory(db.make_engine(url))

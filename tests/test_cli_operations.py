@@ -11,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from study import db, readers, workflow
+from study.storage import db
+from study.domain import readers, workflow
 from study.cli import main
-from study.models import Assignment, AuditEvent, Reader
+from study.storage.models import Assignment, AuditEvent, Reader
 from tests.app_helpers import make_study
 
 ANSWER = {"primary_diagnosis": "amd", "confidence": 60, "referral": False}

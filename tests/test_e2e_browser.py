@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from study import db, workflow
-from study.models import Answer, AuditEvent, Reader
+from study.storage import db
+from study.domain import workflow
+from study.storage.models import Answer, AuditEvent, Reader
 from tests.app_helpers import CARD, CHROMIUM, launch_chromium, make_study, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,7 +305,7 @@ def answered_server(tmp_path, tiny_cnn_checkpoint):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     from argon2 import PasswordHasher
 
-    from study.simulate import simulate
+    from study.jobs.simulate_readers import simulate
 
     url, ids, _ = make_study(tmp_path, design="crossover", n_cases=10, n_readers=0)
     simulate(db.session_factory(db.make_engine(url)), ids["study"], 4, seed=3)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from study import db
-from study.models import Answer
+from study.storage import db
+from study.storage.models import Answer
 from tests.app_helpers import (CARD, CHROMIUM, answer_default_protocol, launch_chromium, make_photo_study,
                                streamlit_server, study_photos, viewer_view_changes)
 
@@ -181,18 +181,18 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
 
 
 def test_photograph_route_serves_signed_links_only(photo_server, monkeypatch):
-    from study import image_links
-    from study.image_links import image_url
+    from study.domain import image_links
+    from study.domain.image_links import image_url
 
     monkeypatch.setattr(image_links, "_SECRET", LINK_SECRET.encode())
     base, url, _ = photo_server
     factory = db.session_factory(db.make_engine(url))
-    from study.models import Case
+    from study.storage.models import Case
 
     with factory() as s:
         case = s.scalars(select(Case)).first()
         study_id, ref = case.study_id, case.image_ref
-    from study.cases import display_files
+    from study.domain.cases import display_files
 
     files = display_files(study_id, ref, Path(url.removeprefix("sqlite:///")).parent / "store")
     good = base + image_url(study_id, files.screen.name)

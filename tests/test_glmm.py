@@ -1,4 +1,4 @@
-"""study.analysis.glmm: agreement with lme4::glmer, and behaviour that needs no R."""
+"""study.analysis.stats.glmm: agreement with lme4::glmer, and behaviour that needs no R."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from study.analysis._crossed import CrossedStructure
-from study.analysis._design import build_design
-from study.analysis.glmm import _LaplaceFit, fit_glmm, fit_lmm_log_time, simulate_reader_study
+from study.analysis.stats._crossed import CrossedStructure
+from study.analysis.stats._design import build_design
+from study.analysis.stats.glmm import _LaplaceFit, fit_glmm, fit_lmm_log_time, simulate_reader_study
 from tests.glmer_reference import INSTALL_HINT, glmer_available, run_glmer
 
 FORMULA = "correct ~ condition * experience + (1|reader) + (1|case)"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from study.analysis.mrmc import (
+from study.analysis.stats.mrmc import (
     auc_jackknife,
     delong_covariance,
     empirical_auc,

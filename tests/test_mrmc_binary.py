@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.analysis.mrmc import binary_mrmc_analysis, mrmc_analysis
+from study.analysis.stats.mrmc import binary_mrmc_analysis, mrmc_analysis
 
 from tests.conftest import REFERENCE, needs_reference
 REL = 1e-6  # MRMCaov prints 7 significant digits

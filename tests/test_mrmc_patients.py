@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.analysis.mrmc import binary_mrmc_analysis, empirical_auc, load_crossed, mrmc_analysis
-from study.analysis.mrmc_patients import auc_cluster_jackknife, mean_cluster_jackknife
+from study.analysis.stats.mrmc import binary_mrmc_analysis, empirical_auc, load_crossed, mrmc_analysis
+from study.analysis.stats.mrmc_patients import auc_cluster_jackknife, mean_cluster_jackknife
 
 from tests.conftest import needs_reference
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.analysis import ustat
-from study.analysis.mrmc import (
+from study.analysis.stats import ustat
+from study.analysis.stats.mrmc import (
     binary_mrmc_analysis,
     delong_covariance,
     empirical_auc,

@@ -1,11 +1,11 @@
-"""study.scoring: one rule for "correct" per question kind; the legacy rule is unchanged."""
+"""study.domain.scoring: one rule for "correct" per question kind; the legacy rule is unchanged."""
 
 from __future__ import annotations
 
 import pytest
 
-from study.config import Question, parse_text
-from study.scoring import reference, score
+from study.domain.config import Question, parse_text
+from study.domain.scoring import reference, score
 from tests.study.helpers import study_toml
 
 GRADE = Question("g", "ordinal", "Grade", options=(("0", "none"), ("1", "mild"), ("2", "mod"), ("3", "sev")),

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from study.analysis.sizing import (ORComponents, cases_for_power, or_power, pilot_components, power_grid,
+from study.analysis.stats.mrmc_sizing import (ORComponents, cases_for_power, or_power, pilot_components, power_grid,
                                   sample_size_table)
 from tests.conftest import REFERENCE
 

@@ -2,7 +2,7 @@
 has a reader with unaided readings left ("auto"), always on ("on") or never ("off"); `[app] public_demo`
 from the environment (REVISION_PUBLIC_DEMO), then .streamlit/secrets.toml.
 
-The setting and the query (study.study_mode), the app with AppTest (navigation, a direct switch to a demo
+The setting and the query (study.domain.study_mode), the app with AppTest (navigation, a direct switch to a demo
 page, each demo page's own check, a reader's pause), and a real browser on the served app.
 """
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from study import db, study_mode, workflow
-from study.models import Reader
+from study.storage import db
+from study.domain import study_mode, workflow
+from study.storage.models import Reader
 from tests.app_helpers import APP, CARD, CHROMIUM, make_study, rendered_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +155,7 @@ def test_live_while_unaided_readings_are_left_then_not(live_study):
 
 
 def test_revoked_readers_do_not_count(live_study):
-    from study.readers import revoke
+    from study.domain.readers import revoke
 
     url, factory, _ = live_study
     with factory() as s:
@@ -255,7 +256,7 @@ def test_the_demo_pages_come_back_when_no_unaided_reading_is_left(live_study):
 
 
 def test_the_demo_pages_come_back_when_the_readers_are_revoked(live_study):
-    from study.readers import revoke
+    from study.domain.readers import revoke
 
     url, factory, _ = live_study
     with factory() as s:

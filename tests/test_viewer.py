@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from study import ministudy
-from study.viewer import ViewSettings, adjust, blend, crop_box, render_view
+from study.visitor import ministudy
+from study.visitor.viewer import ViewSettings, adjust, blend, crop_box, render_view
 
 
 def img():

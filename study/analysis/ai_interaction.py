@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from study.analysis.descriptive import ALL, wilson_ci
-from study.analysis.mrmc import empirical_auc
+from study.analysis.stats.mrmc import empirical_auc
 from study.analysis.reads import UNAIDED
 
 __all__ = ["ai_label_per_case", "agreement_with_ai", "switching_table", "switching_summary", "fleiss_kappa",

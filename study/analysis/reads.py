@@ -3,7 +3,7 @@
 Why one preparation: every analysis (descriptive, GLMM, MRMC, AI interaction, power) must agree on
 which rows count (latest answer versions only), on the reference condition (unaided) and on the
 order of experience levels, so they all start from :func:`prepare_reads`. The study's own answers
-(``study.export.answers_table``) go to it directly, levels in the study's order
+(``study.outputs.export.answers_table``) go to it directly, levels in the study's order
 (``study.analysis.study_analysis``); :func:`load_reads` is for reads tables from outside (a CSV).
 
 Columns (extra columns are kept but ignored):
@@ -18,7 +18,7 @@ optional  years, session, step (1 = first read; in a sequential design step 2 is
           case is abnormal / has the reference finding), ai_correct (0/1),
           answer_<finding> and truth_<finding> (0/1 per finding, for sensitivity/specificity),
           ungradable (readings marked "Image ungradable": left out of every analysis and counted),
-          primary_question, primary_kind (``study.export``: the scored question and its kind),
+          primary_question, primary_kind (``study.outputs.export``: the scored question and its kind),
           answer_grade, truth_grade (ordinal primary: 0-based grades, for weighted kappa).
 
 For a primary question other than a diagnosis (``primary_kind`` ordinal, boolean or multi_choice)
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.analysis._io import read_table
-from study.rules import p_abnormal
+from study.analysis.stats.table_io import read_table
+from study.domain.rules import p_abnormal
 
 __all__ = ["REQUIRED", "UNAIDED", "load_reads", "prepare_reads", "findings", "aided_conditions"]
 
@@ -204,7 +204,7 @@ def prepare_reads(
 
 
 def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:
-    """Map ``study.export.answers_table`` columns onto the canonical ones.
+    """Map ``study.outputs.export.answers_table`` columns onto the canonical ones.
 
     There ``truth`` is the reference *label* (text), ``findings`` the reader's ';'-joined findings
     and ``ai_probabilities`` a JSON dict of the probabilities shown; P(abnormal) is 1 - P(normal)
@@ -229,7 +229,7 @@ def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:
         def abnormal(js):
             if not isinstance(js, str) or not js:
                 return np.nan
-            p = p_abnormal(json.loads(js), normal_label)  # the study's rule (study.rules)
+            p = p_abnormal(json.loads(js), normal_label)  # the study's rule (study.domain.rules)
             return np.nan if p is None else p
 
         df["ai_prob"] = df["ai_probabilities"].map(abnormal)

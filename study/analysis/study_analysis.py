@@ -18,7 +18,7 @@ so in ``clustered_by`` and ``meta.patients`` says why the analysis did or did no
 
 Cut-off (:class:`Cutoff`): all answers, completed readers only, and/or answers submitted up to a time;
 ``until`` keeps, per reading, the latest version stored by then. The sensitivity analysis without fast
-reads uses the study's rule (``study.flags.is_fast_read`` at ``StudyConfig.fast_read_seconds``).
+reads uses the study's rule (``study.domain.flags.is_fast_read`` at ``StudyConfig.fast_read_seconds``).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study import flags
+from study.domain import flags
 from study.analysis import ai_interaction as ai
 from study.analysis import descriptive
 from study.analysis.reads import UNAIDED, aided_conditions, prepare_reads
 from study.analysis.summary import summary_paragraph
-from study.config import DEFAULT_FAST_READ_SECONDS
+from study.domain.config import DEFAULT_FAST_READ_SECONDS
 
 __all__ = ["Cutoff", "DEFAULTS", "MORE_SECTIONS", "SECTIONS", "Settings", "analyze", "analyze_frame", "apply_cutoff",
            "largest_crossed", "snapshot_hash", "software_versions", "to_jsonable"]
@@ -59,7 +59,7 @@ class Cutoff:
     until: datetime | None = None  # UTC (naive = UTC, as stored)
 
     def describe(self) -> str:
-        from study.timefmt import minute
+        from study.outputs.timefmt import minute
 
         parts = (["completed readers only"] if self.completed_only else []) + (
             [f"answers submitted up to {minute(self.until)}"] if self.until else [])
@@ -282,7 +282,7 @@ def _mrmc(df: pd.DataFrame, alpha: float, patients: dict | None = None) -> dict 
     questions use the grade as the rating against truth = any grade above the lowest. With cases clustered
     in patients (``patients["clustered"]``) the jackknife leaves out whole patients.
     """
-    from study.analysis.mrmc import mrmc_analysis
+    from study.analysis.stats.mrmc import mrmc_analysis
 
     excluded: list[dict] = []
     ordinal = df.attrs.get("primary_kind") == "ordinal" and {"answer_grade", "truth_grade"} <= set(df.columns)
@@ -356,7 +356,7 @@ def _mrmc_binary(df: pd.DataFrame, alpha: float, patients: dict | None = None) -
     """OR/Hillis MRMC of the readers' sensitivity and specificity for the primary question's abnormal call
     (the reader's binary call against the reference), on the largest fully crossed subset of readers x cases
     with a call and a reference (the same subset as the AUC MRMC whenever every reading has a rating)."""
-    from study.analysis.mrmc import binary_mrmc_analysis
+    from study.analysis.stats.mrmc import binary_mrmc_analysis
 
     made = _binary_call(df)
     if made is None:
@@ -389,10 +389,10 @@ SIZING_CASES = (50, 100, 200, 400)
 
 
 def _sizing(mrmc: dict | None, alpha: float) -> dict:
-    """Analytic power (Hillis and Obuchowski; :mod:`study.analysis.sizing`) of a next study from this study's
+    """Analytic power (Hillis and Obuchowski; :mod:`study.analysis.stats.mrmc_sizing`) of a next study from this study's
     AUC MRMC variance components, for the observed AUC difference: a readers x cases grid and the cases
     needed for 80% power; or ``note`` saying why there is none."""
-    from study.analysis.sizing import ORComponents, power_grid, sample_size_table
+    from study.analysis.stats.mrmc_sizing import ORComponents, power_grid, sample_size_table
 
     auc = (mrmc or {}).get("auc")
     out: dict = {"grid": None, "cases_for_80": None, "population": (mrmc or {}).get("population")}
@@ -454,7 +454,7 @@ def _odds_ratios(fit_dict: dict) -> None:
 
 
 def _reading_time(df: pd.DataFrame, levels: list[str], refs, messages: list[str]) -> dict | None:
-    from study.analysis.lmm import fit_lmm_log_time
+    from study.analysis.stats.lmm import fit_lmm_log_time
 
     if "seconds" not in df.columns:
         return None
@@ -490,7 +490,7 @@ def _after_study_exclusions(section: dict | None, base: list[dict]) -> dict | No
 
 
 def _glmm_and_effects(df: pd.DataFrame, levels: list[str], clustered: bool = False) -> tuple[dict, dict, dict]:
-    from study.analysis.glmm import fit_glmm
+    from study.analysis.stats.glmm import fit_glmm
 
     formula = "correct ~ condition * level" if len(levels) > 1 else "correct ~ condition"
     if clustered:  # cases (photographs) nested in patients, as lme4's (1|patient/case)
@@ -515,7 +515,7 @@ def _glmm_and_effects(df: pd.DataFrame, levels: list[str], clustered: bool = Fal
 
 def _fast_read_sensitivity(df: pd.DataFrame, settings: Settings, levels: list[str], refs,
                            clustered: bool = False) -> dict | None:
-    """The main results again without the reads faster than the study's threshold (``study.flags``)."""
+    """The main results again without the reads faster than the study's threshold (``study.domain.flags``)."""
     threshold = settings.fast_read_seconds
     if not threshold or "seconds" not in df.columns:
         return None
@@ -632,7 +632,7 @@ def analyze_frame(df: pd.DataFrame, settings: Settings = DEFAULTS, *, excluded: 
 
 def analyze(answers: pd.DataFrame, settings: Settings = DEFAULTS, *, study: dict | None = None,
             assigned: dict[str, int] | None = None) -> dict:
-    """The study's analysis from its answers table (``study.export.answers_table``: every version, levels in
+    """The study's analysis from its answers table (``study.outputs.export.answers_table``: every version, levels in
     the study's order) and ``settings``; ``study`` (name, design, dates, model card, ...) goes into the
     results as it is, ``assigned`` (readings per reader) decides who has completed."""
     table, excluded, completion = apply_cutoff(answers, settings.cutoff, assigned)

@@ -38,8 +38,8 @@ def _design_text(config) -> str:
 
 def study_context(session: Session, study) -> tuple[dict, dict[str, int]]:
     """(study facts for the report, readings assigned per reader pseudonym)."""
-    from study.models import AIOutput, Assignment, Case, Reader
-    from study.studies import study_config
+    from study.storage.models import AIOutput, Assignment, Case, Reader
+    from study.domain.studies import study_config
 
     config = study_config(study)
     query = select(AIOutput).join(Case, AIOutput.case_id == Case.id).where(Case.study_id == study.id)
@@ -62,8 +62,8 @@ def study_context(session: Session, study) -> tuple[dict, dict[str, int]]:
 
 def analyze_study(session: Session, study_id: int | str, cutoff: Cutoff = Cutoff(), **overrides) -> dict:
     """The results object of a study (``study_analysis.analyze`` on its answers table, with its settings)."""
-    from study.export import answers_table
-    from study.studies import get_study, study_config
+    from study.outputs.export import answers_table
+    from study.domain.studies import get_study, study_config
 
     study = get_study(session, study_id)
     answers = answers_table(session, study.id)

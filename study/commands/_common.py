@@ -33,7 +33,7 @@ def add_reader_operation_options(parser: argparse.ArgumentParser) -> None:
 
 def reader_of(session, args: argparse.Namespace):
     """The reader named by READER in the study chosen by --study (a clear error for an unknown one)."""
-    from study import operations
+    from study.domain import operations
 
     study = pick_study(session, args.study)
     return operations.find_reader(session, study.id, args.reader)
@@ -41,7 +41,7 @@ def reader_of(session, args: argparse.Namespace):
 
 def open_session(args: argparse.Namespace):
     """Migrate the database to the current schema and return a session (caller closes it)."""
-    from study import db
+    from study.storage import db
 
     _engine, factory = db.open_database(args.db)
     return factory()
@@ -49,8 +49,8 @@ def open_session(args: argparse.Namespace):
 
 def pick_study(session, choice: str | None):
     from study.cli import UsageError
-    from study.models import Study
-    from study.studies import get_study
+    from study.storage.models import Study
+    from study.domain.studies import get_study
 
     if choice is not None:
         return get_study(session, int(choice) if choice.isdigit() else choice)

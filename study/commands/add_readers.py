@@ -1,7 +1,7 @@
 """``python -m study add-readers``: add readers from a CSV and print each new access code once.
 
 In a study that already has answers each new reader is appended to the locked design with a full set of
-readings (``study.readers.add_reader``); the command says so."""
+readings (``study.domain.readers.add_reader``); the command says so."""
 
 from __future__ import annotations
 
@@ -51,9 +51,9 @@ def _read(path: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.design import is_locked
-    from study.export import csv_safe
-    from study.readers import add_reader
+    from study.domain.design import is_locked
+    from study.outputs.export import csv_safe
+    from study.domain.readers import add_reader
 
     rows = _read(args.csv)
     out = sys.stdout

@@ -3,7 +3,7 @@
 With ``--db``/``--study`` it runs ``study.analysis.study_inputs.analyze_study``, the call the app makes,
 with the same defaults (``study_analysis.DEFAULTS``, the study's level order and fast-read threshold), so
 the two give the same results; ``--completed-only`` and ``--until`` set the data cut-off. ``--reads``
-analyses an outside CSV (``study.report.analyze_reads``).
+analyses an outside CSV (``study.outputs.report.analyze_reads``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _until(text: str | None) -> datetime | None:
 def run(args: argparse.Namespace) -> int:
     from study.analysis.study_analysis import DEFAULTS, Cutoff
     from study.cli import UsageError
-    from study.report import analyze_reads, write_report
+    from study.outputs.report import analyze_reads, write_report
 
     if not args.out and not args.json:
         raise UsageError("nothing to write: give --out report.html and/or --json results.json")

@@ -1,6 +1,6 @@
 """``python -m study audit --out FILE.csv``: the study's audit trail as CSV, with filters.
 
-Cells a spreadsheet would run as a formula get a leading ``'`` (``study.export.csv_safe``). The export is
+Cells a spreadsheet would run as a formula get a leading ``'`` (``study.outputs.export.csv_safe``). The export is
 itself audited (who took which events, and a hash of the file).
 """
 
@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import operations
+    from study.domain import operations
 
     if os.path.exists(args.out) and not args.force:
         raise ValueError(f"{args.out} exists; pass --force to replace it")

@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from revision_core.commands._model_args import check_model_arguments
-    from study.demo import ensure_demo_study
+    from study.jobs.demo_study import ensure_demo_study
 
     check_model_arguments(args.model, args.checkpoint)  # the demo model and local-dir: carry their own weights
     ensure_demo_study(args.db, n_cases=args.cases, n_sim_readers=args.sim_readers, seed=args.seed,

@@ -1,7 +1,7 @@
 """``python -m study design``: build the study's assignments from its seed, or verify the stored ones.
 
 Once the study has answers the design is locked: the command then only appends readers who have no
-assignments yet (``study.design.extend_design``), and refuses with what to do when there are none."""
+assignments yet (``study.domain.design.extend_design``), and refuses with what to do when there are none."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from study.cli import UsageError
-    from study.design import build_design, is_locked, readers_without_assignments, verify_design
-    from study.studies import DesignLocked
+    from study.domain.design import build_design, is_locked, readers_without_assignments, verify_design
+    from study.domain.studies import DesignLocked
 
     with open_session(args) as session:
         study = pick_study(session, args.study)

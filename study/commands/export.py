@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.export import export
+    from study.outputs.export import export
 
     with open_session(args) as session:
         study = pick_study(session, args.study)

@@ -1,6 +1,6 @@
 """``python -m study import-cases MANIFEST.csv`` or ``--folder DIR``: all-or-nothing import of cases and images.
 
-Bounded by the import limits (``study.cases.configured_limits``: ``[import]`` in .streamlit/secrets.toml or
+Bounded by the import limits (``study.domain.cases.configured_limits``: ``[import]`` in .streamlit/secrets.toml or
 ``REVISION_IMPORT_*``); refused, saying what to do, once the study has answers (its cases are locked)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.cases import import_folder, import_manifest, study_store
+    from study.domain.cases import import_folder, import_manifest, study_store
 
     with open_session(args) as session:
         study = pick_study(session, args.study)

@@ -14,8 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.config import load_config
-    from study.studies import create_study
+    from study.domain.config import load_config
+    from study.domain.studies import create_study
 
     config, text = load_config(args.config)  # StudyConfigError (a ValueError) lists every problem
     with open_session(args) as session:

@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.analysis.mrmc import BINARY_FIGURES_OF_MERIT, binary_mrmc_analysis, mrmc_analysis
+    from study.analysis.stats.mrmc import BINARY_FIGURES_OF_MERIT, binary_mrmc_analysis, mrmc_analysis
 
     common = {"fom": args.fom, "covariance": args.covariance, "alpha": args.alpha, "cluster": args.cluster,
               "incomplete": args.incomplete}

@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import operations
+    from study.domain import operations
 
     with open_session(args) as session:
         reader = reader_of(session, args)

@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _components(args):
-    from study.analysis.sizing import ORComponents, pilot_components
+    from study.analysis.stats.mrmc_sizing import ORComponents, pilot_components
     from study.cli import UsageError
 
     given = {n: getattr(args, n) for n in _COMPONENTS}
@@ -62,7 +62,7 @@ def _components(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.analysis.sizing import ANALYSES, cases_for_power, or_power, power_grid
+    from study.analysis.stats.mrmc_sizing import ANALYSES, cases_for_power, or_power, power_grid
     from study.cli import UsageError
 
     comp = _components(args)

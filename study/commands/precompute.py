@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.precompute import precompute
+    from study.jobs.precompute import precompute
 
     with open_session(args) as session:
         study = pick_study(session, args.study)

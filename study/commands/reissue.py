@@ -23,8 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import operations
-    from study.export import csv_safe
+    from study.domain import operations
+    from study.outputs.export import csv_safe
 
     out = sys.stdout
     if args.codes_out:  # opened first: an existing file refuses before any code is replaced

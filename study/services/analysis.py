@@ -14,7 +14,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from study import audit, db
+from study.domain import audit
+from study.storage import db
 from study.analysis.study_analysis import Cutoff
 
 __all__ = ["Cutoff", "answers_stored", "cutoff", "export_bytes", "report_html", "results", "results_json"]
@@ -24,7 +25,7 @@ def answers_stored(factory: sessionmaker[Session], study_id: int) -> int:
     """How many answers (first versions) the study holds: the page offers analysis and exports from one."""
     from sqlalchemy import func, select
 
-    from study.models import Answer, Assignment
+    from study.storage.models import Answer, Assignment
 
     with db.reading(factory) as session:
         return session.scalar(select(func.count()).select_from(Answer)
@@ -46,8 +47,8 @@ def results_json(res: dict) -> str:
 
 
 def report_html(res: dict) -> str:
-    """The HTML report of a results object (``study.report.render_html``)."""
-    from study.report import render_html
+    """The HTML report of a results object (``study.outputs.report.render_html``)."""
+    from study.outputs.report import render_html
 
     return render_html(res)
 
@@ -60,12 +61,12 @@ def cutoff(mode: str, until: datetime | None = None) -> Cutoff:
 
 
 def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str, *, actor: str | None = None) -> bytes:
-    """One export (``study.export`` format: csv, parquet or imrmc) as bytes for a download button.
+    """One export (``study.outputs.export`` format: csv, parquet or imrmc) as bytes for a download button.
 
     With ``actor`` the export is written to the audit trail (who took which data, when, and a hash of
     what they took), as REDCap logs data exports; the report's internal CSV passes none.
     """
-    from study.export import export
+    from study.outputs.export import export
 
     with tempfile.TemporaryDirectory(prefix="revision-export-") as tmp:
         out = Path(tmp) / f"export.{fmt}"

@@ -2,11 +2,11 @@
 cases, readers and their codes, the design, precompute, the study's summary, the monitor, exports.
 
 It also carries the study operations screens (revoke or reissue a code, open a session early, the audit
-trail, the case browser, a reader's detail), over the domain library ``study.operations``.
+trail, the case browser, a reader's detail), over the domain library ``study.domain.operations``.
 
 Why a service: the pages hold no transaction. Functions that take a session factory open their own: reads
 a read-only ``db.reading`` that never writes; writes a session in which the libraries below
-(``study.cases``, ``readers``, ``design``, ``studies``, ``precompute``, ``operations``) still commit. The
+(``study.domain.cases``, ``readers``, ``design``, ``studies``, ``precompute``, ``operations``) still commit. The
 functions that take a ``session`` (``study_summary``, ``monitor``, ``accuracy_by_condition_level``) are for
 callers that hold one already (the commands, the tests); a page calls their factory-taking forms
 (``setup_summary``, ``live_monitor``). The analysis has its own service (``study.services.analysis``).
@@ -27,15 +27,15 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study import operations
-from study.db import reading
-from study.models import Answer, Assignment, Case, Reader, Study
-from study.operations import (MAX_REASON, AuditFilter, CaseDetail, ReaderDetail, Thresholds, day_range,
+from study.domain import operations
+from study.storage.db import reading
+from study.storage.models import Answer, Assignment, Case, Reader, Study
+from study.domain.operations import (MAX_REASON, AuditFilter, CaseDetail, ReaderDetail, Thresholds, day_range,
                               zone_label)
-from study.storage_config import store_root
-from study.studies import DesignLocked
+from study.storage.settings import store_root
+from study.domain.studies import DesignLocked
 
-OperationRefused = ValueError  # what study.operations raises when it refuses an operation (the page shows it)
+OperationRefused = ValueError  # what study.domain.operations raises when it refuses an operation (the page shows it)
 
 __all__ = ["CSV_ALONE", "MAX_REASON", "READER_COLUMNS", "AuditFilter", "CaseDetail", "DesignLocked", "LiveMonitor",
            "OperationRefused", "ReaderCodes", "ReaderDetail", "Thresholds", "accuracy_by_condition_level",
@@ -56,8 +56,8 @@ def list_studies(factory: sessionmaker[Session]) -> list[tuple[int, str]]:
 
 def create_study_from_toml(factory: sessionmaker[Session], text: str, actor: str) -> tuple[int | None, list[str]]:
     """(study id, []) or (None, every problem) for an uploaded TOML file."""
-    from study.config import StudyConfigError, parse_text
-    from study.studies import create_study
+    from study.domain.config import StudyConfigError, parse_text
+    from study.domain.studies import create_study
 
     try:
         config = parse_text(text, "uploaded TOML")
@@ -77,11 +77,11 @@ CSV_ALONE = ("a manifest CSV uploaded on its own cannot bring its images (image 
 
 def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str, data: bytes,
                         actor: str) -> tuple[int, list[str]]:
-    """Import a ZIP holding one ``manifest.csv`` and its images (``study.cases.import_zip``: bounded by
-    ``study.cases.LIMITS``, paths confined to the manifest's folder, checked before anything is extracted).
+    """Import a ZIP holding one ``manifest.csv`` and its images (``study.domain.cases.import_zip``: bounded by
+    ``study.domain.cases.LIMITS``, paths confined to the manifest's folder, checked before anything is extracted).
     Returns (cases imported, the problems as 'row r, column c: reason' or 'member: reason', at most
     ``LIMITS.max_problems`` of them, then a line counting the rest); all or nothing."""
-    from study.cases import ManifestError, import_zip
+    from study.domain.cases import ManifestError, import_zip
 
     if not name.lower().endswith(".zip"):
         return 0, [CSV_ALONE]
@@ -101,8 +101,8 @@ READER_COLUMNS = ("display_name", "years_experience", "specialty", "site")
 def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, actor: str) -> tuple[list[dict], list[str]]:
     """Add readers from CSV (display_name, years_experience[, specialty, site]); returns (rows with the
     plain codes — shown once, stored nowhere —, problems). Nothing is added if any row is wrong."""
-    from study.readers import add_reader
-    from study.studies import get_study, study_config
+    from study.domain.readers import add_reader
+    from study.domain.studies import get_study, study_config
 
     rows = list(csv.DictReader(io.StringIO(text)))
     problems: list[str] = []
@@ -136,7 +136,7 @@ def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, ac
 
 
 def codes_csv(rows: list[dict]) -> str:
-    from study.export import csv_safe
+    from study.outputs.export import csv_safe
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["pseudonym", "display_name", "level", "access_code"])
@@ -152,7 +152,7 @@ class ReaderCodes:
 
 
 def build_design(factory: sessionmaker[Session], study_id: int, actor: str) -> int:
-    from study.design import build_design as build
+    from study.domain.design import build_design as build
 
     with factory() as session:
         return build(session, study_id, actor=actor)
@@ -161,7 +161,7 @@ def build_design(factory: sessionmaker[Session], study_id: int, actor: str) -> i
 def run_precompute(factory: sessionmaker[Session], study_id: int, *, loaded=None, actor: str = "precompute",
                    on_progress: Callable[[int, int], None] | None = None):
     """Precompute AI outputs in small slices so a page can show a progress bar; resumable."""
-    from study.precompute import precompute
+    from study.jobs.precompute import precompute
 
     with factory() as session:
         total = session.scalar(select(func.count()).select_from(Case).where(Case.study_id == study_id)) or 0
@@ -180,17 +180,17 @@ def setup_summary(factory: sessionmaker[Session], study_id: int) -> dict:
 def study_summary(session: Session, study_id: int) -> dict:
     """Counts and per-reader progress of one study (read-only): the set-up page's summary and
     ``python -m study status``."""
-    from study.design import verify_design
-    from study.models import AIOutput
-    from study.rules import Progress, progress_by
-    from study.studies import get_study
+    from study.domain.design import verify_design
+    from study.storage.models import AIOutput
+    from study.domain.rules import Progress, progress_by
+    from study.domain.studies import get_study
 
     study = get_study(session, study_id)
 
     def count(model, *where):
         return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
-    prog = progress_by(session, study_id=study.id)  # the one progress rule (study.rules)
+    prog = progress_by(session, study_id=study.id)  # the one progress rule (study.domain.rules)
     none = Progress(0, 0)
     readers = [{"pseudonym": r.pseudonym, "level": r.level, "site": r.site, "revoked": r.revoked_at is not None,
                 "done": prog.get(r.id, none).done, "total": prog.get(r.id, none).total}
@@ -211,10 +211,10 @@ def study_summary(session: Session, study_id: int) -> dict:
 
 
 def monitor(session: Session, study_id: int) -> list[dict]:
-    """Per reader and session: cases done/total (``study.rules.progress_by``), median seconds per case of the
+    """Per reader and session: cases done/total (``study.domain.rules.progress_by``), median seconds per case of the
     first answers, last activity (UTC)."""
-    from study.flags import reading_seconds
-    from study.rules import progress_by
+    from study.domain.flags import reading_seconds
+    from study.domain.rules import progress_by
 
     prog = progress_by(session, study_id=study_id, by_session=True)
     rows = session.execute(
@@ -246,9 +246,9 @@ def monitor(session: Session, study_id: int) -> list[dict]:
 
 def accuracy_by_condition_level(session: Session, study_id: int) -> list[dict]:
     """Descriptive accuracy of the primary question (latest answer version) by condition x level, scored by
-    ``study.rules``; ungradable readings are counted apart (``ungradable``), not in the accuracy."""
-    from study.rules import latest_version_subquery, score
-    from study.studies import get_study, study_config
+    ``study.domain.rules``; ungradable readings are counted apart (``ungradable``), not in the accuracy."""
+    from study.domain.rules import latest_version_subquery, score
+    from study.domain.studies import get_study, study_config
 
     primary = study_config(get_study(session, study_id)).primary_question
     latest = latest_version_subquery()
@@ -277,7 +277,7 @@ class LiveMonitor:
     """What the live monitor draws, read in one transaction."""
     rows: list[dict]  # per reader and session (``monitor``)
     fast_reads: dict[tuple[str, int], int]  # (reader, session) -> fast reads
-    readers: list[dict]  # ``study.operations.readers_overview``: the flags per reader
+    readers: list[dict]  # ``study.domain.operations.readers_overview``: the flags per reader
     thresholds: Thresholds
 
 
@@ -287,7 +287,7 @@ def live_monitor(factory: sessionmaker[Session], study_id: int) -> LiveMonitor:
                            operations.readers_overview(session, study_id), operations.thresholds(session, study_id))
 
 
-# --- study operations: readers' codes, the washout, the audit trail, cases, a reader (study.operations) ---
+# --- study operations: readers' codes, the washout, the audit trail, cases, a reader (study.domain.operations) ---
 
 def readers_overview(factory: sessionmaker[Session], study_id: int) -> list[dict]:
     """Every reader of the study with code, progress, washout and flags (read-only)."""

@@ -1,10 +1,10 @@
 """The reader service: what the reader's pages call — consent, the reader's state, submitting an answer,
-what the reading screen shows (``study.reader_screen``, re-exported so a page imports one service), and
-the reader's own answers with their corrections (``study.operations``).
+what the reading screen shows (``study.domain.reader_screen``, re-exported so a page imports one service), and
+the reader's own answers with their corrections (``study.domain.operations``).
 
 Why a service: the pages hold no transaction. Each function here opens its own and commits it (or retries
 it, for a submit; reads run in a read-only ``db.reading``); the workflow and operations below
-(``study.workflow``, ``study.operations``) take the session they are given. The exceptions a page catches
+(``study.domain.workflow``, ``study.domain.operations``) take the session they are given. The exceptions a page catches
 (``AnswerInvalid``, ``WorkflowError``) are re-exported here.
 """
 
@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study import audit, db, operations
-from study.config import AnswerInvalid
-from study.models import AIDED_CONDITIONS, AuditEvent, Reader, Study
-from study.operations import MAX_REASON, OwnAnswers, OwnReading, own_photo
-from study.reader_screen import case_display, consent_summary, describe_answer, eye_label
-from study.workflow import WorkflowError
+from study.domain import audit, operations
+from study.storage import db
+from study.domain.config import AnswerInvalid
+from study.storage.models import AIDED_CONDITIONS, AuditEvent, Reader, Study
+from study.domain.operations import MAX_REASON, OwnAnswers, OwnReading, own_photo
+from study.domain.reader_screen import case_display, consent_summary, describe_answer, eye_label
+from study.domain.workflow import WorkflowError
 
 __all__ = ["AnswerInvalid", "CONSENT_ACTION", "MAX_REASON", "OwnAnswers", "OwnReading", "ReaderState",
            "WorkflowError", "case_display", "consent_summary", "correct_own_answer", "describe_answer", "eye_label",
@@ -72,7 +73,7 @@ class ReaderState:
 def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetime | None = None,
                  fetch_item: bool = True) -> ReaderState:
     """Everything the reading page shows, from the database (session state only caches the reader id)."""
-    from study import workflow
+    from study.domain import workflow
 
     with factory() as session:
         db.begin_read(session)  # next_item ends this read and writes shown_at in a short transaction
@@ -97,7 +98,7 @@ def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetim
 def submit_answer(factory: sessionmaker[Session], reader_id: int, assignment_id: int, answer: dict,
                   idempotency_key: str):
     """Store an answer (retried on a dropped connection; the key makes a repeat store nothing new)."""
-    from study import workflow
+    from study.domain import workflow
 
     return db.run_with_retry(factory, lambda s: workflow.submit(s, reader_id, assignment_id, answer,
                                                                 idempotency_key))
@@ -107,7 +108,7 @@ def is_aided(item) -> bool:
     return hasattr(item, "ai") and item.condition in AIDED_CONDITIONS
 
 
-# --- the reader's own answers and their corrections (study.operations) ----------------------------------
+# --- the reader's own answers and their corrections (study.domain.operations) ----------------------------------
 
 def own_answers(factory: sessionmaker[Session], reader_id: int) -> OwnAnswers:
     """The reader's own answers of the current session, latest version of each (read-only; no case key,

@@ -1,9 +1,9 @@
 """The sign-in service: readers with an access code, the investigator with a user and password.
 
 Why a service: both pages need the same lockout and the same audit rows, and a page must not hold a
-transaction. Each function here opens and commits its own transactions; below it, ``study.lockout``
+transaction. Each function here opens and commits its own transactions; below it, ``study.domain.lockout``
 counts failures in the database (per client, per reader-code prefix, per investigator user) and
-``study.audit`` writes the rows, neither of them committing.
+``study.domain.audit`` writes the rows, neither of them committing.
 
 After :data:`MAX_FAILURES` failures further tries in that scope are refused for :data:`LOCKOUT`, across
 reloads, browser sessions and server processes; every failure, lockout and refused try is audited (never
@@ -21,8 +21,9 @@ from typing import Any, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from study import audit, db, lockout
-from study.models import utcnow
+from study.domain import audit, lockout
+from study.storage import db
+from study.storage.models import utcnow
 
 MAX_FAILURES, LOCKOUT = lockout.MAX_FAILURES, lockout.LOCKOUT  # re-exported for the pages
 USER_ENV, HASH_ENV, PLAIN_ENV = ("REVISION_INVESTIGATOR_USER", "REVISION_INVESTIGATOR_PASSWORD_HASH",
@@ -40,7 +41,7 @@ def new_client_id() -> str:
 @dataclass
 class SignInThrottle:
     """What a page keeps in its session state: who this browser is. The counts live in the database
-    (``study.lockout``), so a reload, a new browser session or another server process sees them too;
+    (``study.domain.lockout``), so a reload, a new browser session or another server process sees them too;
     ``failures`` / ``locked_until`` only mirror the last answer for the page."""
 
     client_id: str
@@ -81,7 +82,7 @@ def _minutes(delta: timedelta) -> int:
 def reader_scopes(throttle: SignInThrottle, code: str) -> list[str]:
     """The lockout scopes of a typed code: the client, and the code's prefix when it has a code's shape
     (the prefix is the non-secret first group, the one ``reader.code_lookup`` stores in clear)."""
-    from study.readers import GROUP_LEN, normalise_code
+    from study.domain.readers import GROUP_LEN, normalise_code
 
     flat = normalise_code(code or "")
     return throttle.client_scopes + ([f"reader_code:{flat[:GROUP_LEN]}"] if flat else [])
@@ -92,7 +93,7 @@ def sign_in(factory: sessionmaker[Session], throttle: SignInThrottle, code: str,
     """Check an access code; failures are counted in the database per client and per code prefix, and
     after :data:`MAX_FAILURES` every try in that scope is refused for :data:`LOCKOUT` (all audited,
     never the typed code)."""
-    from study.readers import authenticate
+    from study.domain.readers import authenticate
 
     now = now or utcnow()
     scopes = reader_scopes(throttle, code)
@@ -201,7 +202,7 @@ def investigator_credentials() -> InvestigatorCredentials:
     if _DEMO is None:
         plain = os.environ.get(PLAIN_ENV)
         if not plain:
-            from study.readers import generate_code
+            from study.domain.readers import generate_code
 
             plain = generate_code()
             print(f"[revision] demo investigator sign-in: user {DEFAULT_INVESTIGATOR!r}, password {plain!r} "

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from study import db, readers
+from study.storage import db
+from study.domain import readers
 from tests.study.helpers import CARD, LABELS, SALIENCY, study_toml
 
 PG_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
@@ -162,8 +163,9 @@ def _cheap_argon2():
 @pytest.fixture
 def make_study(Session):
     """Create a study with cases, readers (codes returned), AI outputs and a built design."""
-    from study import cases, design as design_mod, precompute, studies
-    from study.config import parse_text
+    from study.domain import cases, design as design_mod, studies
+    from study.jobs import precompute
+    from study.domain.config import parse_text
 
     def _make(design: str = "crossover", *, n_cases: int = 8, n_readers: int = 4, with_ai: bool = True,
               build: bool = True, years=(2, 7, 15, 3), **toml_kw):

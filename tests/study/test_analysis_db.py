@@ -1,4 +1,4 @@
-"""``analyze --db``: the study's own export (study.export.answers_table) through the whole analysis."""
+"""``analyze --db``: the study's own export (study.outputs.export.answers_table) through the whole analysis."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from study.cli import main
-from study.simulate import simulate
+from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
 
 

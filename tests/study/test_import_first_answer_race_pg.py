@@ -16,15 +16,15 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from study import cases, design, workflow
-from study.models import Answer, Case
+from study.domain import cases, design, workflow
+from study.storage.models import Answer, Case
 from tests.study.helpers import VALID_ANSWER
 
 
 @pytest.fixture
 def db_url(pg_server):
     """This module's database is always PostgreSQL: SQLite serialises writers, so the race cannot occur there."""
-    from study import db
+    from study.storage import db
 
     url = pg_server.new_database()
     db.upgrade(url)

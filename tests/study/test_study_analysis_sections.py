@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from study.analysis.study_analysis import MORE_SECTIONS
 from study.analysis.study_inputs import analyze_study
-from study.export import answers_table
-from study.models import Case, Reader
-from study.report import render_html
-from study.simulate import answer_all, simulate
+from study.outputs.export import answers_table
+from study.storage.models import Case, Reader
+from study.outputs.report import render_html
+from study.jobs.simulate_readers import answer_all, simulate
 from tests.study.test_study_questions import dr_study
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from study import flags, workflow
+from study.domain import flags, workflow
 from study.analysis.study_analysis import SECTIONS, Cutoff, largest_crossed
 from study.cli import main
-from study.models import Reader
+from study.storage.models import Reader
 from study.services import analysis
-from study.simulate import answer_all
+from study.jobs.simulate_readers import answer_all
 from tests.study.helpers import VALID_ANSWER
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -109,7 +109,7 @@ def test_cutoff_completed_readers_and_time(live_study, Session, db_url, tmp_path
 @SQLITE
 def test_fast_read_sensitivity_uses_the_flag_rule(live_study, Session):
     from study.analysis.study_inputs import analyze_study
-    from study.export import answers_table
+    from study.outputs.export import answers_table
 
     sid, _, _ = live_study
     with Session() as s:
@@ -130,7 +130,7 @@ def test_report_built_in_the_app_process_has_real_distinct_colours(live_study, S
     import plotly.io as pio
     from streamlit.elements.lib.streamlit_plotly_theme import configure_streamlit_plotly_theme
 
-    from study.report import build_figures
+    from study.outputs.report import build_figures
 
     sid, _, _ = live_study
     before = pio.templates.default

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from study import cases, studies
-from study.config import parse_text
-from study.models import AuditEvent, Case
+from study.domain import cases, studies
+from study.domain.config import parse_text
+from study.storage.models import AuditEvent, Case
 from tests.study.helpers import study_toml
 
 

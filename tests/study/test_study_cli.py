@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from study import db, readers
+from study.storage import db
+from study.domain import readers
 from study.cli import main
 
 DEMO = Path(__file__).resolve().parents[2] / "studies" / "demo.toml"

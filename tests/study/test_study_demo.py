@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from study import db, readers
-from study.demo import ensure_demo_study
-from study.models import AIOutput, Answer, Case, Reader
+from study.storage import db
+from study.domain import readers
+from study.jobs.demo_study import ensure_demo_study
+from study.storage.models import AIOutput, Answer, Case, Reader
 
 
 @pytest.fixture(scope="module")

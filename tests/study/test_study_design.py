@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from study import design, readers, studies, workflow
-from study.config import parse_text
-from study.models import Assignment, AuditEvent
+from study.domain import design, readers, studies, workflow
+from study.domain.config import parse_text
+from study.storage.models import Assignment, AuditEvent
 from tests.study.helpers import VALID_ANSWER, study_toml
 
 CASES = [f"c{i:02d}" for i in range(12)]

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 from sqlalchemy import select
 
-from study import workflow
+from study.domain import workflow
 from study.cli import main
-from study.export import answers_table, export
-from study.models import Answer, Assignment
-from study.simulate import simulate
+from study.outputs.export import answers_table, export
+from study.storage.models import Answer, Assignment
+from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
 
 
@@ -81,7 +81,7 @@ def test_unaided_rows_carry_no_ai_and_aided_rows_the_ai_shown(Session, tmp_path)
     assert (aided.ai_top_probability - expected).abs().max() < 1e-12
     assert (aided.ai_top_suggestion == probs.map(lambda p: max(p, key=p.get) if max(p.values()) >= 0.5
                                                  else "normal")).all()
-    # the analysis columns: P(abnormal) by study.rules, unaided rows none; levels in the study's order
+    # the analysis columns: P(abnormal) by study.domain.rules, unaided rows none; levels in the study's order
     assert (aided.ai_prob - top).abs().max() < 1e-12 and unaided.ai_prob.isna().all()
     assert list(df.level.cat.categories) == ["junior", "intermediate", "senior"]
 
@@ -89,7 +89,7 @@ def test_unaided_rows_carry_no_ai_and_aided_rows_the_ai_shown(Session, tmp_path)
 def test_fast_read_column_is_the_flag_rule(make_study, Session):
     from datetime import datetime, timedelta, timezone
 
-    from study import flags
+    from study.domain import flags
     from tests.study.helpers import VALID_ANSWER
 
     sid, _, codes = make_study("sequential", n_cases=2, n_readers=1)  # 4 readings, no washout
@@ -151,7 +151,7 @@ def test_a_page_download_is_audited_and_the_report_csv_is_not(Session):
     (the HTML report's internal CSV) it writes nothing."""
     import hashlib
 
-    from study.models import AuditEvent
+    from study.storage.models import AuditEvent
     from study.services.analysis import export_bytes
 
     sid = seed_study(Session, n_cases=4, ai_accuracy=0.9, name="Audited export")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import select, update
 
-from study import workflow
-from study.export import FORMULA_START, answers_table, csv_safe, export, imrmc_text
-from study.models import Answer, Assignment, Case, Reader, Study
-from study.simulate import simulate
+from study.domain import workflow
+from study.outputs.export import FORMULA_START, answers_table, csv_safe, export, imrmc_text
+from study.storage.models import Answer, Assignment, Case, Reader, Study
+from study.jobs.simulate_readers import simulate
 from tests.study.test_study_export import parse_imrmc
 from tests.study.test_study_simulate import seed_study
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from study import db, workflow
-from study.models import Answer, Assignment, AuditEvent
+from study.storage import db
+from study.domain import workflow
+from study.storage.models import Answer, Assignment, AuditEvent
 from tests.study.helpers import VALID_ANSWER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +72,8 @@ def test_concurrent_readers_full_size(request, Session, make_study):
 
 CHILD = r"""
 import sys
-from study import db, workflow
+from study.storage import db
+from study.domain import workflow
 url, rid = sys.argv[1], int(sys.argv[2])
 engine = db.make_engine(url)
 Session = db.session_factory(engine)
@@ -111,7 +113,8 @@ def test_killed_process_loses_nothing_acknowledged(db_url, Session, make_study):
 
 DUP_CHILD = r"""
 import os, sys, time
-from study import db, workflow
+from study.storage import db
+from study.domain import workflow
 url, rid, aid, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 Session = db.session_factory(db.make_engine(url))
 answer = {"primary_diagnosis": "amd", "findings": ["amd"], "confidence": 70, "referral": True}
@@ -192,8 +195,9 @@ def test_postgres_restart_mid_study(pg_server, pg_url, make_study_pg):
 @pytest.fixture
 def make_study_pg():
     """A small crossover study on an explicit session factory (for tests that own their PostgreSQL engine)."""
-    from study import cases, design, precompute, readers, studies
-    from study.config import parse_text
+    from study.domain import cases, design, readers, studies
+    from study.jobs import precompute
+    from study.domain.config import parse_text
     from tests.study.helpers import CARD, study_toml
 
     def _make(Session):

@@ -7,9 +7,9 @@ import hashlib
 import pytest
 from sqlalchemy import func, select
 
-from study import cases
+from study.domain import cases
 from study.cli import main
-from study.models import AuditEvent, Case, Study
+from study.storage.models import AuditEvent, Case, Study
 from tests.study.test_study_cases import _image, _study
 
 

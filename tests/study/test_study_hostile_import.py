@@ -20,9 +20,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from study import cases, db, storage_config, studies
-from study.config import parse_text
-from study.models import Case
+from study.domain import cases, studies
+from study.storage import db, settings as storage_config
+from study.domain.config import parse_text
+from study.storage.models import Case
 from study.services import investigator
 from tests.study.helpers import study_toml
 
@@ -366,7 +367,7 @@ def test_an_import_being_checked_holds_up_no_reader(Session, make_study, tmp_pat
     up to the 30 s busy timeout and then failed)."""
     import threading
 
-    from study import workflow
+    from study.domain import workflow
     from tests.study.helpers import VALID_ANSWER
 
     _live, _cases, codes = make_study("crossover", n_cases=4, n_readers=2)

@@ -12,9 +12,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from revision_core.imageio import load_image, strip_to_png_bytes
-from study import cases, image_links, precompute, storage_config
-from study.reader_screen import case_display
-from study.models import Case
+from study.domain import cases, image_links
+from study.jobs import precompute
+from study.storage import settings as storage_config
+from study.domain.reader_screen import case_display
+from study.storage.models import Case
 from tests.study.test_study_cases import _study
 from tests.test_imageio import _assert_no_metadata, _metadata_jpeg
 
@@ -37,7 +39,7 @@ def _px(img) -> np.ndarray:
 
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real photographs absent ({REAL}); they live beside the project")
 def test_real_photographs_kept_small_metadata_free_and_pixel_identical(tmp_path):
-    from study import db
+    from study.storage import db
 
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     db.upgrade(url)

@@ -1,5 +1,5 @@
 """Import limits from data (issue 11, item 1): ``[import]`` in .streamlit/secrets.toml and ``REVISION_IMPORT_*``
-override ``study.cases.LIMITS``, each value checked with a message that says what to write; and the folder
+override ``study.domain.cases.LIMITS``, each value checked with a message that says what to write; and the folder
 import (``import-cases --folder``) and a manifest beside its photographs get the same caps as a ZIP: entry
 count, total bytes, per-image pixel budget, and at most 100 problems listed with the count of the rest."""
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from study import cases
+from study.domain import cases
 from study.cli import main
-from study.models import Case, Study
+from study.storage.models import Case, Study
 from tests.study.test_study_cases import _image, _study
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database behaviour here

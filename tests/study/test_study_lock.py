@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from study import cases, design, readers, workflow
+from study.domain import cases, design, readers, workflow
 from study.cli import main
-from study.models import Assignment, AuditEvent, Case, Reader
+from study.storage.models import Assignment, AuditEvent, Case, Reader
 from study.services import investigator
-from study.studies import DesignLocked
+from study.domain.studies import DesignLocked
 from tests.study.helpers import VALID_ANSWER
 
 
@@ -160,7 +160,7 @@ def test_app_wrappers_append_readers_after_the_lock(Session, locked_study):
 def test_the_setup_page_tells_the_truth_about_the_lock(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from study import db
+    from study.storage import db
     from tests.app_helpers import APP, make_study as make_app_study, rendered_text
 
     url, ids, codes = make_app_study(tmp_path, design="crossover", n_cases=4, n_readers=2)

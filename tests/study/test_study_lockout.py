@@ -13,8 +13,9 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from study import db, lockout, readers
-from study.models import AuditEvent, SignInCounter, utcnow
+from study.storage import db
+from study.domain import lockout, readers
+from study.storage.models import AuditEvent, SignInCounter, utcnow
 from study.services import signin
 
 CHEAP = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}

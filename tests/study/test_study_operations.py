@@ -1,4 +1,4 @@
-"""Study operations (study.operations) on SQLite and PostgreSQL: each write and its audit rows, the audit
+"""Study operations (study.domain.operations) on SQLite and PostgreSQL: each write and its audit rows, the audit
 trail's filters and its formula-safe CSV, the case browser, a reader's detail, the flags, and a reader's
 review and correction of their own answers (never the reference, never an AI output)."""
 
@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from study import operations as ops
-from study import readers, workflow
-from study.models import Answer, AuditEvent, Reader, WashoutOverride
-from study.precompute import store_ai_output
+from study.domain import operations as ops
+from study.domain import readers, workflow
+from study.storage.models import Answer, AuditEvent, Reader, WashoutOverride
+from study.jobs.precompute import store_ai_output
 from study.services import signin
 from tests.study.helpers import CARD, VALID_ANSWER
 
@@ -200,7 +200,7 @@ def test_case_browser_reference_ai_per_version_and_readings(Session, make_study)
         item, _ = read(s, rid, 30, T0, "c1")
         newer = {**CARD, "version": "ffff000011112222", "name": "newer"}
         case = s.scalar(select(Answer).where(Answer.reader_id == rid)).assignment_id
-        from study.models import Assignment
+        from study.storage.models import Assignment
         case_id = s.get(Assignment, case).case_id
         store_ai_output(s, case_id, model_card=newer, label_set="revision_findings", probabilities={"amd": 0.9})
         listing = {r["case_id"]: r for r in ops.case_list(s, sid)}
@@ -211,7 +211,7 @@ def test_case_browser_reference_ai_per_version_and_readings(Session, make_study)
         assert detail.reference and detail.image_path is None and "cannot be shown" in detail.image_problem
         versions = {o["model_version"]: o for o in detail.ai_outputs}
         assert set(versions) == {CARD["version"], "ffff000011112222"}
-        # the study pins no version in this fixture: readers are shown the newest output (study.rules)
+        # the study pins no version in this fixture: readers are shown the newest output (study.domain.rules)
         assert versions["ffff000011112222"]["shown_to_readers"] and not versions[CARD["version"]]["shown_to_readers"]
         assert [r["reader"] for r in detail.readings] == ["R001"] and detail.readings[0]["correct"] in (True, False)
         with pytest.raises(ValueError, match="no case with id"):

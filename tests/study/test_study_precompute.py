@@ -7,9 +7,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from study import cases, db, precompute, studies
-from study.config import parse_text
-from study.models import AIOutput, AuditEvent
+from study.domain import cases, studies
+from study.storage import db
+from study.jobs import precompute
+from study.domain.config import parse_text
+from study.storage.models import AIOutput, AuditEvent
 from tests.study.helpers import study_toml
 
 

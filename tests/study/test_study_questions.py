@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from study import cases, precompute, studies
-from study.config import AnswerInvalid, StudyConfig, StudyConfigError, load_config, parse_text, validate_answer
-from study.export import answers_table, export, imrmc_text
-from study.report import analyze_reads, render_html
-from study.simulate import simulate
+from study.domain import cases, studies
+from study.jobs import precompute
+from study.domain.config import AnswerInvalid, StudyConfig, StudyConfigError, load_config, parse_text, validate_answer
+from study.outputs.export import answers_table, export, imrmc_text
+from study.outputs.report import analyze_reads, render_html
+from study.jobs.simulate_readers import simulate
 from tests.study.helpers import CARD, LABELS, study_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -311,7 +312,7 @@ def test_legacy_export_gains_answer_and_ungradable_but_keeps_its_numbers(Session
 
 
 def test_simulated_answers_fit_every_kind():
-    from study.simulate import custom_answer, make_case, make_reader
+    from study.jobs.simulate_readers import custom_answer, make_case, make_reader
 
     cfg = questions(ALL_KINDS)
     rng = random.Random(4)

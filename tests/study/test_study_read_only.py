@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from study import audit, db, workflow
-from study.models import Answer, AuditEvent, Reader
+from study.domain import audit, workflow
+from study.storage import db
+from study.storage.models import Answer, AuditEvent, Reader
 from tests.study.helpers import VALID_ANSWER
 
 

@@ -7,9 +7,9 @@ import re
 import pytest
 from sqlalchemy import select
 
-from study import readers, studies
-from study.config import parse_text
-from study.models import AuditEvent, Base, Reader
+from study.domain import readers, studies
+from study.domain.config import parse_text
+from study.storage.models import AuditEvent, Base, Reader
 from tests.study.helpers import study_toml
 
 CODE_RE = re.compile(r"^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{4}(-[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{4}){2}$")

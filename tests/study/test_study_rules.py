@@ -1,4 +1,4 @@
-"""study.rules: one home for correct, the AI's call, the output shown, the latest version and progress,
+"""study.domain.rules: one home for correct, the AI's call, the output shown, the latest version and progress,
 and every caller agreeing with it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from study import rules, workflow
-from study.models import Reader, Study
+from study.domain import rules, workflow
+from study.storage.models import Reader, Study
 from study.services import investigator
 from tests.study.helpers import CARD, VALID_ANSWER
 
@@ -26,7 +26,8 @@ def test_ai_call_threshold_ties_and_normal():
 
 
 def test_every_ai_call_is_the_rule():
-    from study import ministudy, simulate
+    from study.visitor import ministudy
+    from study.jobs import simulate_readers as simulate
 
     probs = {"glaucoma": 0.45, "amd": 0.62, "rvo": 0.62}
     assert simulate.ai_top is rules.ai_call
@@ -44,18 +45,18 @@ def test_latest_versions():
     assert rules.latest_versions([(1, 1), (2, 1), (1, 3), (1, 2)]) == {1: 3, 2: 1}
 
 
-@pytest.mark.parametrize("module", ["study/export.py", "study/services/investigator.py", "study/services/reader.py",
+@pytest.mark.parametrize("module", ["study/outputs/export.py", "study/services/investigator.py", "study/services/reader.py",
                                     "study/analysis/reads.py"])
 def test_no_copy_of_the_ai_call_left(module):
     tree = ast.parse((REPO / module).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "study.simulate" not in imported  # export.py used to borrow the simulator's rule
+    assert "study.jobs.simulate_readers" not in imported  # export.py used to borrow the simulator's rule
     assert "AI_POSITIVE" not in (REPO / module).read_text()
 
 
 def test_shown_output_is_the_same_for_workflow_export_and_rule(make_study, Session):
-    from study.export import answers_table
-    from study.precompute import store_ai_output
+    from study.outputs.export import answers_table
+    from study.jobs.precompute import store_ai_output
 
     sid, case_ids, codes = make_study("sequential", n_cases=2, n_readers=1)
     newer = {**CARD, "version": "newer-model"}
@@ -106,7 +107,7 @@ def test_progress_one_count_for_workflow_monitor_and_status(make_study, Session)
 
 
 def test_correct_is_the_same_in_export_and_monitor(make_study, Session):
-    from study.export import answers_table
+    from study.outputs.export import answers_table
 
     sid, _, codes = make_study("crossover", n_cases=6, n_readers=2)
     with Session() as s:

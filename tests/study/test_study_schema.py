@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from study import db
-from study.models import Answer, AuditEvent, Base, ImmutableRowError
+from study.storage import db
+from study.storage.models import Answer, AuditEvent, Base, ImmutableRowError
 from tests.study.helpers import VALID_ANSWER
 
 
@@ -59,7 +59,7 @@ def test_url_resolution(monkeypatch):
 
 
 def test_foreign_keys_enforced(Session):
-    from study.models import Assignment, utcnow
+    from study.storage.models import Assignment, utcnow
     with Session() as s:
         s.add(Assignment(study_id=999, reader_id=999, case_id=999, condition="unaided", session=1, position=0,
                          seed=1, created_at=utcnow()))
@@ -68,7 +68,7 @@ def test_foreign_keys_enforced(Session):
 
 
 def test_answers_and_audit_are_append_only(Session, make_study):
-    from study import workflow
+    from study.domain import workflow
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
@@ -92,7 +92,7 @@ def test_answers_and_audit_are_append_only(Session, make_study):
 def test_database_refuses_raw_update_or_delete_of_answers_and_audit(engine, Session, make_study):
     from sqlalchemy.exc import DBAPIError
 
-    from study import workflow
+    from study.domain import workflow
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from study import cases, precompute, studies
-from study.analysis.glmm import fit_glmm
-from study.config import parse_text
-from study.export import answers_table
-from study.models import Answer, Assignment, AuditEvent, Reader, utcnow
-from study.simulate import expected_accuracy, simulate
+from study.domain import cases, studies
+from study.jobs import precompute
+from study.analysis.stats.glmm import fit_glmm
+from study.domain.config import parse_text
+from study.outputs.export import answers_table
+from study.storage.models import Answer, Assignment, AuditEvent, Reader, utcnow
+from study.jobs.simulate_readers import expected_accuracy, simulate
 from tests.study.helpers import CARD, LABELS, study_toml
 
 

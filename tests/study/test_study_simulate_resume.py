@@ -14,13 +14,13 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from study import readers, workflow
-from study import simulate as sim_mod
+from study.domain import readers, workflow
+from study.jobs import simulate_readers as sim_mod
 from study.cli import main
-from study.design import build_design, verify_design
-from study.export import answers_table
-from study.models import Answer, Assignment, AuditEvent, Reader
-from study.simulate import simulate
+from study.domain.design import build_design, verify_design
+from study.outputs.export import answers_table
+from study.storage.models import Answer, Assignment, AuditEvent, Reader
+from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
@@ -200,7 +200,7 @@ def test_a_different_seed_or_reader_count_is_refused(Session):
 
 
 def test_cli_says_what_it_resumed(tmp_path, monkeypatch, capsys):
-    from study import db
+    from study.storage import db
 
     url = f"sqlite:///{tmp_path / 'sim.sqlite'}"
     engine, Session = db.open_database(url)
@@ -240,8 +240,9 @@ _DRIVER = r"""
 import json, sys, time
 from pathlib import Path
 from argon2 import PasswordHasher
-from study import db, readers
-from study.simulate import SimulationRunning, simulate
+from study.storage import db
+from study.domain import readers
+from study.jobs.simulate_readers import SimulationRunning, simulate
 readers.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 url, sid, n, ready, go = sys.argv[1:6]
 factory = db.session_factory(db.make_engine(url))

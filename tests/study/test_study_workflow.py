@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from study import db, workflow
-from study.config import AnswerInvalid
-from study.models import Answer, Assignment, AuditEvent, utcnow
+from study.storage import db
+from study.domain import workflow
+from study.domain.config import AnswerInvalid
+from study.storage.models import Answer, Assignment, AuditEvent, utcnow
 from tests.study.helpers import SALIENCY, VALID_ANSWER
 
 AI_WORDS = ("probabilit", "model_card", "model_version", "saliency", "abc123def4567890", '"ai"')
@@ -220,7 +221,7 @@ def test_crossover_washout_enforced_and_override_audited(Session, make_study):
 
 
 def test_revoked_reader_stopped(Session, make_study):
-    from study import readers
+    from study.domain import readers
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:

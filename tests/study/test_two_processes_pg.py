@@ -23,12 +23,13 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from study import cases, db, design, image_links, lockout, readers, workflow
-from study.config import parse_text
-from study.models import AIOutput, Answer, Assignment, Case, SignInCounter, Study
-from study.precompute import store_ai_output
+from study.domain import cases, design, image_links, lockout, readers, workflow
+from study.storage import db
+from study.domain.config import parse_text
+from study.storage.models import AIOutput, Answer, Assignment, Case, SignInCounter, Study
+from study.jobs.precompute import store_ai_output
 from study.services import reader as reader_service, signin
-from study.studies import create_study
+from study.domain.studies import create_study
 from tests.study.helpers import CARD, LABELS, SALIENCY, VALID_ANSWER, study_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +39,9 @@ DRIVER = r"""
 import json, sys, time
 from pathlib import Path
 from argon2 import PasswordHasher
-from study import db, readers, workflow
-from study.reader_screen import case_display
+from study.storage import db
+from study.domain import readers, workflow
+from study.domain.reader_screen import case_display
 from study.services import reader as reader_service, signin
 readers.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # as the tests' fixture
 args = json.loads(sys.argv[1])

@@ -1,0 +1,94 @@
+"""What the reading page shows around a workflow item: the photograph's links, the eye, an answer in
+words, and the study's session plan for the consent page. Kept apart from the workflow because none of
+it is a rule of the study: it is how a case is put on a screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from study.storage import db
+from study.domain import image_links
+from study.storage.models import Assignment, Reader, Study
+from study.domain.studies import study_config
+
+EYES = {"right": "Right eye (OD)", "left": "Left eye (OS)"}
+
+
+@dataclass(frozen=True)
+class CaseDisplay:
+    screen_url: str  # longest side 2048 px, shown first
+    full_url: str  # native pixels, fetched when the zoom needs them
+    width: int  # the upright photograph's size in pixels
+    height: int
+    prefetch: tuple[str, ...] = ()  # the next case's screen image
+
+
+def case_display(study_id: int, image_ref: str, next_image_ref: str | None = None, *,
+                 store_root=None) -> CaseDisplay:
+    """Links to a case photograph's display files in the study store (made on first use for older
+    studies), and to the next case's screen image for the browser to prefetch."""
+    from study.domain.cases import display_files
+    from study.storage.settings import store_root as configured_root
+
+    root = store_root if store_root is not None else configured_root()
+    files = display_files(study_id, image_ref, root)
+    prefetch = ()
+    if next_image_ref:
+        prefetch = (image_links.image_url(study_id, display_files(study_id, next_image_ref, root).screen.name),)
+    return CaseDisplay(image_links.image_url(study_id, files.screen.name),
+                       image_links.image_url(study_id, files.full.name), files.width, files.height, prefetch)
+
+
+def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:
+    """(question text, answer in words) for each question answered, in the questions' order: what a
+    reader reads back, with option labels instead of keys and yes/no instead of True/False."""
+    out = [("Image ungradable", "yes")] if payload.get("ungradable") else []
+    for q in questions:
+        if q["id"] not in payload:
+            continue
+        labels, value = dict(q.get("options") or ()), payload[q["id"]]
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, (list, tuple)):
+            text = ", ".join(labels.get(v, str(v)) for v in value) or "none"
+        elif value is None:
+            text = "not answered"
+        else:
+            text = labels.get(value, str(value))
+            if q.get("unit") and not labels:
+                text = f"{text} {q['unit']}"
+        out.append((q["text"], text))
+    return out
+
+
+def eye_label(eye: str | None) -> str:
+    return EYES.get(eye or "", "Eye not recorded")
+
+
+def consent_summary(factory: sessionmaker[Session], reader_id: int) -> str:
+    """The reader's session plan in words: how many sessions, how many readings each, the washout."""
+    with factory() as session:
+        db.begin_read(session)
+        reader = session.get(Reader, reader_id)
+        config = study_config(session.get(Study, reader.study_id))
+        counts = session.execute(select(Assignment.session, func.count()).where(Assignment.reader_id == reader.id)
+                                 .group_by(Assignment.session).order_by(Assignment.session)).all()
+        session.rollback()
+    if not counts:
+        return "No readings have been assigned to you yet: please contact the study team."
+    total = sum(n for _, n in counts)
+    if len(counts) == 1:
+        text = f"This study has one session of {total} readings."
+        if config.design.type == "sequential":
+            text += (" Each case is read twice in a row: first without AI (your answer is then locked), "
+                     "then with the AI suggestion for your final answer.")
+        return text
+    parts = ", ".join(f"session {s}: {n} readings" for s, n in counts)
+    return (f"This study has {len(counts)} sessions ({parts}). Each case is read once without and once with the "
+            f"AI suggestion, in different sessions. After session 1 there is a washout of "
+            f"{config.design.washout_days} days before the next session opens, so that you do not remember the "
+            "cases; the page tells you the date.")

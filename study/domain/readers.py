@@ -1,0 +1,169 @@
+"""Readers and their access codes.
+
+Why a lookup prefix: argon2 is deliberately slow (tens of ms), so verifying a typed code against every
+reader would make sign-in O(readers). A code is three groups of four characters; the first group is
+stored in clear as ``code_lookup`` (it is not secret on its own: the remaining eight characters, ~40
+bits, are what the argon2 hash protects), sign-in verifies only the few readers sharing that prefix.
+A prefix nobody has costs one argon2 verify of a dummy hash, so the response time does not tell which
+prefixes exist; failed tries are counted per prefix in the database (``study.domain.lockout``).
+The plain code is returned once by :func:`add_reader` / :func:`issue_code` and stored nowhere.
+
+A reader added after the study's first answer is appended to the locked design in the same transaction
+(``study.domain.design.extend_design``): they read every case, in the reader group with the fewest readers, so
+they never meet an empty "Study complete" and ``design --verify`` stays clean. Before the first answer a
+new reader waits for the design to be (re)built, as the set-up page and ``status`` say.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from study.domain import audit
+from study.storage.models import Reader, Study, utcnow
+from study.domain.studies import get_study, study_config
+
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: typable from a printout
+GROUPS, GROUP_LEN = 3, 4
+HASHER = PasswordHasher()  # module-level so tests can use cheaper parameters
+
+
+def generate_code() -> str:
+    """A fresh access code like ``K7QX-3MNP-W9RT``."""
+    return "-".join("".join(secrets.choice(ALPHABET) for _ in range(GROUP_LEN)) for _ in range(GROUPS))
+
+
+def normalise_code(code: str) -> str | None:
+    """Uppercase without separators/spaces; None if it cannot be a code (wrong length or characters)."""
+    if not isinstance(code, str):
+        return None
+    flat = re.sub(r"[\s\-_.]", "", code).upper()
+    if len(flat) != GROUPS * GROUP_LEN or any(c not in ALPHABET for c in flat):
+        return None
+    return flat
+
+
+def _snapshot(reader: Reader) -> dict:
+    return {"pseudonym": reader.pseudonym, "display_name": reader.display_name,
+            "years_experience": reader.years_experience, "level": reader.level, "specialty": reader.specialty,
+            "site": reader.site, "code_issued_at": reader.code_issued_at, "revoked_at": reader.revoked_at}
+
+
+def _next_pseudonym(session: Session, study_id: int) -> str:
+    count = session.scalar(select(func.count()).select_from(Reader).where(Reader.study_id == study_id)) or 0
+    taken = set(session.scalars(select(Reader.pseudonym).where(Reader.study_id == study_id)))
+    n = count + 1
+    while f"R{n:03d}" in taken:
+        n += 1
+    return f"R{n:03d}"
+
+
+def _set_code(reader: Reader, now) -> str:
+    code = generate_code()
+    flat = normalise_code(code)
+    reader.code_lookup = flat[:GROUP_LEN]
+    reader.code_hash = HASHER.hash(flat)
+    reader.code_issued_at = now
+    reader.revoked_at = None
+    return code
+
+
+def add_reader(session: Session, study_id: int, *, display_name: str, years_experience: float,
+               specialty: str | None = None, site: str | None = None, pseudonym: str | None = None,
+               actor: str = "investigator", commit: bool = True) -> tuple[Reader, str]:
+    """Add a reader with a level from the study's bins; returns the reader and the plain code (shown once).
+    In a locked study (answers exist) the reader's assignments are appended in the same transaction.
+    ``commit=False`` lets a caller add several readers as one transaction (all or none)."""
+    from study.domain.design import extend_design, is_locked
+
+    study = get_study(session, study_id)
+    if not isinstance(display_name, str) or not display_name.strip():
+        raise ValueError("display_name must be a non-empty string")
+    level = study_config(study).level_for(years_experience)
+    # one reader added at a time per study (PostgreSQL; SQLite's write lock does it there): the next pseudonym
+    # and, once the study is locked, the reader group are then chosen from what the others committed
+    session.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
+    now = utcnow()
+    reader = Reader(study_id=study.id, pseudonym=pseudonym or _next_pseudonym(session, study.id),
+                    display_name=display_name.strip(), years_experience=float(years_experience), level=level,
+                    specialty=specialty, site=site)
+    code = _set_code(reader, now)
+    session.add(reader)
+    session.flush()
+    audit.record(session, actor=actor, action="reader.added", entity="reader", entity_id=reader.id,
+                 study_id=study.id, at=now, after=_snapshot(reader))
+    if is_locked(session, study):
+        extend_design(session, study, [reader.pseudonym], actor=actor, commit=False)
+    if commit:
+        session.commit()
+    return reader, code
+
+
+def issue_code(session: Session, reader_id: int, *, actor: str = "investigator") -> str:
+    """Replace a reader's code (the old one stops working; also lifts a revocation); returns the new code."""
+    reader = _get(session, reader_id)
+    before, now = _snapshot(reader), utcnow()
+    code = _set_code(reader, now)
+    audit.record(session, actor=actor, action="reader.code_issued", entity="reader", entity_id=reader.id,
+                 study_id=reader.study_id, at=now, before=before, after=_snapshot(reader))
+    session.commit()
+    return code
+
+
+def revoke(session: Session, reader_id: int, *, actor: str = "investigator") -> None:
+    """Disable a reader's access code; their answers stay."""
+    reader = _get(session, reader_id)
+    before, now = _snapshot(reader), utcnow()
+    reader.revoked_at, reader.code_hash, reader.code_lookup = now, None, None
+    audit.record(session, actor=actor, action="reader.revoked", entity="reader", entity_id=reader.id,
+                 study_id=reader.study_id, at=now, before=before, after=_snapshot(reader))
+    session.commit()
+
+
+def authenticate(session: Session, code: str, *, study_id: int | None = None) -> Reader | None:
+    """The active reader whose code this is, or None; verifies argon2 only for readers sharing the prefix."""
+    flat = normalise_code(code)
+    if flat is None:
+        return None
+    query = select(Reader).where(Reader.code_lookup == flat[:GROUP_LEN], Reader.revoked_at.is_(None),
+                                 Reader.code_hash.is_not(None))
+    if study_id is not None:
+        query = query.where(Reader.study_id == study_id)
+    candidates = list(session.scalars(query))
+    if not candidates:  # an unknown prefix costs the same argon2 verify as a known one
+        try:
+            HASHER.verify(_dummy_hash(), flat)
+        except (VerificationError, InvalidHashError):
+            pass
+        return None
+    for reader in candidates:
+        try:
+            if HASHER.verify(reader.code_hash, flat):
+                return reader
+        except (VerificationError, InvalidHashError):
+            continue
+    return None
+
+
+_DUMMY: tuple[PasswordHasher, str] | None = None
+
+
+def _dummy_hash() -> str:
+    """A hash of a random code with the current :data:`HASHER`'s parameters (so verifying it costs what
+    verifying a reader's code costs); made once per hasher."""
+    global _DUMMY
+    if _DUMMY is None or _DUMMY[0] is not HASHER:
+        _DUMMY = (HASHER, HASHER.hash(normalise_code(generate_code())))
+    return _DUMMY[1]
+
+
+def _get(session: Session, reader_id: int) -> Reader:
+    reader = session.get(Reader, reader_id)
+    if reader is None:
+        raise ValueError(f"no reader with id {reader_id}")
+    return reader

@@ -1,0 +1,1 @@
+"""Database, tables, migrations and the server's settings: the bottom layer."""
