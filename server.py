@@ -12,14 +12,13 @@ from starlette.routing import Route
 from streamlit.starlette import App
 
 from study.domain import image_links
+from study.storage.settings import store_root
 
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 async def case_image(request):
-    from study.storage.settings import store_root
-
     try:
         path = await run_in_threadpool(image_links.resolve, request.path_params["token"], store_root())
     except image_links.LinkInvalid as exc:

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from pages._shared import database, require_role
+from study.services.investigator import list_studies
 
 
 def header(title: str, *, require_study: bool = True):
@@ -9,7 +10,6 @@ def header(title: str, *, require_study: bool = True):
     Without any study the page stops with "No study yet." unless ``require_study=False`` (the set-up page,
     where the first study is created), which gets None for the study id."""
     require_role("investigator")
-    from study.services.investigator import list_studies
 
     st.title(title)
     factory = database()

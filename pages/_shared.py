@@ -4,10 +4,16 @@ Heavy imports (torch, the model) happen inside :func:`classifier` only, so reade
 pages never load the model. The model is the bundled demo by default; ``REVISION_APP_MODEL`` (an
 open_clip architecture) with ``REVISION_APP_CHECKPOINT`` selects another (the tests use a tiny one).
 """
+import io
+import math
 import os
+import warnings
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
+
+from study.domain import study_mode
+from study.storage import db
 
 # A ``pages/`` folder next to app.py makes Streamlit treat every file in it as a page (the old
 # multipage mode) until app.py's st.navigation runs; if a server's very first request named a page
@@ -39,14 +45,11 @@ def classifier(spec: str | None = None):
 
 @st.cache_resource(show_spinner=False)
 def _database(url: str):
-    from study.storage import db
-
     return db.open_database(url)[1]
 
 
 def database():
     """The session factory for the configured database (env, secrets.toml, else embedded SQLite), migrated once."""
-    from study.storage import db
 
     return _database(db.resolve_url(None))
 
@@ -199,9 +202,6 @@ def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = 
     1.1 GB. DICOM and anything PIL cannot open goes through ``load_image`` (same budget) and is then shrunk.
     EXIF orientation is applied and no metadata is kept. Raises ``ImageLoadError`` with a user-facing message.
     """
-    import io
-    import math
-    import warnings
 
     from PIL import Image
 
@@ -257,8 +257,6 @@ def public_demo_enabled() -> bool:
     """Whether this server offers the pages that run a model for visitors (``study.domain.study_mode``: the
     ``[app] public_demo`` setting; in "auto", off while any study has unaided readings left). Raises
     ``study.domain.study_mode.PublicDemoSettingError`` for an invalid setting."""
-    from study.storage import db
-    from study.domain import study_mode
 
     return study_mode.public_demo_enabled(db.resolve_url(None), database)
 

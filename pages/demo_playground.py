@@ -7,12 +7,19 @@ computed for and drawn only over that image, so no sequence of widget actions sh
 """
 import html
 import time
+from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 
-from pages._shared import classifier_or_stop, load_upload_reduced, model_banner, plain, probability_chart
-from pages._shared import require_public_demo
+from pages._shared import (
+    classifier_or_stop,
+    load_upload_reduced,
+    model_banner,
+    plain,
+    probability_chart,
+    require_public_demo,
+)
 from revision_core import samples as gallery_mod
 from revision_core.imageio import ImageLoadError, image_sha256
 from revision_core.saliency import METHOD_NAMES, METHODS, describe_params, explain
@@ -30,8 +37,6 @@ SAL_RESULT, SAL_SHOWN = "sal_result", "sal_shown"  # session keys: the last over
 
 @st.cache_resource(show_spinner="Preparing the sample gallery ...")
 def _gallery(real_folder: str | None):
-    from pathlib import Path
-
     return gallery_mod.synthetic_samples() + gallery_mod.real_samples(Path(real_folder) if real_folder else None)
 
 

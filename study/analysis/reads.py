@@ -29,6 +29,7 @@ primary gives ``truth``/``call`` from the reference and the answer. Rows left ou
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -210,7 +211,6 @@ def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:
     and ``ai_probabilities`` a JSON dict of the probabilities shown; P(abnormal) is 1 - P(normal)
     or, for per-finding probabilities without ``normal``, the highest finding probability.
     """
-    import json
 
     if "truth" in df.columns and "reference" not in df.columns:
         t = df["truth"].dropna()

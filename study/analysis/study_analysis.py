@@ -26,21 +26,30 @@ from __future__ import annotations
 import hashlib
 import math
 import platform
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.domain import flags
 from study.analysis import ai_interaction as ai
 from study.analysis import descriptive
+from study.analysis.agreement import ordinal_agreement
+from study.analysis.methods import methods_text
 from study.analysis.reads import UNAIDED, aided_conditions, prepare_reads
+from study.analysis.stats.glmm import fit_glmm
+from study.analysis.stats.lmm import fit_lmm_log_time
+from study.analysis.stats.mrmc import binary_mrmc_analysis, mrmc_analysis
+from study.analysis.stats.mrmc_sizing import ORComponents, power_grid, sample_size_table
 from study.analysis.summary import summary_paragraph
+from study.domain import flags
 from study.domain.config import DEFAULT_FAST_READ_SECONDS
+from study.outputs.timefmt import minute
 
 __all__ = ["Cutoff", "DEFAULTS", "MORE_SECTIONS", "SECTIONS", "Settings", "analyze", "analyze_frame", "apply_cutoff",
            "largest_crossed", "snapshot_hash", "software_versions", "to_jsonable"]
@@ -59,8 +68,6 @@ class Cutoff:
     until: datetime | None = None  # UTC (naive = UTC, as stored)
 
     def describe(self) -> str:
-        from study.outputs.timefmt import minute
-
         parts = (["completed readers only"] if self.completed_only else []) + (
             [f"answers submitted up to {minute(self.until)}"] if self.until else [])
         return "; ".join(parts) or "all answers stored"
@@ -109,7 +116,6 @@ def to_jsonable(obj):
 
 def software_versions() -> dict:
     """Versions of python and the numerical stack, and of this package."""
-    from importlib import metadata
 
     import plotly
     import scipy
@@ -125,8 +131,6 @@ def software_versions() -> dict:
 
 
 def _pyproject_version() -> str:
-    import tomllib
-
     try:
         data = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
         return str(data["project"]["version"])
@@ -282,7 +286,6 @@ def _mrmc(df: pd.DataFrame, alpha: float, patients: dict | None = None) -> dict 
     questions use the grade as the rating against truth = any grade above the lowest. With cases clustered
     in patients (``patients["clustered"]``) the jackknife leaves out whole patients.
     """
-    from study.analysis.stats.mrmc import mrmc_analysis
 
     excluded: list[dict] = []
     ordinal = df.attrs.get("primary_kind") == "ordinal" and {"answer_grade", "truth_grade"} <= set(df.columns)
@@ -356,7 +359,6 @@ def _mrmc_binary(df: pd.DataFrame, alpha: float, patients: dict | None = None) -
     """OR/Hillis MRMC of the readers' sensitivity and specificity for the primary question's abnormal call
     (the reader's binary call against the reference), on the largest fully crossed subset of readers x cases
     with a call and a reference (the same subset as the AUC MRMC whenever every reading has a rating)."""
-    from study.analysis.stats.mrmc import binary_mrmc_analysis
 
     made = _binary_call(df)
     if made is None:
@@ -392,7 +394,6 @@ def _sizing(mrmc: dict | None, alpha: float) -> dict:
     """Analytic power (Hillis and Obuchowski; :mod:`study.analysis.stats.mrmc_sizing`) of a next study from this study's
     AUC MRMC variance components, for the observed AUC difference: a readers x cases grid and the cases
     needed for 80% power; or ``note`` saying why there is none."""
-    from study.analysis.stats.mrmc_sizing import ORComponents, power_grid, sample_size_table
 
     auc = (mrmc or {}).get("auc")
     out: dict = {"grid": None, "cases_for_80": None, "population": (mrmc or {}).get("population")}
@@ -454,8 +455,6 @@ def _odds_ratios(fit_dict: dict) -> None:
 
 
 def _reading_time(df: pd.DataFrame, levels: list[str], refs, messages: list[str]) -> dict | None:
-    from study.analysis.stats.lmm import fit_lmm_log_time
-
     if "seconds" not in df.columns:
         return None
     timed = df[df["seconds"].notna() & (df["seconds"] > 0)]
@@ -490,8 +489,6 @@ def _after_study_exclusions(section: dict | None, base: list[dict]) -> dict | No
 
 
 def _glmm_and_effects(df: pd.DataFrame, levels: list[str], clustered: bool = False) -> tuple[dict, dict, dict]:
-    from study.analysis.stats.glmm import fit_glmm
-
     formula = "correct ~ condition * level" if len(levels) > 1 else "correct ~ condition"
     if clustered:  # cases (photographs) nested in patients, as lme4's (1|patient/case)
         formula += " + (1|reader) + (1|patient/case)"
@@ -546,7 +543,6 @@ def _agreement(df: pd.DataFrame, settings: Settings, base: list[dict], clustered
     """Quadratic-weighted kappa for an ordinal primary question (``agreement.ordinal_agreement``): against
     the reference and between readers, by condition and level; the bootstrap resamples patients when the
     cases are clustered in patients, else cases."""
-    from study.analysis.agreement import ordinal_agreement
 
     if not {"answer_grade", "truth_grade"} <= set(df.columns):
         return None
@@ -623,7 +619,6 @@ def analyze_frame(df: pd.DataFrame, settings: Settings = DEFAULTS, *, excluded: 
         _fast_read_sensitivity(df, settings, levels, refs, clustered), base)}
     res["software"] = software_versions()
     res = to_jsonable(res)
-    from study.analysis.methods import methods_text
 
     res["methods"] = methods_text(res)
     res["summary"] = summary_paragraph(res)
@@ -658,7 +653,6 @@ def analyze(answers: pd.DataFrame, settings: Settings = DEFAULTS, *, study: dict
         "last_answer": times.max().isoformat() if times is not None else None,
         "completion": [{"reader": r, "level": level_of.get(r), **c} for r, c in sorted(completion.items())],
     })
-    from study.analysis.methods import methods_text
 
     res["methods"] = methods_text(res)  # again, now with the cut-off
     return res

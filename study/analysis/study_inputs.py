@@ -14,6 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study.analysis.study_analysis import DEFAULTS, Cutoff, Settings, analyze
+from study.analysis.summary import condition_name
+from study.domain.studies import get_study, study_config
+from study.outputs.export import answers_table
+from study.storage.models import AIOutput, Assignment, Case, Reader
 
 __all__ = ["analyze_study", "study_context", "study_settings"]
 
@@ -31,15 +35,12 @@ def _design_text(config) -> str:
     text = d.type.replace("_", "-")
     if d.type == "crossover":
         text += f", washout {d.washout_days} days"
-    from study.analysis.summary import condition_name
 
     return text + f"; conditions: {', '.join(condition_name(c) for c in d.conditions)}"
 
 
 def study_context(session: Session, study) -> tuple[dict, dict[str, int]]:
     """(study facts for the report, readings assigned per reader pseudonym)."""
-    from study.storage.models import AIOutput, Assignment, Case, Reader
-    from study.domain.studies import study_config
 
     config = study_config(study)
     query = select(AIOutput).join(Case, AIOutput.case_id == Case.id).where(Case.study_id == study.id)
@@ -62,8 +63,6 @@ def study_context(session: Session, study) -> tuple[dict, dict[str, int]]:
 
 def analyze_study(session: Session, study_id: int | str, cutoff: Cutoff = Cutoff(), **overrides) -> dict:
     """The results object of a study (``study_analysis.analyze`` on its answers table, with its settings)."""
-    from study.outputs.export import answers_table
-    from study.domain.studies import get_study, study_config
 
     study = get_study(session, study_id)
     answers = answers_table(session, study.id)

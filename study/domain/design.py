@@ -38,8 +38,9 @@ from sqlalchemy.orm import Session
 
 from study.domain import audit
 from study.domain.config import DesignConfig
-from study.storage.models import Assignment, AuditEvent, Case, Reader, Study
 from study.domain.studies import DesignLocked, get_study, has_answers, study_config
+from study.outputs.timefmt import minute
+from study.storage.models import Assignment, AuditEvent, Case, Reader, Study
 
 EXTENDED = "design.extended"  # the audit action of an append: after = {"readers": [pseudonyms, in order], ...}
 
@@ -59,7 +60,6 @@ def ensure_open(session: Session, study: Study, refused: str, instead: str) -> N
     ``instead`` what to do; the lock time is in the investigator's time zone, to the minute."""
     if not is_locked(session, study):
         return
-    from study.outputs.timefmt import minute
 
     since = f" since {minute(study.design_locked_at)}" if study.design_locked_at is not None else ""
     raise StudyLocked(f"study {study.name!r} is locked: readers have been answering{since}, and every reader's "

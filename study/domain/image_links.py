@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from study.domain.cases import study_store
+
 SECRET_ENV = "REVISION_IMAGE_SECRET"
 ROUTE = "/case-image"
 DAY = 86_400
@@ -31,7 +33,6 @@ _SECRET = (os.environ.get(SECRET_ENV) or secrets.token_hex(32)).encode()
 
 class LinkInvalid(ValueError):
     """A link that is forged, expired, malformed or names something that is not a stored photograph."""
-
 
 @dataclass(frozen=True)
 class ImageLink:
@@ -81,7 +82,6 @@ def verify(token: str, *, now: float | None = None) -> ImageLink:
 
 def resolve(token: str, store_root: str | Path | None = None) -> Path:
     """The file a token names, inside the study's store (FileNotFoundError when it is not there)."""
-    from study.domain.cases import study_store
 
     link = verify(token)
     path = study_store(link.study_id, store_root) / link.file_name

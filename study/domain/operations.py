@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -25,11 +26,15 @@ from typing import Any
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from study.domain import audit, flags, rules, workflow
-from study.outputs import timefmt
-from study.storage.models import (AIOutput, Answer, Assignment, AuditEvent, Case, Reader, Study,
-                          WashoutOverride, utcnow)
+from study.domain import audit, flags, readers, rules, workflow
+from study.domain.cases import display_files
+from study.domain.reader_screen import describe_answer
 from study.domain.studies import get_study, study_config
+from study.outputs import timefmt
+from study.outputs.export import csv_safe
+from study.storage.models import AIOutput, Answer, Assignment, AuditEvent, Case, Reader, Study, WashoutOverride, utcnow
+from study.storage.settings import store_root
+from study.storage.settings import store_root as configured_root
 
 MAX_REASON = 2000
 CONDITION_WORDS = {"unaided": "Unaided", "ai": "AI-assisted", "ai_saliency": "AI-assisted with overlay"}
@@ -84,7 +89,6 @@ def _requested(session: Session, reader: Reader, *, actor: str, action: str, rea
 
 def revoke_code(session: Session, reader_id: int, *, actor: str, reason: str) -> Reader:
     """Disable a reader's access code (their answers stay); audited with the actor and the reason."""
-    from study.domain import readers
 
     reason = _reason(reason)
     reader = _reader(session, reader_id)
@@ -102,7 +106,6 @@ def revoke_code(session: Session, reader_id: int, *, actor: str, reason: str) ->
 def reissue_code(session: Session, reader_id: int, *, actor: str, reason: str) -> str:
     """Give a reader a new access code (the old one stops working; a revoked reader is active again).
     Returns the plain code: show it once; only its argon2 hash is stored, and it is never audited."""
-    from study.domain import readers
 
     reason = _reason(reason)
     reader = _reader(session, reader_id)
@@ -272,7 +275,6 @@ def _json(value) -> str:
 def audit_csv(rows: list[dict]) -> str:
     """The events as CSV (UTC ISO times, before/after as JSON), every cell formula-safe
     (``study.outputs.export.csv_safe``): actors, ids and typed reasons come from people."""
-    from study.outputs.export import csv_safe
 
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -413,8 +415,6 @@ def readers_overview(session: Session, study_id: int, now: datetime | None = Non
 # --- the case browser ------------------------------------------------------------------------------------
 
 def _words(questions, payload: dict) -> str:
-    from study.domain.reader_screen import describe_answer
-
     return "; ".join(f"{q}: {a}" for q, a in describe_answer(questions, payload))
 
 
@@ -455,9 +455,6 @@ class CaseDetail:
 def case_detail(session: Session, study_id: int, case_id: int, *, store_root=None) -> CaseDetail:
     """One case for the investigator: photograph (display file), reference, every stored AI output (which
     one readers are shown, by ``study.domain.rules``) and every reading's latest answer, scored."""
-    from study.domain.cases import display_files
-    from study.domain.reader_screen import describe_answer
-    from study.storage.settings import store_root as configured_root
 
     study = get_study(session, study_id)
     case = session.get(Case, case_id)
@@ -511,7 +508,6 @@ class ReaderDetail:
 def reader_detail(session: Session, reader_id: int, now: datetime | None = None) -> ReaderDetail:
     """Everything about one reader for the investigator: progress per session, answers with their versions
     and corrections, and the sign-in and lockout events."""
-    import statistics
 
     reader = _reader(session, reader_id)
     study = session.get(Study, reader.study_id)
@@ -607,7 +603,6 @@ def current_session(session: Session, reader_id: int) -> int | None:
 
 def own_answers(session: Session, reader_id: int) -> OwnAnswers:
     """A reader's answered readings of their current session, latest version each, for review."""
-    from study.domain.reader_screen import describe_answer
 
     reader = _reader(session, reader_id)
     config = study_config(session.get(Study, reader.study_id))
@@ -641,8 +636,6 @@ def own_answers(session: Session, reader_id: int) -> OwnAnswers:
 
 def own_photo(study_id: int, image_ref: str):
     """The screen-size file of a reader's own case photograph (no overlay), or None when it cannot be made."""
-    from study.domain.cases import display_files
-    from study.storage.settings import store_root
 
     try:
         return display_files(study_id, image_ref, store_root()).screen

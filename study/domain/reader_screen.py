@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.storage import db
 from study.domain import image_links
-from study.storage.models import Assignment, Reader, Study
+from study.domain.cases import display_files
 from study.domain.studies import study_config
+from study.storage import db
+from study.storage.models import Assignment, Reader, Study
+from study.storage.settings import store_root as configured_root
 
 EYES = {"right": "Right eye (OD)", "left": "Left eye (OS)"}
 
@@ -31,8 +33,6 @@ def case_display(study_id: int, image_ref: str, next_image_ref: str | None = Non
                  store_root=None) -> CaseDisplay:
     """Links to a case photograph's display files in the study store (made on first use for older
     studies), and to the next case's screen image for the browser to prefetch."""
-    from study.domain.cases import display_files
-    from study.storage.settings import store_root as configured_root
 
     root = store_root if store_root is not None else configured_root()
     files = display_files(study_id, image_ref, root)

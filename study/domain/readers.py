@@ -25,8 +25,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study.domain import audit
-from study.storage.models import Reader, Study, utcnow
+from study.domain.design import extend_design, is_locked
 from study.domain.studies import get_study, study_config
+from study.storage.models import Reader, Study, utcnow
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: typable from a printout
 GROUPS, GROUP_LEN = 3, 4
@@ -79,7 +80,6 @@ def add_reader(session: Session, study_id: int, *, display_name: str, years_expe
     """Add a reader with a level from the study's bins; returns the reader and the plain code (shown once).
     In a locked study (answers exist) the reader's assignments are appended in the same transaction.
     ``commit=False`` lets a caller add several readers as one transaction (all or none)."""
-    from study.domain.design import extend_design, is_locked
 
     study = get_study(session, study_id)
     if not isinstance(display_name, str) or not display_name.strip():

@@ -23,18 +23,31 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study.domain import audit
-from study.storage import db
 from study.domain.config import StudyConfig, validate_answer
-from study.storage.models import AIDED_CONDITIONS, AIOutput, Answer, Assignment, Case, Reader, Study, WashoutOverride, utcnow
-from study.domain.rules import Progress, reader_progress
+from study.domain.rules import (
+    Progress,
+    reader_progress,
+    shown_ai_output,  # the one rule for the output shown
+)
 from study.domain.studies import lock_design, study_config
+from study.storage import db
+from study.storage.models import (
+    AIDED_CONDITIONS,
+    AIOutput,
+    Answer,
+    Assignment,
+    Case,
+    Reader,
+    Study,
+    WashoutOverride,
+    utcnow,
+)
 
 MAX_KEY = 200
 
 
 class WorkflowError(RuntimeError):
     """A request the workflow refuses; the message says why in words a page can show."""
-
 
 class ReaderRevoked(WorkflowError):
     pass
@@ -55,14 +68,12 @@ class AlreadyAnswered(WorkflowError):
 class IdempotencyConflict(WorkflowError):
     """The key was already used for a different answer: never silently return or overwrite it."""
 
-
 class CorrectionsNotAllowed(WorkflowError):
     pass
 
 
 class AnswerLocked(WorkflowError):
     """A sequential step-1 answer after the AI (step 2) was shown."""
-
 
 class StaleVersion(WorkflowError):
     pass
@@ -182,8 +193,6 @@ def washout_gate(session: Session, reader: Reader, config: StudyConfig, session_
 
 
 def _ai_output(session: Session, study: Study, case_id: int) -> AIOutput:
-    from study.domain.rules import shown_ai_output  # the one rule for the output shown
-
     out = shown_ai_output(session, study.model_version, case_id)
     if out is None:
         raise AIOutputMissing("the AI suggestion for this case has not been computed yet; "

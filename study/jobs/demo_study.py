@@ -20,8 +20,15 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from study.domain.cases import import_manifest
+from study.domain.config import load_config
+from study.domain.readers import add_reader
+from study.domain.studies import create_study
+from study.jobs.precompute import precompute
+from study.jobs.simulate_readers import simulate
 from study.storage import db
 from study.storage.models import Answer, Assignment, Case, Reader, Study
+from study.storage.settings import store_root as store_root_env
 
 DEMO_CONFIG = db.REPO_ROOT / "studies" / "demo.toml"
 CASE_SEED_OFFSET = 5_000_000
@@ -51,6 +58,7 @@ def _counts(session, study_id: int) -> tuple[int, int, int]:
 def render_cases(folder: Path, n_cases: int, findings: tuple[str, ...]) -> Path:
     """Render ``n_cases`` synthetic fundus photographs to PNG files plus a manifest CSV; returns the manifest."""
     from PIL import Image
+
     from revision_core.synthetic import EVAL_SEED_BASE, case_id, generate_case
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,13 +87,6 @@ def ensure_demo_study(db_url: str | None = None, *, n_cases: int = 60, n_sim_rea
     for tests with a tiny model. ``data_dir`` (default ``data/``) holds the rendered cases and the
     image store.
     """
-    from study.domain.cases import import_manifest
-    from study.domain.config import load_config
-    from study.jobs.precompute import precompute
-    from study.domain.readers import add_reader
-    from study.jobs.simulate_readers import simulate
-    from study.domain.studies import create_study
-    from study.storage.settings import store_root as store_root_env
 
     config, text = load_config(config_path)
     data_dir = Path(data_dir) if data_dir is not None else db.REPO_ROOT / "data"

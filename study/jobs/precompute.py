@@ -22,8 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study.domain import audit
-from study.storage.models import AIOutput, Case
+from study.domain.cases import case_source, study_store
 from study.domain.studies import DesignLocked, get_study, study_config
+from study.storage.models import AIOutput, Case
 
 
 def store_ai_output(session: Session, case_id: int, *, model_card: dict, probabilities: dict[str, float],
@@ -61,7 +62,6 @@ class PrecomputeReport:
 
 def _image_path(case: Case, store: Path):
     """What load_image reads for the case: the stored file with its recorded orientation, or the path."""
-    from study.domain.cases import case_source
 
     return case_source(store, case.image_ref)
 
@@ -85,7 +85,6 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
     ``saliency_method``/``saliency_steps`` default to the study's ``[ai]`` settings."""
     from revision_core.zeroshot import ZeroShotClassifier
 
-    from study.domain.cases import study_store
 
     study = get_study(session, study_id)
     config = study_config(study)

@@ -48,9 +48,9 @@ own so the other answers do not change.
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Callable, Iterator
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -58,14 +58,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.domain import audit, rules
-from study.storage import db
+from study.domain import audit, rules, workflow
 from study.domain import readers as readers_mod
-from study.domain import workflow
 from study.domain.config import NORMAL, ExperienceLevel, StudyConfig
 from study.domain.design import build_design, derive_seed
-from study.storage.models import Answer, Assignment, AuditEvent, Case, Reader, utcnow
+from study.domain.scoring import reference
 from study.domain.studies import get_study, has_answers, study_config
+from study.storage import db
+from study.storage.models import Answer, Assignment, AuditEvent, Case, Reader, utcnow
 
 AI_POSITIVE = rules.AI_POSITIVE  # a finding probability at or above this makes it the AI suggestion
 
@@ -331,7 +331,6 @@ def _number_value(rng: random.Random, q) -> float:
 def custom_answer(config: StudyConfig, rng: random.Random, reader: SimReader, case: SimCase, labels: dict,
                   aided: bool) -> dict:
     """A plausible answer to every required question of a ``[[question]]`` study (see module docstring)."""
-    from study.domain.scoring import reference
 
     p_right = _expit(reader.skill - case.difficulty + (AI_SKILL if aided else 0.0))
     ans: dict = {}
@@ -496,7 +495,6 @@ def _started_with(session: Session, study_id: int) -> dict | None:
 
 class SimulationRunning(ValueError):
     """Another ``simulate`` run on the same study holds its run lock (in this or another process)."""
-
 
 SIM_LOCK_CLASS = 0x53494D55  # "SIMU": PostgreSQL advisory lock (class, study id), one per study
 

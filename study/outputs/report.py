@@ -17,8 +17,10 @@ reading_time and ai_interaction has a ``population``, and so do mrmc_binary, siz
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,7 @@ import pandas as pd
 from study.analysis.reads import load_reads
 from study.analysis.study_analysis import Settings, analyze_frame, software_versions, to_jsonable
 from study.analysis.summary import condition_name
+from study.outputs.timefmt import minute
 
 __all__ = ["analyze_reads", "build_figures", "render_html", "write_report", "software_versions", "to_jsonable",
            "CONDITION_COLOURS", "TEMPLATE"]
@@ -374,10 +377,6 @@ def _pop_html(section: dict | None) -> str:
 
 
 def _study_html(results: dict) -> list[str]:
-    from datetime import datetime
-
-    from study.outputs.timefmt import minute
-
     st = results.get("study") or {}
     if not st:
         return []
@@ -506,7 +505,6 @@ def render_html(results: dict, figures: dict | None = None, title: str = "ReVisi
 
 def write_report(results: dict, out_html: str | Path | None, out_json: str | Path | None) -> dict:
     """Write the HTML report and/or the JSON results; returns the results."""
-    import json
 
     if out_json:
         Path(out_json).write_text(json.dumps(results, indent=2, allow_nan=False))

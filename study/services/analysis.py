@@ -12,20 +12,22 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.domain import audit
-from study.storage import db
 from study.analysis.study_analysis import Cutoff
+from study.analysis.study_inputs import analyze_study
+from study.domain import audit
+from study.outputs.export import export
+from study.outputs.report import render_html
+from study.storage import db
+from study.storage.models import Answer, Assignment
 
 __all__ = ["Cutoff", "answers_stored", "cutoff", "export_bytes", "report_html", "results", "results_json"]
 
 
 def answers_stored(factory: sessionmaker[Session], study_id: int) -> int:
     """How many answers (first versions) the study holds: the page offers analysis and exports from one."""
-    from sqlalchemy import func, select
-
-    from study.storage.models import Answer, Assignment
 
     with db.reading(factory) as session:
         return session.scalar(select(func.count()).select_from(Answer)
@@ -35,7 +37,6 @@ def answers_stored(factory: sessionmaker[Session], study_id: int) -> int:
 
 def results(factory: sessionmaker[Session], study_id: int, cutoff: Cutoff = Cutoff()) -> dict:
     """The study's results object (``study.analysis.study_inputs.analyze_study``, default settings)."""
-    from study.analysis.study_inputs import analyze_study
 
     with db.reading(factory) as session:
         return analyze_study(session, study_id, cutoff)
@@ -48,7 +49,6 @@ def results_json(res: dict) -> str:
 
 def report_html(res: dict) -> str:
     """The HTML report of a results object (``study.outputs.report.render_html``)."""
-    from study.outputs.report import render_html
 
     return render_html(res)
 
@@ -66,7 +66,6 @@ def export_bytes(factory: sessionmaker[Session], study_id: int, fmt: str, *, act
     With ``actor`` the export is written to the audit trail (who took which data, when, and a hash of
     what they took), as REDCap logs data exports; the report's internal CSV passes none.
     """
-    from study.outputs.export import export
 
     with tempfile.TemporaryDirectory(prefix="revision-export-") as tmp:
         out = Path(tmp) / f"export.{fmt}"

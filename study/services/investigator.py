@@ -28,12 +28,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from study.domain import operations
+from study.domain.cases import ManifestError, import_zip
+from study.domain.config import StudyConfigError, parse_text
+from study.domain.design import build_design as build
+from study.domain.design import verify_design
+from study.domain.flags import reading_seconds
+from study.domain.operations import MAX_REASON, AuditFilter, CaseDetail, ReaderDetail, Thresholds, day_range, zone_label
+from study.domain.readers import add_reader
+from study.domain.rules import Progress, latest_version_subquery, progress_by, score
+from study.domain.studies import DesignLocked, create_study, get_study, study_config
+from study.jobs.precompute import precompute
+from study.outputs.export import csv_safe
 from study.storage.db import reading
-from study.storage.models import Answer, Assignment, Case, Reader, Study
-from study.domain.operations import (MAX_REASON, AuditFilter, CaseDetail, ReaderDetail, Thresholds, day_range,
-                              zone_label)
+from study.storage.models import AIOutput, Answer, Assignment, Case, Reader, Study
 from study.storage.settings import store_root
-from study.domain.studies import DesignLocked
 
 OperationRefused = ValueError  # what study.domain.operations raises when it refuses an operation (the page shows it)
 
@@ -56,8 +64,6 @@ def list_studies(factory: sessionmaker[Session]) -> list[tuple[int, str]]:
 
 def create_study_from_toml(factory: sessionmaker[Session], text: str, actor: str) -> tuple[int | None, list[str]]:
     """(study id, []) or (None, every problem) for an uploaded TOML file."""
-    from study.domain.config import StudyConfigError, parse_text
-    from study.domain.studies import create_study
 
     try:
         config = parse_text(text, "uploaded TOML")
@@ -81,7 +87,6 @@ def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str
     ``study.domain.cases.LIMITS``, paths confined to the manifest's folder, checked before anything is extracted).
     Returns (cases imported, the problems as 'row r, column c: reason' or 'member: reason', at most
     ``LIMITS.max_problems`` of them, then a line counting the rest); all or nothing."""
-    from study.domain.cases import ManifestError, import_zip
 
     if not name.lower().endswith(".zip"):
         return 0, [CSV_ALONE]
@@ -101,8 +106,6 @@ READER_COLUMNS = ("display_name", "years_experience", "specialty", "site")
 def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, actor: str) -> tuple[list[dict], list[str]]:
     """Add readers from CSV (display_name, years_experience[, specialty, site]); returns (rows with the
     plain codes — shown once, stored nowhere —, problems). Nothing is added if any row is wrong."""
-    from study.domain.readers import add_reader
-    from study.domain.studies import get_study, study_config
 
     rows = list(csv.DictReader(io.StringIO(text)))
     problems: list[str] = []
@@ -136,8 +139,6 @@ def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, ac
 
 
 def codes_csv(rows: list[dict]) -> str:
-    from study.outputs.export import csv_safe
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["pseudonym", "display_name", "level", "access_code"])
     writer.writeheader()
@@ -152,8 +153,6 @@ class ReaderCodes:
 
 
 def build_design(factory: sessionmaker[Session], study_id: int, actor: str) -> int:
-    from study.domain.design import build_design as build
-
     with factory() as session:
         return build(session, study_id, actor=actor)
 
@@ -161,7 +160,6 @@ def build_design(factory: sessionmaker[Session], study_id: int, actor: str) -> i
 def run_precompute(factory: sessionmaker[Session], study_id: int, *, loaded=None, actor: str = "precompute",
                    on_progress: Callable[[int, int], None] | None = None):
     """Precompute AI outputs in small slices so a page can show a progress bar; resumable."""
-    from study.jobs.precompute import precompute
 
     with factory() as session:
         total = session.scalar(select(func.count()).select_from(Case).where(Case.study_id == study_id)) or 0
@@ -180,10 +178,6 @@ def setup_summary(factory: sessionmaker[Session], study_id: int) -> dict:
 def study_summary(session: Session, study_id: int) -> dict:
     """Counts and per-reader progress of one study (read-only): the set-up page's summary and
     ``python -m study status``."""
-    from study.domain.design import verify_design
-    from study.storage.models import AIOutput
-    from study.domain.rules import Progress, progress_by
-    from study.domain.studies import get_study
 
     study = get_study(session, study_id)
 
@@ -213,8 +207,6 @@ def study_summary(session: Session, study_id: int) -> dict:
 def monitor(session: Session, study_id: int) -> list[dict]:
     """Per reader and session: cases done/total (``study.domain.rules.progress_by``), median seconds per case of the
     first answers, last activity (UTC)."""
-    from study.domain.flags import reading_seconds
-    from study.domain.rules import progress_by
 
     prog = progress_by(session, study_id=study_id, by_session=True)
     rows = session.execute(
@@ -247,8 +239,6 @@ def monitor(session: Session, study_id: int) -> list[dict]:
 def accuracy_by_condition_level(session: Session, study_id: int) -> list[dict]:
     """Descriptive accuracy of the primary question (latest answer version) by condition x level, scored by
     ``study.domain.rules``; ungradable readings are counted apart (``ungradable``), not in the accuracy."""
-    from study.domain.rules import latest_version_subquery, score
-    from study.domain.studies import get_study, study_config
 
     primary = study_config(get_study(session, study_id)).primary_question
     latest = latest_version_subquery()

@@ -17,13 +17,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.domain import audit, operations
-from study.storage import db
+from study.domain import audit, operations, workflow
 from study.domain.config import AnswerInvalid
-from study.storage.models import AIDED_CONDITIONS, AuditEvent, Reader, Study
 from study.domain.operations import MAX_REASON, OwnAnswers, OwnReading, own_photo
 from study.domain.reader_screen import case_display, consent_summary, describe_answer, eye_label
 from study.domain.workflow import WorkflowError
+from study.storage import db
+from study.storage.models import AIDED_CONDITIONS, AuditEvent, Reader, Study
 
 __all__ = ["AnswerInvalid", "CONSENT_ACTION", "MAX_REASON", "OwnAnswers", "OwnReading", "ReaderState",
            "WorkflowError", "case_display", "consent_summary", "correct_own_answer", "describe_answer", "eye_label",
@@ -73,7 +73,6 @@ class ReaderState:
 def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetime | None = None,
                  fetch_item: bool = True) -> ReaderState:
     """Everything the reading page shows, from the database (session state only caches the reader id)."""
-    from study.domain import workflow
 
     with factory() as session:
         db.begin_read(session)  # next_item ends this read and writes shown_at in a short transaction
@@ -98,7 +97,6 @@ def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetim
 def submit_answer(factory: sessionmaker[Session], reader_id: int, assignment_id: int, answer: dict,
                   idempotency_key: str):
     """Store an answer (retried on a dropped connection; the key makes a repeat store nothing new)."""
-    from study.domain import workflow
 
     return db.run_with_retry(factory, lambda s: workflow.submit(s, reader_id, assignment_id, answer,
                                                                 idempotency_key))

@@ -12,9 +12,11 @@ the typed code or password, nor a user name other than the configured one).
 
 from __future__ import annotations
 
+import hmac
 import os
 import sys
 import tomllib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -22,6 +24,7 @@ from typing import Any, Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from study.domain import audit, lockout
+from study.domain.readers import GROUP_LEN, authenticate, generate_code, normalise_code
 from study.storage import db
 from study.storage.models import utcnow
 
@@ -33,7 +36,6 @@ DEFAULT_INVESTIGATOR = "investigator"
 
 def new_client_id() -> str:
     """A browser session's identity for the lockout: random, so it says nothing about the person."""
-    import uuid
 
     return uuid.uuid4().hex
 
@@ -82,7 +84,6 @@ def _minutes(delta: timedelta) -> int:
 def reader_scopes(throttle: SignInThrottle, code: str) -> list[str]:
     """The lockout scopes of a typed code: the client, and the code's prefix when it has a code's shape
     (the prefix is the non-secret first group, the one ``reader.code_lookup`` stores in clear)."""
-    from study.domain.readers import GROUP_LEN, normalise_code
 
     flat = normalise_code(code or "")
     return throttle.client_scopes + ([f"reader_code:{flat[:GROUP_LEN]}"] if flat else [])
@@ -93,7 +94,6 @@ def sign_in(factory: sessionmaker[Session], throttle: SignInThrottle, code: str,
     """Check an access code; failures are counted in the database per client and per code prefix, and
     after :data:`MAX_FAILURES` every try in that scope is refused for :data:`LOCKOUT` (all audited,
     never the typed code)."""
-    from study.domain.readers import authenticate
 
     now = now or utcnow()
     scopes = reader_scopes(throttle, code)
@@ -202,7 +202,6 @@ def investigator_credentials() -> InvestigatorCredentials:
     if _DEMO is None:
         plain = os.environ.get(PLAIN_ENV)
         if not plain:
-            from study.domain.readers import generate_code
 
             plain = generate_code()
             print(f"[revision] demo investigator sign-in: user {DEFAULT_INVESTIGATOR!r}, password {plain!r} "
@@ -216,7 +215,6 @@ def investigator_credentials() -> InvestigatorCredentials:
 def verify_investigator(user: str, password: str) -> bool:
     """True for the configured user and password. The argon2 verify runs whatever the user name, so the
     response time does not tell whether a user name exists."""
-    import hmac
 
     from argon2 import PasswordHasher
     from argon2.exceptions import InvalidHashError, VerificationError
@@ -230,8 +228,6 @@ def verify_investigator(user: str, password: str) -> bool:
 
 
 def _known_user(user: str) -> bool:
-    import hmac
-
     return hmac.compare_digest((user or "").encode(), investigator_credentials().user.encode())
 
 

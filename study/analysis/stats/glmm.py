@@ -23,6 +23,7 @@ coverage in bench/bench_cluster_coverage.py.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -222,7 +223,6 @@ def _single_thread_blas():
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        import contextlib
 
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")

@@ -30,6 +30,8 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from study.analysis.stats.mrmc import mrmc_analysis
+
 __all__ = ["ANALYSES", "ORComponents", "SizingResult", "cases_for_power", "or_power", "pilot_components",
            "power_grid", "sample_size_table"]
 
@@ -79,7 +81,6 @@ def pilot_components(data, fom: str = "auc", covariance: str = "jackknife") -> O
     The observed effect is the RRRC difference as :func:`study.analysis.stats.mrmc.mrmc_analysis` reports it
     (first minus second modality in sorted label order).
     """
-    from study.analysis.stats.mrmc import mrmc_analysis
 
     res = mrmc_analysis(data, fom=fom, covariance=covariance)
     c = res.components
