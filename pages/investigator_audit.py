@@ -10,7 +10,7 @@ from pages._investigator import header
 SHOWN = 500  # rows drawn on the page; the CSV has every matching event
 
 factory, study_id, actor = header("Audit trail")
-from study.outputs import timefmt  # noqa: E402
+from study.domain import timefmt  # noqa: E402
 from study.services import investigator  # noqa: E402
 
 actors, actions, pseudonyms = investigator.audit_filter_choices(factory, study_id)

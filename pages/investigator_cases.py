@@ -8,7 +8,7 @@ from pages._investigator import header
 from pages._shared import finding_names, plain
 
 factory, study_id, _ = header("Case browser")
-from study.outputs import timefmt  # noqa: E402
+from study.domain import timefmt  # noqa: E402
 from study.services import investigator  # noqa: E402
 
 cases = investigator.case_list(factory, study_id)

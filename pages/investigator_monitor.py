@@ -1,6 +1,6 @@
 """Investigator: live monitor per reader and session (cases done, median time per case, fast reads, last
 activity) and the flags: readers with implausibly fast reads and stalled readers, thresholds stated
-(``study.domain.flags`` through ``study.domain.operations``, read by ``study.services.investigator.live_monitor``; the
+(``study.domain.flags`` through ``study.domain.monitoring``, read by ``study.services.investigator.live_monitor``; the
 numbers are the study TOML's ``[monitor]``)."""
 import pandas as pd
 import streamlit as st
@@ -8,7 +8,7 @@ import streamlit as st
 from pages._investigator import header
 
 factory, study_id, _ = header("Live monitor")
-from study.outputs import timefmt  # noqa: E402
+from study.domain import timefmt  # noqa: E402
 from study.services import investigator  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Investigator: study operations: revoke or reissue a reader's access code (the new code shown once) and
 open a reader's next session before the washout ends. Every action needs a reason and is audited
-(``study.services.investigator`` over ``study.domain.operations``)."""
+(``study.services.investigator`` over ``study.domain.reader_operations``)."""
 import pandas as pd
 import streamlit as st
 
@@ -8,7 +8,7 @@ from pages._investigator import header
 from pages._shared import plain
 
 factory, study_id, actor = header("Study operations")
-from study.outputs import timefmt  # noqa: E402
+from study.domain import timefmt  # noqa: E402
 from study.services import investigator  # noqa: E402
 
 readers = investigator.readers_overview(factory, study_id)

@@ -9,7 +9,7 @@ from pages._investigator import header
 from pages._shared import plain
 
 factory, study_id, _ = header("Reader detail")
-from study.outputs import timefmt  # noqa: E402
+from study.domain import timefmt  # noqa: E402
 from study.services import investigator  # noqa: E402
 
 readers, limits = investigator.readers_with_thresholds(factory, study_id)

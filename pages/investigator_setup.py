@@ -10,7 +10,7 @@ from pages._shared import plain
 
 factory, study_id, actor = header("Study set-up", require_study=False)
 from study.services import investigator  # noqa: E402
-from study.outputs.timefmt import minute  # noqa: E402
+from study.domain.timefmt import minute  # noqa: E402
 
 with st.expander("1. New study from a TOML file", expanded=study_id is None):
     upload = st.file_uploader("Study configuration (.toml)", type=["toml"], key="toml_upload")

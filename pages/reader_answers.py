@@ -1,5 +1,5 @@
 """The reader's own answers of the current session, and corrections where the study allows them: a new
-version with a reason (``workflow.correct`` through ``study.domain.operations``, by the reader service; audited).
+version with a reason (``workflow.correct`` through ``study.domain.own_answers``, by the reader service; audited).
 
 Only the reader's own answers and photograph are shown: never a case name, a reference answer or any AI
 output, for any reading (``OwnReading`` carries none of them). Earlier sessions are closed."""
@@ -10,7 +10,7 @@ import streamlit as st
 
 from pages._answer_form import UNGRADABLE, collect_answer, draw_answer_form, widget_key
 from pages._shared import database, plain, require_role
-from study.outputs import timefmt
+from study.domain import timefmt
 from study.services import reader
 
 require_role("reader")

@@ -16,7 +16,7 @@ from pages._shared import (database, finding_names, plain, reading_room_style, r
                            sign_out_to_reader_signin)
 from study.services.reader import (AnswerInvalid, case_display, consent_summary, describe_answer, eye_label,
                                    is_aided, reader_state, record_consent, submit_answer)
-from study.outputs.timefmt import local
+from study.domain.timefmt import local
 
 CONSENT_VERSION = "2026-12"
 require_role("reader")

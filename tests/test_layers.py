@@ -67,19 +67,19 @@ def test_each_page_calls_one_service():
     assert not offenders, f"a page talks to one service (reader, investigator, sign-in, analysis): {offenders}"
 
 
-PAGE_FORBIDDEN = ("study.storage.db", "study.domain.operations", "study.domain.workflow", "study.domain.studies", "study.domain.config", "study.storage.models",
+PAGE_FORBIDDEN = ("study.storage.db", "study.domain.reader_operations", "study.domain.own_answers", "study.domain.monitoring", "study.domain.workflow", "study.domain.studies", "study.domain.config", "study.storage.models",
                   "sqlalchemy")
 
 
 def test_pages_hold_no_transaction_and_no_library_call():
     """A page calls its one service, which owns the transaction (``study.services``): no page imports the
     storage (``study.storage.db``, ``study.storage.models``, ``sqlalchemy``) or the domain library under the services
-    (``study.domain.operations``, ``study.domain.workflow``, ``study.domain.studies``, ``study.domain.config``), not even for an exception
+    (``study.domain.reader_operations``, ``study.domain.workflow``, ``study.domain.studies``, ``study.domain.config``), not even for an exception
     type or a constant: the service re-exports what its pages catch or show (``DesignLocked``,
     ``AnswerInvalid``, ``WorkflowError``, ``MAX_REASON``, ``AuditFilter``, ...).
 
     What pages still import beside their service: ``streamlit``, ``pandas``, the ``pages._*`` helpers, and
-    the formatting of ``study.outputs.timefmt`` and ``study.outputs.report``, which take plain values (the demo pages use the
+    the formatting of ``study.domain.timefmt`` and ``study.outputs.report``, which take plain values (the demo pages use the
     model-side ``study.visitor.ministudy``/``study.visitor.viewer``; none of them opens a transaction). The ``pages._*``
     helpers are checked for transactions only: ``pages/_shared.py`` builds the session factory from
     ``study.storage.db`` that a page hands to its service; no helper opens a transaction (``db.reading``)."""

@@ -49,7 +49,7 @@ from study.analysis.stats.mrmc_sizing import ORComponents, power_grid, sample_si
 from study.analysis.summary import summary_paragraph
 from study.domain import flags
 from study.domain.config import DEFAULT_FAST_READ_SECONDS
-from study.outputs.timefmt import minute
+from study.domain.timefmt import minute
 
 __all__ = ["Cutoff", "DEFAULTS", "MORE_SECTIONS", "SECTIONS", "Settings", "analyze", "analyze_frame", "apply_cutoff",
            "largest_crossed", "snapshot_hash", "software_versions", "to_jsonable"]

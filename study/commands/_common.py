@@ -33,10 +33,10 @@ def add_reader_operation_options(parser: argparse.ArgumentParser) -> None:
 
 def reader_of(session, args: argparse.Namespace):
     """The reader named by READER in the study chosen by --study (a clear error for an unknown one)."""
-    from study.domain import operations
+    from study.domain import reader_operations
 
     study = pick_study(session, args.study)
-    return operations.find_reader(session, study.id, args.reader)
+    return reader_operations.find_reader(session, study.id, args.reader)
 
 
 def open_session(args: argparse.Namespace):
@@ -49,8 +49,8 @@ def open_session(args: argparse.Namespace):
 
 def pick_study(session, choice: str | None):
     from study.cli import UsageError
-    from study.storage.models import Study
     from study.domain.studies import get_study
+    from study.storage.models import Study
 
     if choice is not None:
         return get_study(session, int(choice) if choice.isdigit() else choice)

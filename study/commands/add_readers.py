@@ -52,8 +52,8 @@ def _read(path: str) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     from study.domain.design import is_locked
-    from study.outputs.export import csv_safe
     from study.domain.readers import add_reader
+    from study.outputs.export import csv_safe
 
     rows = _read(args.csv)
     out = sys.stdout

@@ -33,17 +33,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.domain import operations
+    from study.domain import audit_trail, timefmt
+    from study.outputs import audit_export
 
     if os.path.exists(args.out) and not args.force:
         raise ValueError(f"{args.out} exists; pass --force to replace it")
-    flt = operations.AuditFilter(actors=tuple(args.by), actions=tuple(args.action), reader=args.reader,
-                                 since=operations.parse_when(args.since) if args.since else None,
-                                 until=operations.parse_when(args.until, end=True) if args.until else None,
+    flt = audit_trail.AuditFilter(actors=tuple(args.by), actions=tuple(args.action), reader=args.reader,
+                                 since=timefmt.parse_when(args.since) if args.since else None,
+                                 until=timefmt.parse_when(args.until, end=True) if args.until else None,
                                  with_global=not args.study_only)
     with open_session(args) as session:
         study = pick_study(session, args.study)
-        text, n = operations.export_audit(session, study.id, flt, actor=args.actor)
+        text, n = audit_export.export_audit(session, study.id, flt, actor=args.actor)
     with open(args.out, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
     print(f"wrote {n} audit event(s) of study {study.name!r} to {args.out}", file=sys.stderr)

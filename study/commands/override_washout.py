@@ -16,10 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.domain import operations
+    from study.domain import reader_operations
 
     with open_session(args) as session:
         reader = reader_of(session, args)
-        number = operations.override_washout(session, reader.id, args.session, actor=args.actor, reason=args.reason)
+        number = reader_operations.override_washout(session, reader.id, args.session, actor=args.actor, reason=args.reason)
         print(f"session {number} of {reader.pseudonym} is open now (washout overridden; audited)")
     return 0

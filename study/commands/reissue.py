@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.domain import operations
+    from study.domain import reader_operations
     from study.outputs.export import csv_safe
 
     out = sys.stdout
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with open_session(args) as session:
             reader = reader_of(session, args)
-            code = operations.reissue_code(session, reader.id, actor=args.actor, reason=args.reason)
+            code = reader_operations.reissue_code(session, reader.id, actor=args.actor, reason=args.reason)
             writer = csv.writer(out)
             writer.writerow(["pseudonym", "display_name", "level", "access_code"])
             writer.writerow([csv_safe(v) for v in (reader.pseudonym, reader.display_name, reader.level, code)])

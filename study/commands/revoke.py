@@ -13,11 +13,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.domain import operations
+    from study.domain import reader_operations
 
     with open_session(args) as session:
         reader = reader_of(session, args)
-        operations.revoke_code(session, reader.id, actor=args.actor, reason=args.reason)
+        reader_operations.revoke_code(session, reader.id, actor=args.actor, reason=args.reason)
         print(f"revoked the access code of {reader.pseudonym}; their answers stay. "
               f"`python -m study reissue {reader.pseudonym} --reason ...` gives them a new one.")
     return 0

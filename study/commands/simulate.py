@@ -24,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.storage import db
     from study.jobs.simulate_readers import simulate
+    from study.storage import db
 
     _engine, factory = db.open_database(args.db)
     with factory() as session:

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 
 from study.commands._common import add_db_option, add_study_option, open_session, pick_study
-from study.outputs.timefmt import minute
+from study.domain.timefmt import minute
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -46,3 +46,14 @@ def history(session: Session, entity: str, entity_id: Any) -> list[AuditEvent]:
     return list(session.scalars(select(AuditEvent).where(AuditEvent.entity == entity,
                                                          AuditEvent.entity_id == str(entity_id))
                                 .order_by(AuditEvent.id)))
+
+
+MAX_REASON = 2000
+
+
+def require_reason(reason: Any) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("a reason is required: it goes into the audit trail with your name")
+    if len(reason) > MAX_REASON:
+        raise ValueError(f"the reason is {len(reason)} characters long; at most {MAX_REASON}")
+    return reason.strip()

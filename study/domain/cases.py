@@ -59,12 +59,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study.domain import audit
-from study.storage import db
 from study.domain.config import NORMAL
-from study.storage.db import REPO_ROOT
 from study.domain.design import ensure_open
-from study.storage.models import Case, Study
 from study.domain.studies import get_study, study_config
+from study.storage import db
+from study.storage.db import REPO_ROOT
+from study.storage.models import Case, Study
 
 REQUIRED_COLUMNS = ("case_id", "image_path", "label")
 OPTIONAL_COLUMNS = ("findings", "eye", "patient_pseudonym", "split")

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from study.domain import audit
 from study.domain.config import DesignConfig
 from study.domain.studies import DesignLocked, get_study, has_answers, study_config
-from study.outputs.timefmt import minute
+from study.domain.timefmt import minute
 from study.storage.models import Assignment, AuditEvent, Case, Reader, Study
 
 EXTENDED = "design.extended"  # the audit action of an append: after = {"readers": [pseudonyms, in order], ...}

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study.domain.config import NORMAL
-from study.storage.models import AIOutput, Answer, Assignment, Reader
 from study.domain.scoring import Score, as_text, reference, score
+from study.storage.models import AIOutput, Answer, Assignment, Reader
 
 AI_POSITIVE = 0.5  # a finding probability at or above this makes it the AI's call
 

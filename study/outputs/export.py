@@ -77,8 +77,8 @@ from sqlalchemy.orm import Session
 
 from study.domain import flags, rules
 from study.domain.config import LEGACY_SALIENCY, NORMAL
-from study.storage.models import AIDED_CONDITIONS, Answer, Assignment, Case, Reader
 from study.domain.studies import get_study, study_config
+from study.storage.models import AIDED_CONDITIONS, Answer, Assignment, Case, Reader
 
 FORMATS = ("csv", "parquet", "imrmc")
 

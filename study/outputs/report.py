@@ -28,7 +28,7 @@ import pandas as pd
 from study.analysis.reads import load_reads
 from study.analysis.study_analysis import Settings, analyze_frame, software_versions, to_jsonable
 from study.analysis.summary import condition_name
-from study.outputs.timefmt import minute
+from study.domain.timefmt import minute
 
 __all__ = ["analyze_reads", "build_figures", "render_html", "write_report", "software_versions", "to_jsonable",
            "CONDITION_COLOURS", "TEMPLATE"]

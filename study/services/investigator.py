@@ -2,7 +2,7 @@
 cases, readers and their codes, the design, precompute, the study's summary, the monitor, exports.
 
 It also carries the study operations screens (revoke or reissue a code, open a session early, the audit
-trail, the case browser, a reader's detail), over the domain library ``study.domain.operations``.
+trail, the case browser, a reader's detail), over the domain modules ``study.domain.reader_operations``, ``audit_trail`` and ``monitoring``.
 
 Why a service: the pages hold no transaction. Functions that take a session factory open their own: reads
 a read-only ``db.reading`` that never writes; writes a session in which the libraries below
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,23 +26,24 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.domain import operations
+from study.domain import audit_trail, monitoring, reader_operations
+from study.domain.audit import MAX_REASON
+from study.domain.audit_trail import AuditFilter
 from study.domain.cases import ManifestError, import_zip
 from study.domain.config import StudyConfigError, parse_text
 from study.domain.design import build_design as build
-from study.domain.design import verify_design
-from study.domain.flags import reading_seconds
-from study.domain.operations import MAX_REASON, AuditFilter, CaseDetail, ReaderDetail, Thresholds, day_range, zone_label
+from study.domain.monitoring import CaseDetail, ReaderDetail, Thresholds, accuracy_by_condition_level, monitor, study_summary
 from study.domain.readers import add_reader
-from study.domain.rules import Progress, latest_version_subquery, progress_by, score
 from study.domain.studies import DesignLocked, create_study, get_study, study_config
+from study.domain.timefmt import day_range, zone_label
 from study.jobs.precompute import precompute
+from study.outputs import audit_export
 from study.outputs.export import csv_safe
 from study.storage.db import reading
-from study.storage.models import AIOutput, Answer, Assignment, Case, Reader, Study
+from study.storage.models import Case, Study
 from study.storage.settings import store_root
 
-OperationRefused = ValueError  # what study.domain.operations raises when it refuses an operation (the page shows it)
+OperationRefused = ValueError  # what the domain operations raise when it refuses an operation (the page shows it)
 
 __all__ = ["CSV_ALONE", "MAX_REASON", "READER_COLUMNS", "AuditFilter", "CaseDetail", "DesignLocked", "LiveMonitor",
            "OperationRefused", "ReaderCodes", "ReaderDetail", "Thresholds", "accuracy_by_condition_level",
@@ -175,175 +175,89 @@ def setup_summary(factory: sessionmaker[Session], study_id: int) -> dict:
 
 # --- monitor and descriptive accuracy ---------------------------------------------------------------------
 
-def study_summary(session: Session, study_id: int) -> dict:
-    """Counts and per-reader progress of one study (read-only): the set-up page's summary and
-    ``python -m study status``."""
-
-    study = get_study(session, study_id)
-
-    def count(model, *where):
-        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-    prog = progress_by(session, study_id=study.id)  # the one progress rule (study.domain.rules)
-    none = Progress(0, 0)
-    readers = [{"pseudonym": r.pseudonym, "level": r.level, "site": r.site, "revoked": r.revoked_at is not None,
-                "done": prog.get(r.id, none).done, "total": prog.get(r.id, none).total}
-               for r in session.scalars(select(Reader).where(Reader.study_id == study.id).order_by(Reader.pseudonym))]
-    case_ids = select(Case.id).where(Case.study_id == study.id)
-    in_study = Answer.assignment_id.in_(select(Assignment.id).where(Assignment.study_id == study.id))
-    return {
-        "study": study.name, "id": study.id, "design": study.design, "seed": study.seed,
-        "locked_at": study.design_locked_at.isoformat() if study.design_locked_at else None,
-        "cases": count(Case, Case.study_id == study.id),
-        "ai_outputs": count(AIOutput, AIOutput.case_id.in_(case_ids)),
-        "assignments": count(Assignment, Assignment.study_id == study.id),
-        "answers": count(Answer, in_study, Answer.version == 1),
-        "corrections": count(Answer, in_study, Answer.version > 1),
-        "design_check": len(verify_design(session, study.id)),
-        "readers": readers,
-    }
-
-
-def monitor(session: Session, study_id: int) -> list[dict]:
-    """Per reader and session: cases done/total (``study.domain.rules.progress_by``), median seconds per case of the
-    first answers, last activity (UTC)."""
-
-    prog = progress_by(session, study_id=study_id, by_session=True)
-    rows = session.execute(
-        select(Reader.id, Reader.pseudonym, Reader.level, Assignment.session, Assignment.shown_at,
-               Answer.submitted_at)
-        .join(Assignment, Assignment.reader_id == Reader.id)
-        .outerjoin(Answer, (Answer.assignment_id == Assignment.id) & (Answer.version == 1))
-        .where(Reader.study_id == study_id)).all()
-    groups: dict[tuple, dict] = {}
-    for reader_id, pseudonym, level, sess, shown, submitted in rows:
-        p = prog[(reader_id, sess)]
-        g = groups.setdefault((pseudonym, sess), {"reader": pseudonym, "level": level, "session": sess,
-                                                  "done": p.done, "total": p.total, "_times": [],
-                                                  "last_activity": None})
-        seconds = reading_seconds(shown, submitted)
-        if seconds is not None:
-            g["_times"].append(seconds)
-        for t in (shown, submitted):
-            if t is not None and (g["last_activity"] is None or t > g["last_activity"]):
-                g["last_activity"] = t
-    out = []
-    for key in sorted(groups):
-        g = groups[key]
-        times = g.pop("_times")
-        g["median_seconds"] = round(statistics.median(times), 1) if times else None
-        out.append(g)
-    return out
-
-
-def accuracy_by_condition_level(session: Session, study_id: int) -> list[dict]:
-    """Descriptive accuracy of the primary question (latest answer version) by condition x level, scored by
-    ``study.domain.rules``; ungradable readings are counted apart (``ungradable``), not in the accuracy."""
-
-    primary = study_config(get_study(session, study_id)).primary_question
-    latest = latest_version_subquery()
-    rows = session.execute(
-        select(Assignment.condition, Reader.level, Answer.payload, Case.reference_labels)
-        .join(latest, latest.c.assignment_id == Assignment.id)
-        .join(Answer, (Answer.assignment_id == Assignment.id) & (Answer.version == latest.c.v))
-        .join(Reader, Reader.id == Assignment.reader_id).join(Case, Case.id == Assignment.case_id)
-        .where(Assignment.study_id == study_id)).all()
-    cells: dict[tuple, list[int]] = {}
-    ungradable: dict[tuple, int] = {}
-    for condition, level, payload, ref in rows:
-        sc = score(primary, ref, payload)
-        if sc.ungradable:
-            ungradable[(condition, level)] = ungradable.get((condition, level), 0) + 1
-            cells.setdefault((condition, level), [])
-        elif sc.correct is not None:
-            cells.setdefault((condition, level), []).append(sc.correct)
-    return [{"condition": c, "level": lv, "readings": len(v),
-             "accuracy": round(sum(v) / len(v), 3) if v else None, "ungradable": ungradable.get((c, lv), 0)}
-            for (c, lv), v in sorted(cells.items())]
-
 
 @dataclass
 class LiveMonitor:
     """What the live monitor draws, read in one transaction."""
     rows: list[dict]  # per reader and session (``monitor``)
     fast_reads: dict[tuple[str, int], int]  # (reader, session) -> fast reads
-    readers: list[dict]  # ``study.domain.operations.readers_overview``: the flags per reader
+    readers: list[dict]  # ``study.domain.monitoring.readers_overview``: the flags per reader
     thresholds: Thresholds
 
 
 def live_monitor(factory: sessionmaker[Session], study_id: int) -> LiveMonitor:
     with reading(factory) as session:
-        return LiveMonitor(monitor(session, study_id), operations.fast_reads_by_session(session, study_id),
-                           operations.readers_overview(session, study_id), operations.thresholds(session, study_id))
+        return LiveMonitor(monitor(session, study_id), monitoring.fast_reads_by_session(session, study_id),
+                           monitoring.readers_overview(session, study_id), monitoring.thresholds(session, study_id))
 
 
-# --- study operations: readers' codes, the washout, the audit trail, cases, a reader (study.domain.operations) ---
+# --- study operations: readers' codes, the washout, the audit trail, cases, a reader (study.domain) ---
 
 def readers_overview(factory: sessionmaker[Session], study_id: int) -> list[dict]:
     """Every reader of the study with code, progress, washout and flags (read-only)."""
     with reading(factory) as session:
-        return operations.readers_overview(session, study_id)
+        return monitoring.readers_overview(session, study_id)
 
 
 def readers_with_thresholds(factory: sessionmaker[Session], study_id: int) -> tuple[list[dict], Thresholds]:
     """(``readers_overview``, the study's flag thresholds), read in one transaction."""
     with reading(factory) as session:
-        return operations.readers_overview(session, study_id), operations.thresholds(session, study_id)
+        return monitoring.readers_overview(session, study_id), monitoring.thresholds(session, study_id)
 
 
 def reader_detail(factory: sessionmaker[Session], reader_id: int) -> ReaderDetail:
     with reading(factory) as session:
-        return operations.reader_detail(session, reader_id)
+        return monitoring.reader_detail(session, reader_id)
 
 
 def revoke_code(factory: sessionmaker[Session], reader_id: int, *, actor: str, reason: str) -> str:
     """Revoke a reader's access code (audited with the reason); returns the reader's pseudonym."""
     with factory() as session:
-        return operations.revoke_code(session, reader_id, actor=actor, reason=reason).pseudonym
+        return reader_operations.revoke_code(session, reader_id, actor=actor, reason=reason).pseudonym
 
 
 def reissue_code(factory: sessionmaker[Session], reader_id: int, *, actor: str, reason: str) -> str:
     """A new access code for the reader (audited with the reason); returns the plain code, to show once."""
     with factory() as session:
-        return operations.reissue_code(session, reader_id, actor=actor, reason=reason)
+        return reader_operations.reissue_code(session, reader_id, actor=actor, reason=reason)
 
 
 def override_washout(factory: sessionmaker[Session], reader_id: int, session_number: int | None = None, *,
                      actor: str, reason: str) -> int:
     """Open the reader's next session (or ``session_number``) before the washout ends; returns the session."""
     with factory() as session:
-        return operations.override_washout(session, reader_id, session_number, actor=actor, reason=reason)
+        return reader_operations.override_washout(session, reader_id, session_number, actor=actor, reason=reason)
 
 
 def audit_filter_choices(factory: sessionmaker[Session], study_id: int) -> tuple[list[str], list[str], list[str]]:
     """(actors, event types, reader pseudonyms) the audit trail's filters offer (read-only)."""
     with reading(factory) as session:
-        actors, actions = operations.audit_choices(session, study_id)
-        return actors, actions, [r["pseudonym"] for r in operations.readers_overview(session, study_id)]
+        actors, actions = audit_trail.audit_choices(session, study_id)
+        return actors, actions, [r["pseudonym"] for r in monitoring.readers_overview(session, study_id)]
 
 
 def audit_trail(factory: sessionmaker[Session], study_id: int, flt: AuditFilter = AuditFilter(), *,
                 limit: int | None = None, newest_first: bool = False) -> tuple[list[dict], int]:
     """(events, how many match in all) under ``flt`` (read-only)."""
     with reading(factory) as session:
-        return operations.audit_trail(session, study_id, flt, limit=limit, newest_first=newest_first)
+        return audit_trail.audit_trail(session, study_id, flt, limit=limit, newest_first=newest_first)
 
 
 def export_audit(factory: sessionmaker[Session], study_id: int, flt: AuditFilter = AuditFilter(), *,
                  actor: str) -> tuple[str, int]:
     """(CSV text, events) of the filtered trail; the export is itself audited."""
     with factory() as session:
-        return operations.export_audit(session, study_id, flt, actor=actor)
+        return audit_export.export_audit(session, study_id, flt, actor=actor)
 
 
 def case_list(factory: sessionmaker[Session], study_id: int) -> list[dict]:
     with reading(factory) as session:
-        return operations.case_list(session, study_id)
+        return monitoring.case_list(session, study_id)
 
 
 def case_detail(factory: sessionmaker[Session], study_id: int, case_id: int) -> CaseDetail:
     with reading(factory) as session:
-        return operations.case_detail(session, study_id, case_id)
+        return monitoring.case_detail(session, study_id, case_id)
 
 
 # --- exports ----------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """The reader service: what the reader's pages call — consent, the reader's state, submitting an answer,
 what the reading screen shows (``study.domain.reader_screen``, re-exported so a page imports one service), and
-the reader's own answers with their corrections (``study.domain.operations``).
+the reader's own answers with their corrections (``study.domain.own_answers``).
 
 Why a service: the pages hold no transaction. Each function here opens its own and commits it (or retries
 it, for a submit; reads run in a read-only ``db.reading``); the workflow and operations below
-(``study.domain.workflow``, ``study.domain.operations``) take the session they are given. The exceptions a page catches
+(``study.domain.workflow``, ``study.domain.own_answers``) take the session they are given. The exceptions a page catches
 (``AnswerInvalid``, ``WorkflowError``) are re-exported here.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.domain import audit, operations, workflow
+from study.domain import audit, workflow
+from study.domain.audit import MAX_REASON
 from study.domain.config import AnswerInvalid
-from study.domain.operations import MAX_REASON, OwnAnswers, OwnReading, own_photo
+from study.domain.own_answers import OwnAnswers, OwnReading, own_photo
 from study.domain.reader_screen import case_display, consent_summary, describe_answer, eye_label
 from study.domain.workflow import WorkflowError
 from study.storage import db
@@ -106,13 +107,13 @@ def is_aided(item) -> bool:
     return hasattr(item, "ai") and item.condition in AIDED_CONDITIONS
 
 
-# --- the reader's own answers and their corrections (study.domain.operations) ----------------------------------
+# --- the reader's own answers and their corrections (study.domain.own_answers) ----------------------------------
 
 def own_answers(factory: sessionmaker[Session], reader_id: int) -> OwnAnswers:
     """The reader's own answers of the current session, latest version of each (read-only; no case key,
     reference answer or AI output: ``OwnReading``)."""
     with db.reading(factory) as session:
-        return operations.own_answers(session, reader_id)
+        return own_answers.own_answers(session, reader_id)
 
 
 def correct_own_answer(factory: sessionmaker[Session], reader_id: int, answer_id: int, new_answer: dict,
@@ -121,4 +122,4 @@ def correct_own_answer(factory: sessionmaker[Session], reader_id: int, answer_id
     (audited); returns the workflow's ``SubmitResult``. Raises ``AnswerInvalid``, ``WorkflowError`` or
     ``ValueError`` when it is refused."""
     with factory() as session:
-        return operations.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)
+        return own_answers.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)

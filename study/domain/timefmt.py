@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import datetime, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -53,3 +53,31 @@ def minute(value: datetime | None, zone: tzinfo | None = None) -> str:
     if value is None:
         return ""
     return local(value, zone).strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def parse_when(text: str, *, end: bool = False, zone=None) -> datetime:
+    """A CLI time: ``2026-12-01`` (a day in the investigator's zone; with ``end`` the day after it, so that
+    ``--until`` includes the day) or ``2026-12-01T14:05`` (a zone in the text wins). A clear ValueError else."""
+    zone = zone or display_zone()
+    value = (text or "").strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(), tzinfo=zone)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (2026-12-01) or a time (2026-12-01T14:05)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+
+
+def zone_label() -> str:
+    """The abbreviation of the zone times are shown in (``study.domain.timefmt``), e.g. ``CET``."""
+    return local(datetime.now(timezone.utc)).strftime("%Z") or "UTC offset " + local(datetime.now(timezone.utc)).strftime("%z")
+
+
+def day_range(first: date | None, last: date | None, zone=None) -> tuple[datetime | None, datetime | None]:
+    """(since, until) covering the days ``first`` to ``last`` inclusive in the investigator's zone."""
+    zone = zone or display_zone()
+    since = datetime.combine(first, time(), tzinfo=zone) if first else None
+    until = datetime.combine(last + timedelta(days=1), time(), tzinfo=zone) if last else None
+    return since, until
