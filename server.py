@@ -12,7 +12,7 @@ from starlette.routing import Route
 from streamlit.starlette import App
 
 from study.domain import image_links
-from study.storage.settings import store_root
+from study.storage import settings
 
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
@@ -20,7 +20,7 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 async def case_image(request):
     try:
-        path = await run_in_threadpool(image_links.resolve, request.path_params["token"], store_root())
+        path = await run_in_threadpool(image_links.resolve, request.path_params["token"], settings.store_root())
     except image_links.LinkInvalid as exc:
         return PlainTextResponse(f"{exc}", status_code=403)
     except FileNotFoundError:

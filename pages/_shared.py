@@ -6,14 +6,13 @@ open_clip architecture) with ``REVISION_APP_CHECKPOINT`` selects another (the te
 """
 import io
 import math
-import os
 import warnings
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from study.domain import study_mode
-from study.storage import db
+from study.storage import db, settings
 
 # A ``pages/`` folder next to app.py makes Streamlit treat every file in it as a page (the old
 # multipage mode) until app.py's st.navigation runs; if a server's very first request named a page
@@ -25,8 +24,13 @@ PagesManager.uses_pages_directory = False
 ROLE = "role"  # session_state key: None (visitor), "reader" or "investigator"
 
 
+def real_samples_folder():
+    """The configured folder of real photographs for the gallery (``study.storage.settings``), or None."""
+    return settings.real_samples_folder()
+
+
 def model_spec() -> tuple[str, str | None]:
-    return os.environ.get("REVISION_APP_MODEL", "demo"), os.environ.get("REVISION_APP_CHECKPOINT") or None
+    return settings.app_model()
 
 
 @st.cache_resource(show_spinner="Loading the model ...")

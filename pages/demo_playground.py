@@ -18,6 +18,7 @@ from pages._shared import (
     model_banner,
     plain,
     probability_chart,
+    real_samples_folder,
     require_public_demo,
 )
 from revision_core import samples as gallery_mod
@@ -65,7 +66,7 @@ def _probabilities(version: str, sha: str, _image):
     return clf.predict_images([_image])[0]
 
 
-folder = gallery_mod.real_samples_folder()
+folder = real_samples_folder()
 real_folder = str(folder) if folder else None
 source = st.radio("Photograph", SOURCES, horizontal=True, key="pg_source")
 image = sha = probs = None

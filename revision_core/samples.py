@@ -18,8 +18,6 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Path(__file__).with_name("demo_settings.toml")
 SETTINGS_ENV = "REVISION_DEMO_SETTINGS"
-REAL_ENV = "REVISION_REAL_SAMPLES"
-SECRETS = REPO_ROOT / ".streamlit" / "secrets.toml"
 REAL_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 # what the demo model does with a real photograph, shown beside every real sample
@@ -81,24 +79,6 @@ def synthetic_samples(settings: dict | None = None) -> list[Sample]:
     return out
 
 
-def real_samples_folder(environ=None, secrets: Path | None = None) -> Path | None:
-    """The configured folder of real photographs (``$REVISION_REAL_SAMPLES``, else ``[demo] real_samples`` in
-    .streamlit/secrets.toml; relative paths from the repository root), or None when unset or absent."""
-    environ = os.environ if environ is None else environ
-    value = environ.get(REAL_ENV)
-    if value is None:
-        path = SECRETS if secrets is None else secrets
-        try:
-            value = tomllib.loads(path.read_text("utf-8")).get("demo", {}).get("real_samples")
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            value = None
-    if not value:
-        return None
-    folder = Path(value).expanduser()
-    folder = folder if folder.is_absolute() else REPO_ROOT / folder
-    return folder if folder.is_dir() else None
-
-
 def _load_reduced(path: Path, longest: int) -> Image.Image:
     """A real photograph decoded at reduced size (JPEG draft decoding), RGB, EXIF orientation applied."""
     from PIL import ImageOps
@@ -123,7 +103,9 @@ def real_samples(folder: Path | None, settings: dict | None = None) -> list[Samp
     gallery = settings.get("gallery", {})
     real = gallery.get("real", {})
     sources = gallery.get("real_source", [])
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in REAL_SUFFIXES and p.is_file())
+    excluded = real.get("exclude", [])
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in REAL_SUFFIXES and p.is_file()
+                   and not any(p.relative_to(folder).match(glob) for glob in excluded))
     out = []
     for path in files[:int(real.get("max_files", 24))]:
         rel = path.relative_to(folder)

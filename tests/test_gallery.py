@@ -30,21 +30,6 @@ def test_the_bundled_gallery_has_a_synthetic_photograph_of_each_finding():
     assert [s.sha256 for s in again] == [s.sha256 for s in gallery]  # rendered from fixed seeds
 
 
-def test_the_real_folder_setting_env_then_secrets_then_none(tmp_path):
-    secrets = tmp_path / "secrets.toml"
-    assert samples.real_samples_folder({}, secrets) is None  # no file
-    secrets.write_text(f'[demo]\nreal_samples = "{tmp_path}"\n')
-    assert samples.real_samples_folder({}, secrets) == tmp_path
-    other = tmp_path / "other"
-    other.mkdir()
-    assert samples.real_samples_folder({"REVISION_REAL_SAMPLES": str(other)}, secrets) == other  # env first
-    assert samples.real_samples_folder({"REVISION_REAL_SAMPLES": ""}, secrets) is None  # empty: switched off
-    assert samples.real_samples_folder({"REVISION_REAL_SAMPLES": str(tmp_path / "absent")}, secrets) is None
-    secrets.write_text('[demo]\nreal_samples = "../shared/real"\n')  # relative: from the repository root
-    expected = (samples.REPO_ROOT / "../shared/real")
-    assert samples.real_samples_folder({}, secrets) == (expected if expected.is_dir() else None)
-
-
 def test_saliency_settings_come_from_the_settings_file(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text("[saliency]\nthreads = 1\n[saliency.smoothgrad]\nsteps = 3\nnt_samples = 2\n")
@@ -63,6 +48,17 @@ def test_real_photographs_are_read_reduced_with_their_reference_and_credit():
     assert all(max(s.image.size) == 1024 for s in real)  # decoded at reduced size, never at 3410 x 2848
     assert all(s.findings == ("diabetic_retinopathy",) and "IDRiD" in s.credit for s in real)
     assert real[0].title == "IDRiD_01" and real[0].key == "real:idrid/IDRiD_01.jpg"
+
+
+def test_excluded_files_stay_out_of_the_gallery(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "masks").mkdir()
+    Image.new("RGB", (300, 200), (120, 40, 20)).save(tmp_path / "photo.png")
+    Image.new("1", (300, 200)).save(tmp_path / "masks" / "photo_MA.png")
+    settings = {"gallery": {"real": {"exclude": ["masks/*"]}}}
+    assert [s.title for s in samples.real_samples(tmp_path, settings)] == ["photo"]
+    assert [s.title for s in samples.real_samples(tmp_path, {"gallery": {}})] == ["photo_MA", "photo"]
 
 
 def test_files_no_source_covers_are_shown_unlabelled(tmp_path):

@@ -134,7 +134,8 @@ def _act(at: AppTest, key: str, rng: random.Random, n_samples: int) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_actions_never_raise_and_an_overlay_belongs_to_its_image(seed, demo_settings):
-    from revision_core.samples import real_samples, real_samples_folder, synthetic_samples
+    from revision_core.samples import real_samples, synthetic_samples
+    from study.storage.settings import real_samples_folder
 
     gallery = synthetic_samples() + real_samples(real_samples_folder())
     rng = random.Random(seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from study.storage import db
+from study.storage import db, settings
 from study.domain import study_mode, workflow
 from study.storage.models import Reader
 from tests.app_helpers import APP, CARD, CHROMIUM, make_study, rendered_text
@@ -32,7 +32,7 @@ def _isolated(monkeypatch, tmp_path, tiny_cnn_checkpoint):
     monkeypatch.setenv("REVISION_APP_CHECKPOINT", str(tiny_cnn_checkpoint))
     monkeypatch.setenv("REVISION_DB_URL", f"sqlite:///{tmp_path / 'none' / 'absent.sqlite'}")
     monkeypatch.delenv(study_mode.ENV_VAR, raising=False)
-    monkeypatch.setattr(study_mode, "SECRETS", tmp_path / "secrets.toml")
+    monkeypatch.setattr(settings, "SECRETS_FILE", tmp_path / "secrets.toml")
     study_mode.clear_cache()
     yield
     study_mode.clear_cache()
@@ -283,7 +283,7 @@ def test_on_and_off_override_auto(live_study, monkeypatch, tmp_path):
 
 
 def test_the_environment_beats_secrets_toml_in_the_app(monkeypatch):
-    study_mode.SECRETS.write_text('[app]\npublic_demo = "off"\n')
+    settings.SECRETS_FILE.write_text('[app]\npublic_demo = "off"\n')
     at = _app()  # no study: "auto" would show the demo; secrets.toml says off
     assert at.title[0].value == "Reader sign-in" and not any("demo_" in f for f in _nav_files(at))
     monkeypatch.setenv("REVISION_PUBLIC_DEMO", "on")

@@ -47,7 +47,6 @@ import posixpath
 import re
 import shutil
 import tempfile
-import tomllib
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +61,7 @@ from study.domain import audit
 from study.domain.config import NORMAL
 from study.domain.design import ensure_open
 from study.domain.studies import get_study, study_config
-from study.storage import db
+from study.storage import db, settings
 from study.storage.db import REPO_ROOT
 from study.storage.models import Case, Study
 
@@ -102,8 +101,7 @@ class ImportLimits:
 
 
 LIMITS = ImportLimits()  # the built-in defaults
-SECRETS = REPO_ROOT / ".streamlit" / "secrets.toml"
-ENV_PREFIX = "REVISION_IMPORT_"
+ENV_PREFIX = settings.IMPORT_ENV_PREFIX
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
 
 
@@ -144,30 +142,26 @@ def configured_limits(environ: dict[str, str] | None = None, secrets_path: Path 
 
     Read at every import, so a changed setting needs no restart; a bad value or an unknown key raises
     :class:`ImportSettingError` (a ValueError: the CLI exits 2, the app lists it) naming where it is."""
-    environ = os.environ if environ is None else environ
-    path = SECRETS if secrets_path is None else secrets_path
+    name = (secrets_path or settings.SECRETS_FILE).name
     known = list(ImportLimits.__dataclass_fields__)
     values: dict = {}
-    if path.is_file():
-        try:
-            table = tomllib.loads(path.read_text("utf-8")).get("import", {})
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ImportSettingError(f"cannot read [import] from {path.name}: {exc}") from None
-        if not isinstance(table, dict):
-            raise ImportSettingError(f"import in {path.name} must be a table ([import]) of limits: {', '.join(known)}")
-        for key, raw in table.items():
-            if key not in known:
-                raise ImportSettingError(f"[import] {key} in {path.name} is not an import limit; the limits are "
-                                         f"{', '.join(known)}")
-            values[key] = _limit_value(key, raw, f"[import] {key} in {path.name}")
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX):].lower()
+    try:
+        table, variables = settings.import_settings(environ, secrets_path)
+    except settings.SecretsUnreadable as exc:
+        raise ImportSettingError(f"cannot read [import] from {exc.name}: {exc.reason}") from None
+    if table is not None and not isinstance(table, dict):
+        raise ImportSettingError(f"import in {name} must be a table ([import]) of limits: {', '.join(known)}")
+    for key, raw in (table or {}).items():
         if key not in known:
-            raise ImportSettingError(f"{name} is not an import limit; the variables are "
+            raise ImportSettingError(f"[import] {key} in {name} is not an import limit; the limits are "
+                                     f"{', '.join(known)}")
+        values[key] = _limit_value(key, raw, f"[import] {key} in {name}")
+    for key, raw in variables.items():
+        variable = ENV_PREFIX + key.upper()
+        if key not in known:
+            raise ImportSettingError(f"{variable} is not an import limit; the variables are "
                                      f"{', '.join(ENV_PREFIX + k.upper() for k in known)}")
-        values[key] = _limit_value(key, raw, name)
+        values[key] = _limit_value(key, raw, variable)
     return replace(LIMITS, **values)
 
 # Text stored from a manifest: the same checks on SQLite (which stores any length) and PostgreSQL (which

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import time
@@ -23,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study.domain.cases import study_store
+from study.storage import settings
 
-SECRET_ENV = "REVISION_IMAGE_SECRET"
+SECRET_ENV = settings.IMAGE_SECRET_ENV
 ROUTE = "/case-image"
 DAY = 86_400
 _NAME = re.compile(r"^[0-9a-f]{64}(\.[a-z0-9]{1,8}){1,3}$")  # a content-addressed store file name, nothing else
-_SECRET = (os.environ.get(SECRET_ENV) or secrets.token_hex(32)).encode()
+_SECRET = (settings.image_secret() or secrets.token_hex(32)).encode()
 
 
 class LinkInvalid(ValueError):

@@ -22,8 +22,8 @@ from study.domain.reader_operations import next_session, reader_by_id, washout_u
 from study.domain.reader_screen import describe_answer
 from study.domain.rules import Progress, latest_version_subquery, progress_by, score
 from study.domain.studies import get_study, study_config
+from study.storage import settings
 from study.storage.models import AIOutput, Answer, Assignment, AuditEvent, Case, Reader, Study, WashoutOverride, utcnow
-from study.storage.settings import store_root as configured_root
 
 SIGN_IN_FAILURES = ("reader.sign_in_failed", "reader.sign_in_locked", "reader.sign_in_refused")
 
@@ -169,7 +169,7 @@ def case_detail(session: Session, study_id: int, case_id: int, *, store_root=Non
                         describe_answer(questions, _references(config, case.reference_labels)))
     try:
         detail.image_path = display_files(study.id, case.image_ref,
-                                          store_root if store_root is not None else configured_root()).screen
+                                          store_root if store_root is not None else settings.store_root()).screen
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable photograph is shown as a message
         detail.image_problem = f"the photograph cannot be shown: {exc}"
     shown = rules.shown_ai_output(session, study.model_version, case.id)

@@ -17,8 +17,8 @@ from study.domain.cases import display_files
 from study.domain.reader_operations import reader_by_id
 from study.domain.reader_screen import describe_answer
 from study.domain.studies import study_config
+from study.storage import settings
 from study.storage.models import Answer, Assignment, Case, Study
-from study.storage.settings import store_root
 
 CONDITION_WORDS = {"unaided": "Unaided", "ai": "AI-assisted", "ai_saliency": "AI-assisted with overlay"}
 
@@ -96,7 +96,7 @@ def own_photo(study_id: int, image_ref: str):
     """The screen-size file of a reader's own case photograph (no overlay), or None when it cannot be made."""
 
     try:
-        return display_files(study_id, image_ref, store_root()).screen
+        return display_files(study_id, image_ref, settings.store_root()).screen
     except Exception:  # noqa: BLE001 - the review works without the photograph
         return None
 

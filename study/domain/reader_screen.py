@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from study.domain import image_links
 from study.domain.cases import display_files
 from study.domain.studies import study_config
-from study.storage import db
+from study.storage import db, settings
 from study.storage.models import Assignment, Reader, Study
-from study.storage.settings import store_root as configured_root
 
 EYES = {"right": "Right eye (OD)", "left": "Left eye (OS)"}
 
@@ -34,7 +33,7 @@ def case_display(study_id: int, image_ref: str, next_image_ref: str | None = Non
     """Links to a case photograph's display files in the study store (made on first use for older
     studies), and to the next case's screen image for the browser to prefetch."""
 
-    root = store_root if store_root is not None else configured_root()
+    root = store_root if store_root is not None else settings.store_root()
     files = display_files(study_id, image_ref, root)
     prefetch = ()
     if next_image_ref:

@@ -18,11 +18,9 @@ No Streamlit here: ``pages/_shared.public_demo_enabled`` and ``app.py`` use thes
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 from typing import Callable
 
@@ -30,14 +28,13 @@ from sqlalchemy import exists, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.storage import db
+from study.storage import db, settings
 from study.storage.models import AIDED_CONDITIONS, Answer, Assignment, Reader
 
-ENV_VAR = "REVISION_PUBLIC_DEMO"
+ENV_VAR = settings.PUBLIC_DEMO_ENV
 SETTING = "[app] public_demo"
 VALUES = ("auto", "on", "off")
 DEFAULT = "auto"
-SECRETS = db.REPO_ROOT / ".streamlit" / "secrets.toml"
 CACHE_SECONDS = 3.0  # how long one answer of study_is_live is reused (every page run asks)
 
 
@@ -56,28 +53,19 @@ def public_demo_setting(environ: dict[str, str] | None = None, secrets_path: Pat
     ``[app] public_demo`` in ``.streamlit/secrets.toml``, else ``"auto"``. Case and surrounding spaces
     are ignored; any other value raises :class:`PublicDemoSettingError` naming the setting and the
     allowed values."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(ENV_VAR)
-    if raw is not None and raw.strip():
-        value = raw.strip().lower()
-        if value not in VALUES:
-            raise _invalid(raw, f"the environment variable {ENV_VAR}")
-        return value
-    path = SECRETS if secrets_path is None else secrets_path
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise PublicDemoSettingError(f"cannot read {SETTING} from .streamlit/secrets.toml: {exc}") from None
-        app = data.get("app")
+    try:
+        app = settings.secrets_table("app", secrets_path)
         if app is not None and not isinstance(app, dict):
             raise _invalid(app, "[app] in .streamlit/secrets.toml (a table is expected)")
-        value = (app or {}).get("public_demo")
-        if value is not None:
-            if not isinstance(value, str) or value.strip().lower() not in VALUES:
-                raise _invalid(value, ".streamlit/secrets.toml")
-            return value.strip().lower()
-    return DEFAULT
+        found = settings.public_demo(environ, secrets_path)
+    except settings.SecretsUnreadable as exc:
+        raise PublicDemoSettingError(f"cannot read {SETTING} from .streamlit/secrets.toml: {exc.reason}") from None
+    if found is None:
+        return DEFAULT
+    value = found.value
+    if not isinstance(value, str) or value.strip().lower() not in VALUES:
+        raise _invalid(value, found.where)
+    return value.strip().lower()
 
 
 def has_unaided_readings_left(session: Session) -> bool:

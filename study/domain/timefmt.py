@@ -6,32 +6,19 @@ the server's own zone; the zone's abbreviation is printed so a reader of a print
 """
 from __future__ import annotations
 
-import os
-import tomllib
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-SECRETS = Path(".streamlit/secrets.toml")
+from study.storage import settings
 
 
 class TimezoneSettingError(ValueError):
     """REVISION_TIMEZONE or [app] timezone names no known zone."""
 
 
-def _setting() -> str | None:
-    value = os.environ.get("REVISION_TIMEZONE")
-    if value:
-        return value
-    try:
-        return tomllib.loads(SECRETS.read_text()).get("app", {}).get("timezone") or None
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-
-
 def display_zone() -> tzinfo:
     """The configured zone, else the server's local zone."""
-    name = _setting()
+    name = settings.timezone_name()
     if name is None:
         return datetime.now().astimezone().tzinfo or timezone.utc
     try:

@@ -26,9 +26,8 @@ from study.domain.readers import add_reader
 from study.domain.studies import create_study
 from study.jobs.precompute import precompute
 from study.jobs.simulate_readers import simulate
-from study.storage import db
+from study.storage import db, settings
 from study.storage.models import Answer, Assignment, Case, Reader, Study
-from study.storage.settings import store_root as store_root_env
 
 DEMO_CONFIG = db.REPO_ROOT / "studies" / "demo.toml"
 CASE_SEED_OFFSET = 5_000_000
@@ -90,7 +89,7 @@ def ensure_demo_study(db_url: str | None = None, *, n_cases: int = 60, n_sim_rea
 
     config, text = load_config(config_path)
     data_dir = Path(data_dir) if data_dir is not None else db.REPO_ROOT / "data"
-    store_root = store_root_env() or data_dir / "store"  # where the app will look for the photographs
+    store_root = settings.store_root() or data_dir / "store"  # where the app will look for the photographs
     _engine, factory = db.open_database(db_url)
     try:
         with factory() as s:

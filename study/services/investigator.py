@@ -32,16 +32,23 @@ from study.domain.audit_trail import AuditFilter
 from study.domain.cases import ManifestError, import_zip
 from study.domain.config import StudyConfigError, parse_text
 from study.domain.design import build_design as build
-from study.domain.monitoring import CaseDetail, ReaderDetail, Thresholds, accuracy_by_condition_level, monitor, study_summary
+from study.domain.monitoring import (
+    CaseDetail,
+    ReaderDetail,
+    Thresholds,
+    accuracy_by_condition_level,
+    monitor,
+    study_summary,
+)
 from study.domain.readers import add_reader
 from study.domain.studies import DesignLocked, create_study, get_study, study_config
 from study.domain.timefmt import day_range, zone_label
 from study.jobs.precompute import precompute
 from study.outputs import audit_export
 from study.outputs.export import csv_safe
+from study.storage import settings
 from study.storage.db import reading
 from study.storage.models import Case, Study
-from study.storage.settings import store_root
 
 OperationRefused = ValueError  # what the domain operations raise when it refuses an operation (the page shows it)
 
@@ -92,7 +99,7 @@ def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str
         return 0, [CSV_ALONE]
     with factory() as session:
         try:
-            cases = import_zip(session, study_id, data, name=Path(name).name, store_root=store_root(), actor=actor)
+            cases = import_zip(session, study_id, data, name=Path(name).name, store_root=settings.store_root(), actor=actor)
         except ManifestError as exc:
             return 0, exc.messages()
         except ValueError as exc:
@@ -163,7 +170,7 @@ def run_precompute(factory: sessionmaker[Session], study_id: int, *, loaded=None
 
     with factory() as session:
         total = session.scalar(select(func.count()).select_from(Case).where(Case.study_id == study_id)) or 0
-        return precompute(session, study_id, loaded=loaded, store_root=store_root(), actor=actor,
+        return precompute(session, study_id, loaded=loaded, store_root=settings.store_root(), actor=actor,
                           on_progress=on_progress), total
 
 

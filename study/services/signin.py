@@ -13,9 +13,7 @@ the typed code or password, nor a user name other than the configured one).
 from __future__ import annotations
 
 import hmac
-import os
 import sys
-import tomllib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,12 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from study.domain import audit, lockout
 from study.domain.readers import GROUP_LEN, authenticate, generate_code, normalise_code
-from study.storage import db
+from study.storage import db, settings
 from study.storage.models import utcnow
 
 MAX_FAILURES, LOCKOUT = lockout.MAX_FAILURES, lockout.LOCKOUT  # re-exported for the pages
-USER_ENV, HASH_ENV, PLAIN_ENV = ("REVISION_INVESTIGATOR_USER", "REVISION_INVESTIGATOR_PASSWORD_HASH",
-                                 "REVISION_INVESTIGATOR_PASSWORD")
+USER_ENV, HASH_ENV, PLAIN_ENV = (settings.INVESTIGATOR_USER_ENV, settings.INVESTIGATOR_HASH_ENV,
+                                 settings.INVESTIGATOR_PASSWORD_ENV)
 DEFAULT_INVESTIGATOR = "investigator"
 
 
@@ -180,13 +178,6 @@ class InvestigatorCredentials:
 _DEMO: InvestigatorCredentials | None = None
 
 
-def _secrets() -> dict:
-    path = db.REPO_ROOT / ".streamlit" / "secrets.toml"
-    if not path.is_file():
-        return {}
-    return (tomllib.loads(path.read_text("utf-8")).get("investigator") or {})
-
-
 def investigator_credentials() -> InvestigatorCredentials:
     """From env (user + argon2 hash), then ``[investigator]`` in secrets.toml, else the demo default:
     user ``investigator`` with ``$REVISION_INVESTIGATOR_PASSWORD`` or a random password printed once
@@ -194,20 +185,18 @@ def investigator_credentials() -> InvestigatorCredentials:
     global _DEMO
     from argon2 import PasswordHasher
 
-    if os.environ.get(USER_ENV) and os.environ.get(HASH_ENV):
-        return InvestigatorCredentials(os.environ[USER_ENV], os.environ[HASH_ENV], "environment")
-    sec = _secrets()
-    if sec.get("user") and sec.get("password_hash"):
-        return InvestigatorCredentials(str(sec["user"]), str(sec["password_hash"]), "secrets.toml")
+    configured = settings.investigator()
+    if configured.password_hash:
+        return InvestigatorCredentials(configured.user, configured.password_hash, configured.source)
     if _DEMO is None:
-        plain = os.environ.get(PLAIN_ENV)
+        plain = configured.demo_password
         if not plain:
 
             plain = generate_code()
             print(f"[revision] demo investigator sign-in: user {DEFAULT_INVESTIGATOR!r}, password {plain!r} "
                   f"(set {USER_ENV} + {HASH_ENV} or [investigator] in .streamlit/secrets.toml for a real study)",
                   file=sys.stderr, flush=True)
-        _DEMO = InvestigatorCredentials(os.environ.get(USER_ENV) or DEFAULT_INVESTIGATOR,
+        _DEMO = InvestigatorCredentials(configured.user or DEFAULT_INVESTIGATOR,
                                         PasswordHasher().hash(plain), "demo default")
     return _DEMO
 

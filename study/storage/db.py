@@ -27,10 +27,8 @@ between its statements, and its p99 latency worse rather than better.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +38,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from study.storage import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SQLITE = REPO_ROOT / "data" / "study.sqlite"
@@ -54,16 +54,7 @@ T = TypeVar("T")
 
 def default_url() -> str:
     """The database URL from the environment, then Streamlit secrets, then the embedded SQLite file."""
-    url = os.environ.get(ENV_VAR)
-    if url:
-        return url
-    secrets = REPO_ROOT / ".streamlit" / "secrets.toml"
-    if secrets.is_file():
-        data = tomllib.loads(secrets.read_text("utf-8"))
-        url = (data.get("database") or {}).get("url")
-        if url:
-            return url
-    return f"sqlite:///{DEFAULT_SQLITE}"
+    return settings.database_url() or f"sqlite:///{DEFAULT_SQLITE}"
 
 
 def resolve_url(url: str | None = None) -> str:

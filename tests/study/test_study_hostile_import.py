@@ -21,12 +21,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from study.domain import cases, studies
-from study.storage import db, settings as storage_config
 from study.domain.config import parse_text
-from study.storage.models import Case
 from study.services import investigator
+from study.storage import db, settings
+from study.storage.models import Case
 from tests.study.helpers import study_toml
-
 
 # --- the corpus ------------------------------------------------------------------------------------------
 
@@ -97,7 +96,7 @@ def places(tmp_path, monkeypatch):
     """(store root, scratch folder for the import's temporary files): both must stay empty after a refusal."""
     store, scratch = tmp_path / "store", tmp_path / "scratch"
     scratch.mkdir()
-    monkeypatch.setenv(storage_config.STORE_ENV, str(store))
+    monkeypatch.setenv(settings.STORE_ENV, str(store))
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     return store, scratch
 

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from revision_core.imageio import load_image, strip_to_png_bytes
 from study.domain import cases, image_links
-from study.jobs import precompute
-from study.storage import settings as storage_config
 from study.domain.reader_screen import case_display
+from study.jobs import precompute
+from study.storage import settings
 from study.storage.models import Case
 from tests.study.test_study_cases import _study
 from tests.test_imageio import _assert_no_metadata, _metadata_jpeg
@@ -79,7 +79,7 @@ def test_orientation_6_jpeg_round_trip_and_upright_derivatives(Session, tmp_path
         _assert_no_metadata((store / case.image_ref).read_bytes())
         assert Image.open(store / case.image_ref).size == (48, 32)
         assert np.array_equal(_px(cases.load_case_image(st.id, case.image_ref, store_root)), _px(upright))
-        monkeypatch.setenv(storage_config.STORE_ENV, str(store_root))
+        monkeypatch.setenv(settings.STORE_ENV, str(store_root))
         assert np.array_equal(_px(load_image(precompute._image_path(case, store))), _px(upright))
         shown = cases.display_files(st.id, case.image_ref, store_root)
         assert shown.full.name == f"{case.image_sha256}.o6.full.jpg" and (shown.width, shown.height) == (32, 48)
