@@ -56,9 +56,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-METHODS = ("integrated_gradients", "smoothgrad", "gradcam", "occlusion")
-METHOD_NAMES = {"integrated_gradients": "Integrated gradients", "smoothgrad": "SmoothGrad",
-                "gradcam": "Grad-CAM (coarse: the last feature grid)", "occlusion": "Occlusion"}
+from revision_core.saliency_methods import METHODS, NOTES
+from revision_core.saliency_methods import METHOD_NAMES as _SHORT_NAMES
+
+METHOD_NAMES = {k: v + (f" ({NOTES[k]})" if k in NOTES else "") for k, v in _SHORT_NAMES.items()}  # the playground's
 BASELINES = ("blurred", "black")
 BLUR_SIGMA_FRACTION = 0.04
 _LOCK = threading.Lock()

@@ -47,7 +47,7 @@ from study.analysis.stats.lmm import fit_lmm_log_time
 from study.analysis.stats.mrmc import binary_mrmc_analysis, mrmc_analysis
 from study.analysis.stats.mrmc_sizing import ORComponents, power_grid, sample_size_table
 from study.analysis.summary import summary_paragraph
-from study.domain import flags
+from study.domain import flags, rules
 from study.domain.config import DEFAULT_FAST_READ_SECONDS
 from study.domain.timefmt import minute
 
@@ -162,8 +162,9 @@ def apply_cutoff(answers: pd.DataFrame, cutoff: Cutoff, assigned: dict[str, int]
                                                                                   f"({cutoff.describe()})"})
         table = table[~late].copy()
         if "assignment_id" in table.columns and "version" in table.columns:  # the latest version by then
-            top = table.groupby("assignment_id")["version"].transform("max")
-            table["is_latest"] = table["version"] == top
+            pairs = list(zip(table["assignment_id"], table["version"]))
+            latest = rules.latest_versions(pairs)
+            table["is_latest"] = [version == latest[a] for a, version in pairs]
     keys = "assignment_id" if "assignment_id" in table.columns else ["reader", "case", "condition"]
     done = table.drop_duplicates(keys).groupby("reader", observed=True).size()
     if assigned is None:

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from study.analysis.study_analysis import DEFAULTS, Cutoff, Settings, analyze
 from study.analysis.summary import condition_name
+from study.domain.rules import study_ai_output
 from study.domain.studies import get_study, study_config
 from study.outputs.export import answers_table
-from study.storage.models import AIOutput, Assignment, Case, Reader
+from study.storage.models import Assignment, Reader
 
 __all__ = ["analyze_study", "study_context", "study_settings"]
 
@@ -43,10 +44,7 @@ def study_context(session: Session, study) -> tuple[dict, dict[str, int]]:
     """(study facts for the report, readings assigned per reader pseudonym)."""
 
     config = study_config(study)
-    query = select(AIOutput).join(Case, AIOutput.case_id == Case.id).where(Case.study_id == study.id)
-    if study.model_version:
-        query = query.where(AIOutput.model_version == study.model_version)
-    ai = session.scalar(query.order_by(AIOutput.created_at.desc(), AIOutput.id.desc()).limit(1))
+    ai = study_ai_output(session, study.model_version, study.id)
     primary = config.primary_question
     labels = {str(k): str(v) for k, v in (primary.options or ())}
     assigned = dict(session.execute(select(Reader.pseudonym, func.count(Assignment.id))

@@ -12,7 +12,6 @@ import sys
 
 from study.commands._common import add_actor_option, add_db_option, add_study_option, open_session, pick_study
 
-REQUIRED = ("display_name", "years_experience")
 OPTIONAL = ("specialty", "site", "pseudonym")
 
 
@@ -27,24 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_actor_option(parser)
 
 
-def _read(path: str) -> list[dict]:
+def _read(path: str, config) -> list:
     from study.cli import UsageError
+    from study.domain.readers import parse_readers_csv
 
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UsageError(f"{path}: missing column(s) {', '.join(missing)}")
-        rows = list(reader)
-    problems = []
-    for i, row in enumerate(rows, start=2):
-        if not (row.get("display_name") or "").strip():
-            problems.append(f"row {i}, column display_name: empty")
-        try:
-            if float(row["years_experience"]) < 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            problems.append(f"row {i}, column years_experience: not a number >= 0 ({row.get('years_experience')!r})")
+        rows, problems = parse_readers_csv(fh.read(), config)
     if problems:
         raise UsageError(f"{path}: nothing added, {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return rows
@@ -53,9 +40,11 @@ def _read(path: str) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from study.domain.design import is_locked
     from study.domain.readers import add_reader
+    from study.domain.studies import study_config
     from study.outputs.export import csv_safe
 
-    rows = _read(args.csv)
+    with open_session(args) as session:  # checked against the study's levels before anything is written
+        rows = _read(args.csv, study_config(pick_study(session, args.study)))
     out = sys.stdout
     if args.codes_out:
         fd = os.open(args.codes_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -67,11 +56,9 @@ def run(args: argparse.Namespace) -> int:
             locked = is_locked(session, study)
             try:   # one transaction: a failure at any row adds nobody, and no code is printed
                 for row in rows:
-                    reader, code = add_reader(session, study.id, display_name=row["display_name"],
-                                              years_experience=float(row["years_experience"]),
-                                              specialty=(row.get("specialty") or None),
-                                              site=(row.get("site") or None),
-                                              pseudonym=(row.get("pseudonym") or None), actor=args.actor,
+                    reader, code = add_reader(session, study.id, display_name=row.display_name,
+                                              years_experience=row.years_experience, specialty=row.specialty,
+                                              site=row.site, pseudonym=row.pseudonym, actor=args.actor,
                                               commit=False)
                     added.append((reader.pseudonym, reader.display_name, reader.level, code))
                 session.commit()

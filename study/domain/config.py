@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from revision_core.saliency_methods import METHODS
+
 DESIGNS = ("sequential", "crossover", "multi_arm")
 KINDS = ("single_choice", "multi_choice", "ordinal", "number", "text", "boolean")
 LEGACY_KINDS = ("integer",)  # the legacy 0-100 confidence question (stored study configs use it)
@@ -33,7 +35,7 @@ BUILTIN_TRUTH = ("label", "findings")  # manifest columns the case importer alwa
 DEFAULT_TEXT_LENGTH = 2000
 DEFAULT_FAST_READ_SECONDS = 3.0  # [monitor] fast_read_seconds: a read faster than this is flagged (study.domain.flags)
 DEFAULT_STALLED_DAYS = 7.0  # [monitor] stalled_days: a reader with readings left, idle this long, is flagged
-SALIENCY_METHODS = ("integrated_gradients", "smoothgrad", "gradcam", "occlusion")  # = revision_core.saliency.METHODS
+SALIENCY_METHODS = METHODS  # revision_core.saliency_methods: the methods revision_core.saliency implements
 DEFAULT_SALIENCY = "integrated_gradients"
 LEGACY_SALIENCY = "gradcam"  # what precompute used before [ai] saliency existed (stored configs without it)
 DEFAULT_SALIENCY_STEPS = 32

@@ -18,7 +18,7 @@ from study.domain.audit_trail import event_row
 from study.domain.cases import display_files
 from study.domain.design import verify_design
 from study.domain.flags import reading_seconds
-from study.domain.reader_operations import next_session, reader_by_id, washout_until
+from study.domain.reader_operations import next_session, reader_by_id, session_progress, washout_until
 from study.domain.reader_screen import describe_answer
 from study.domain.rules import Progress, latest_version_subquery, progress_by, score
 from study.domain.studies import get_study, study_config
@@ -219,11 +219,11 @@ def reader_detail(session: Session, reader_id: int, now: datetime | None = None)
     overview["display_name"], overview["years_experience"] = reader.display_name, reader.years_experience
     overrides = {o.session: o for o in session.scalars(select(WashoutOverride)
                                                        .where(WashoutOverride.reader_id == reader.id))}
-    per: dict[int, dict] = {}
+    per: dict[int, dict] = {number: {"session": number, "done": p.done, "total": p.total, "fast_reads": 0, "_t": [],
+                                     "first_shown": None, "last_activity": None}
+                            for number, p in session_progress(session, reader.id).items()}
     for a in session.scalars(select(Assignment).where(Assignment.reader_id == reader.id)):
-        s = per.setdefault(a.session, {"session": a.session, "done": 0, "total": 0, "fast_reads": 0, "_t": [],
-                                       "first_shown": None, "last_activity": None})
-        s["total"] += 1
+        s = per[a.session]
         if a.shown_at is not None:
             s["first_shown"] = min(filter(None, (s["first_shown"], a.shown_at)))
             s["last_activity"] = max(filter(None, (s["last_activity"], a.shown_at)))
@@ -236,7 +236,6 @@ def reader_detail(session: Session, reader_id: int, now: datetime | None = None)
         s = per[a.session]
         s["last_activity"] = max(filter(None, (s["last_activity"], ans.submitted_at)))
         if ans.version == 1:
-            s["done"] += 1
             s["fast_reads"] += fast
             if seconds is not None:
                 s["_t"].append(seconds)

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from study.domain import audit, readers, timefmt, workflow
+from study.domain import audit, readers, rules, timefmt, workflow
 from study.domain.audit import require_reason
 from study.domain.studies import get_study, study_config
 from study.storage.models import Answer, Assignment, Reader, Study, WashoutOverride, utcnow
@@ -79,13 +79,10 @@ def reissue_code(session: Session, reader_id: int, *, actor: str, reason: str) -
         raise
 
 
-def open_sessions(session: Session, reader_id: int) -> dict[int, tuple[int, int]]:
-    """{session: (readings, answered)} of one reader."""
-    answered = select(Answer.assignment_id).distinct().subquery()
-    return {s: (int(n), int(done)) for s, n, done in session.execute(
-        select(Assignment.session, func.count(Assignment.id), func.count(answered.c.assignment_id))
-        .outerjoin(answered, answered.c.assignment_id == Assignment.id)
-        .where(Assignment.reader_id == reader_id).group_by(Assignment.session))}
+def session_progress(session: Session, reader_id: int) -> dict[int, rules.Progress]:
+    """{session: progress} of one reader (``study.domain.rules.progress_by``)."""
+    return {number: p for (_, number), p in
+            rules.progress_by(session, reader_id=reader_id, by_session=True).items()}
 
 
 def next_session(session: Session, reader_id: int) -> int | None:
@@ -115,7 +112,7 @@ def override_washout(session: Session, reader_id: int, session_number: int | Non
     reason = require_reason(reason)
     reader = reader_by_id(session, reader_id)
     config = study_config(session.get(Study, reader.study_id))
-    sessions = open_sessions(session, reader.id)
+    sessions = session_progress(session, reader.id)
     if config.design.washout_days <= 0 or len(sessions) < 2:
         raise ValueError("this study has no washout between sessions: there is nothing to open early")
     number = session_number if session_number is not None else next_session(session, reader.id)
@@ -124,8 +121,7 @@ def override_washout(session: Session, reader_id: int, session_number: int | Non
     if number not in sessions or number <= 1:
         later = ", ".join(str(s) for s in sorted(sessions) if s > 1)
         raise ValueError(f"{reader.pseudonym} has no session {number} that a washout holds (sessions: {later})")
-    readings, answered = sessions[number]
-    if answered >= readings:
+    if sessions[number].complete:
         raise ValueError(f"{reader.pseudonym} has already finished session {number}")
     granted = session.scalar(select(WashoutOverride).where(WashoutOverride.reader_id == reader.id,
                                                            WashoutOverride.session == number))

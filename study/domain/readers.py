@@ -16,8 +16,12 @@ new reader waits for the design to be (re)built, as the set-up page and ``status
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 import re
 import secrets
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -32,6 +36,50 @@ from study.storage.models import Reader, Study, utcnow
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: typable from a printout
 GROUPS, GROUP_LEN = 3, 4
 HASHER = PasswordHasher()  # module-level so tests can use cheaper parameters
+
+
+READER_COLUMNS = ("display_name", "years_experience", "specialty", "site", "pseudonym")
+REQUIRED_READER_COLUMNS = READER_COLUMNS[:2]
+
+
+@dataclass(frozen=True)
+class ReaderRow:
+    """One reader from a readers CSV, checked."""
+    display_name: str
+    years_experience: float
+    specialty: str | None = None
+    site: str | None = None
+    pseudonym: str | None = None
+
+
+def parse_readers_csv(text: str, config=None) -> tuple[list[ReaderRow], list[str]]:
+    """(readers, problems) of a readers CSV (columns display_name, years_experience[, specialty, site,
+    pseudonym]): the one check the app's upload and ``python -m study add-readers`` share. Problems name the
+    row and column; with ``config`` the years are also placed in the study's experience levels."""
+    table = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [c for c in REQUIRED_READER_COLUMNS if c not in (table.fieldnames or [])]
+    if missing:
+        return [], [f"missing column(s) {', '.join(missing)} (the columns are {', '.join(READER_COLUMNS)})"]
+    rows, problems = [], []
+    for i, row in enumerate(table, start=2):
+        name = (row.get("display_name") or "").strip()
+        if not name:
+            problems.append(f"row {i}, column display_name: empty")
+        raw = (row.get("years_experience") or "").strip()
+        try:
+            years = float(raw)
+            if not math.isfinite(years) or years < 0:
+                raise ValueError
+            if config is not None:
+                config.level_for(years)
+        except ValueError:
+            problems.append(f"row {i}, column years_experience: not a number >= 0 ({raw[:40]!r})")
+            continue
+        rows.append(ReaderRow(name, years, (row.get("specialty") or "").strip() or None,
+                              (row.get("site") or "").strip() or None, (row.get("pseudonym") or "").strip() or None))
+    if not rows and not problems:
+        problems.append("the CSV has no readers")
+    return rows, problems
 
 
 def generate_code() -> str:

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study.domain.config import NORMAL
-from study.domain.scoring import Score, as_text, reference, score
-from study.storage.models import AIOutput, Answer, Assignment, Reader
+from study.domain.scoring import Score, as_text, reference, reference_label, score
+from study.storage.models import AIOutput, Answer, Assignment, Case, Reader
 
 AI_POSITIVE = 0.5  # a finding probability at or above this makes it the AI's call
 
@@ -26,10 +26,15 @@ AI_POSITIVE = 0.5  # a finding probability at or above this makes it the AI's ca
 
 def truth_of(labels: dict | None) -> tuple[str, list[str]]:
     """(reference primary diagnosis, reference findings) from a case's stored labels."""
-    labels = labels or {}
-    primary = labels.get("label") or labels.get("primary") or NORMAL
-    findings = list(labels.get("findings") or ([] if primary == NORMAL else [primary]))
+    primary = reference_label(labels)
+    findings = list((labels or {}).get("findings") or ([] if primary == NORMAL else [primary]))
     return primary, findings
+
+
+def call_is_correct(call: str, findings: set[str] | list[str]) -> bool:
+    """A single top call (a visitor's in the mini study, or the model's) against a case's findings: right
+    when it names one of them, or ``normal`` for a case with none."""
+    return call == NORMAL if not findings else call in findings
 
 
 # --- the AI's call from stored probabilities ------------------------------------------------------
@@ -39,9 +44,15 @@ def ai_call(probabilities: dict[str, float] | None, threshold: float = AI_POSITI
     ``normal`` with 1 - that probability when no finding reaches ``threshold``."""
     if not probabilities:
         return NORMAL, 0.5
-    key = max(sorted(probabilities), key=lambda k: probabilities[k])
+    key = ranked_findings(probabilities)[0]
     p = float(probabilities[key])
     return (key, p) if p >= threshold else (NORMAL, 1.0 - p)
+
+
+def ranked_findings(probabilities: dict[str, float]) -> list[str]:
+    """Findings from the most to the least probable (ties: first by name): the order the AI panel lists
+    them in and the order saliency explains them in."""
+    return sorted(probabilities, key=lambda k: (-float(probabilities[k]), k))
 
 
 def p_abnormal(probabilities: dict[str, float] | None, normal_label: str = NORMAL) -> float | None:
@@ -68,6 +79,13 @@ def shown_ai_output(session: Session, model_version: str | None, case_id: int) -
     return session.scalar(query.order_by(AIOutput.created_at.desc(), AIOutput.id.desc()).limit(1))
 
 
+def study_ai_output(session: Session, model_version: str | None, study_id: int) -> AIOutput | None:
+    """The newest AI output of the study's model version over all its cases (the model card the report
+    names); None before precompute."""
+    query = _shown_query(model_version).join(Case, Case.id == AIOutput.case_id).where(Case.study_id == study_id)
+    return session.scalar(query.order_by(AIOutput.created_at.desc(), AIOutput.id.desc()).limit(1))
+
+
 def shown_ai_outputs(session: Session, model_version: str | None, case_ids) -> dict[int, AIOutput]:
     """:func:`shown_ai_output` for many cases in one query."""
     query = _shown_query(model_version).where(AIOutput.case_id.in_(set(case_ids)))
@@ -86,6 +104,12 @@ def latest_versions(pairs) -> dict:
         if version > latest.get(assignment, 0):
             latest[assignment] = version
     return latest
+
+
+def latest_answer(session: Session, assignment_id: int) -> Answer | None:
+    """The latest version of an assignment's answer (None when unanswered)."""
+    return session.scalar(select(Answer).where(Answer.assignment_id == assignment_id)
+                          .order_by(Answer.version.desc()).limit(1))
 
 
 def latest_version_subquery():
@@ -139,6 +163,7 @@ def completed_readers(session: Session, study_id: int) -> set[str]:
     return {names[rid] for rid, p in prog.items() if p.complete and rid in names}
 
 
-__all__ = ["AI_POSITIVE", "Progress", "Score", "ai_call", "as_text", "completed_readers", "latest_version_subquery",
-           "latest_versions", "p_abnormal", "progress_by", "reader_progress", "reference", "score", "shown_ai_output",
-           "shown_ai_outputs", "truth_of"]
+__all__ = ["AI_POSITIVE", "Progress", "Score", "ai_call", "as_text", "call_is_correct", "completed_readers",
+           "latest_answer", "latest_version_subquery", "latest_versions", "p_abnormal", "progress_by", "ranked_findings",
+           "reader_progress", "reference", "reference_label", "score", "shown_ai_output", "shown_ai_outputs",
+           "study_ai_output", "truth_of"]

@@ -68,11 +68,17 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def reference_label(labels: dict | None) -> str:
+    """A case's reference primary diagnosis: its ``label`` (older imports: ``primary``), else normal."""
+    labels = labels or {}
+    return labels.get("label") or labels.get("primary") or NORMAL
+
+
 def reference(question: Question, labels: dict | None) -> Any:
     """The reference answer to ``question`` for a case (None when the case has none usable)."""
     labels = labels or {}
     if question.truth == "label":
-        return labels.get("label") or labels.get("primary") or NORMAL
+        return reference_label(labels)
     raw = labels.get(question.truth) if question.truth else None
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
@@ -114,4 +120,4 @@ def score(question: Question | StudyConfig, labels: dict | None, payload: dict) 
     return Score(int(value == ref), answer, truth)
 
 
-__all__ = ["Score", "as_text", "reference", "score"]
+__all__ = ["Score", "as_text", "reference", "reference_label", "score"]

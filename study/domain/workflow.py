@@ -22,10 +22,12 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from revision_core.saliency_methods import method_name
 from study.domain import audit
 from study.domain.config import StudyConfig, validate_answer
 from study.domain.rules import (
     Progress,
+    latest_answer,
     reader_progress,
     shown_ai_output,  # the one rule for the output shown
 )
@@ -200,11 +202,6 @@ def _ai_output(session: Session, study: Study, case_id: int) -> AIOutput:
     return out
 
 
-def _latest_answer(session: Session, assignment_id: int) -> Answer | None:
-    return session.scalar(select(Answer).where(Answer.assignment_id == assignment_id)
-                          .order_by(Answer.version.desc()).limit(1))
-
-
 def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None, int, int]:
     """(block start, sessions, next image, k and n of "case k of n in this session") for assignment ``a``:
     what the screen says around the case.
@@ -229,8 +226,7 @@ def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None,
 
 def _saliency_label(out: AIOutput) -> str:
     method = ((out.model_card or {}).get("saliency") or {}).get("method") or "gradcam"
-    return {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated gradients", "smoothgrad": "SmoothGrad",
-            "occlusion": "Occlusion"}.get(method, str(method).replace("_", " ").capitalize()) + " overlay"
+    return method_name(method) + " overlay"
 
 
 def _build_item(session: Session, study: Study, config: StudyConfig, a: Assignment, case: Case, position: int,
@@ -244,7 +240,7 @@ def _build_item(session: Session, study: Study, config: StudyConfig, a: Assignme
                   block_start=block_start and study.design != "sequential",
                   next_image_ref=next_image if next_image != case.image_ref else None)
     if a.depends_on_id is not None:
-        prior = _latest_answer(session, a.depends_on_id)
+        prior = latest_answer(session, a.depends_on_id)
         common["prior_answer"] = dict(prior.payload) if prior else None
     if a.condition not in AIDED_CONDITIONS:
         return Item(**common)
@@ -451,7 +447,7 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
             return replay
         if reader.revoked_at is not None:
             raise ReaderRevoked("this access code has been revoked; ask the study team for a new one")
-        latest = _latest_answer(session, a.id)
+        latest = latest_answer(session, a.id)
         if latest.id != old.id:
             # a concurrent twin with this key may have committed since the first look
             if (replay := _replay(session, key, reader.id, a.id, payload, reason)) is not None:

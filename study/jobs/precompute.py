@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from study.domain import audit
 from study.domain.cases import case_source, study_store
+from study.domain.rules import ranked_findings
 from study.domain.studies import DesignLocked, get_study, study_config
 from study.storage.models import AIOutput, Case
 
@@ -72,7 +73,7 @@ def _overlay(loaded, classifier, path, probs: dict[str, float], method: str, ste
     from revision_core.saliency_render import render_overlay
 
     image = load_image(path)
-    top = max(probs, key=probs.get)
+    top = ranked_findings(probs)[0]  # the finding the AI panel lists first
     return render_overlay(image, explain(loaded, classifier, image, top, method, steps=steps).map)
 
 

@@ -278,10 +278,6 @@ def _one_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
 
 
-def _truth(labels: dict) -> str:
-    return labels.get("label") or labels.get("primary") or NORMAL
-
-
 def _answer(config: StudyConfig, rng: random.Random, primary: str, conf: int, truth_findings: list[str],
             reader: SimReader, probs: dict[str, float] | None) -> dict:
     """The full answer for the study's questions around the chosen primary diagnosis."""
@@ -401,7 +397,7 @@ def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[s
         rows = list(s.scalars(select(Reader).where(Reader.study_id == study.id, Reader.pseudonym.in_(pseudonyms))
                               .order_by(Reader.pseudonym)))
         cases = {c.case_key: c for c in s.scalars(select(Case).where(Case.study_id == study.id))}
-        truths = {k: (_truth(c.reference_labels), list(c.reference_labels.get("findings") or []))
+        truths = {k: (rules.reference_label(c.reference_labels), list(c.reference_labels.get("findings") or []))
                   for k, c in cases.items()}
         labels = {k: dict(c.reference_labels or {}) for k, c in cases.items()}
     level_names = [lv.name for lv in config.levels]

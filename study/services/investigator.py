@@ -2,7 +2,8 @@
 cases, readers and their codes, the design, precompute, the study's summary, the monitor, exports.
 
 It also carries the study operations screens (revoke or reissue a code, open a session early, the audit
-trail, the case browser, a reader's detail), over the domain modules ``study.domain.reader_operations``, ``audit_trail`` and ``monitoring``.
+trail, the case browser, a reader's detail), over the domain modules ``study.domain.reader_operations``,
+``audit_trail`` and ``monitoring``.
 
 Why a service: the pages hold no transaction. Functions that take a session factory open their own: reads
 a read-only ``db.reading`` that never writes; writes a session in which the libraries below
@@ -26,7 +27,8 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.domain import audit_trail, monitoring, reader_operations
+from study.domain import audit_trail as trail
+from study.domain import monitoring, reader_operations
 from study.domain.audit import MAX_REASON
 from study.domain.audit_trail import AuditFilter
 from study.domain.cases import ManifestError, import_zip
@@ -40,7 +42,7 @@ from study.domain.monitoring import (
     monitor,
     study_summary,
 )
-from study.domain.readers import add_reader
+from study.domain.readers import READER_COLUMNS, add_reader, parse_readers_csv
 from study.domain.studies import DesignLocked, create_study, get_study, study_config
 from study.domain.timefmt import day_range, zone_label
 from study.jobs.precompute import precompute
@@ -107,35 +109,22 @@ def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str
         return len(cases), []
 
 
-READER_COLUMNS = ("display_name", "years_experience", "specialty", "site")
 
 
 def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, actor: str) -> tuple[list[dict], list[str]]:
     """Add readers from CSV (display_name, years_experience[, specialty, site]); returns (rows with the
     plain codes — shown once, stored nowhere —, problems). Nothing is added if any row is wrong."""
 
-    rows = list(csv.DictReader(io.StringIO(text)))
-    problems: list[str] = []
     with factory() as session:
-        config = study_config(get_study(session, study_id))
-        for i, row in enumerate(rows, start=2):
-            if not (row.get("display_name") or "").strip():
-                problems.append(f"row {i}, column display_name: empty")
-            try:
-                config.level_for(float(row.get("years_experience") or "nan"))
-            except ValueError as exc:
-                problems.append(f"row {i}, column years_experience: {exc}")
-        if not rows:
-            problems.append("the CSV has no readers")
+        rows, problems = parse_readers_csv(text, study_config(get_study(session, study_id)))
         if problems:
             return [], problems
         out = []
         try:   # one transaction: a failure at any row adds nobody
             for row in rows:
-                reader, code = add_reader(session, study_id, display_name=row["display_name"],
-                                          years_experience=float(row["years_experience"]),
-                                          specialty=(row.get("specialty") or None), site=(row.get("site") or None),
-                                          actor=actor, commit=False)
+                reader, code = add_reader(session, study_id, display_name=row.display_name,
+                                          years_experience=row.years_experience, specialty=row.specialty,
+                                          site=row.site, actor=actor, commit=False)
                 out.append({"pseudonym": reader.pseudonym, "display_name": reader.display_name,
                             "level": reader.level, "access_code": code})
             session.commit()
@@ -239,7 +228,7 @@ def override_washout(factory: sessionmaker[Session], reader_id: int, session_num
 def audit_filter_choices(factory: sessionmaker[Session], study_id: int) -> tuple[list[str], list[str], list[str]]:
     """(actors, event types, reader pseudonyms) the audit trail's filters offer (read-only)."""
     with reading(factory) as session:
-        actors, actions = audit_trail.audit_choices(session, study_id)
+        actors, actions = trail.audit_choices(session, study_id)
         return actors, actions, [r["pseudonym"] for r in monitoring.readers_overview(session, study_id)]
 
 
@@ -247,7 +236,7 @@ def audit_trail(factory: sessionmaker[Session], study_id: int, flt: AuditFilter 
                 limit: int | None = None, newest_first: bool = False) -> tuple[list[dict], int]:
     """(events, how many match in all) under ``flt`` (read-only)."""
     with reading(factory) as session:
-        return audit_trail.audit_trail(session, study_id, flt, limit=limit, newest_first=newest_first)
+        return trail.audit_trail(session, study_id, flt, limit=limit, newest_first=newest_first)
 
 
 def export_audit(factory: sessionmaker[Session], study_id: int, flt: AuditFilter = AuditFilter(), *,

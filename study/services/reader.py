@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from study.domain import audit, workflow
 from study.domain.audit import MAX_REASON
 from study.domain.config import AnswerInvalid
+from study.domain import own_answers as own
 from study.domain.own_answers import OwnAnswers, OwnReading, own_photo
 from study.domain.reader_screen import case_display, consent_summary, describe_answer, eye_label
 from study.domain.workflow import WorkflowError
@@ -113,7 +114,7 @@ def own_answers(factory: sessionmaker[Session], reader_id: int) -> OwnAnswers:
     """The reader's own answers of the current session, latest version of each (read-only; no case key,
     reference answer or AI output: ``OwnReading``)."""
     with db.reading(factory) as session:
-        return own_answers.own_answers(session, reader_id)
+        return own.own_answers(session, reader_id)
 
 
 def correct_own_answer(factory: sessionmaker[Session], reader_id: int, answer_id: int, new_answer: dict,
@@ -122,4 +123,4 @@ def correct_own_answer(factory: sessionmaker[Session], reader_id: int, answer_id
     (audited); returns the workflow's ``SubmitResult``. Raises ``AnswerInvalid``, ``WorkflowError`` or
     ``ValueError`` when it is refused."""
     with factory() as session:
-        return own_answers.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)
+        return own.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from study.domain.config import NORMAL
-from study.domain.rules import ai_call
+from study.domain.config import NORMAL  # the page offers it as an answer
+from study.domain.rules import ai_call, call_is_correct
 
 
 @dataclass
@@ -41,10 +41,6 @@ def model_call(probabilities: dict[str, float]) -> str:
     return ai_call(probabilities)[0]
 
 
-def is_correct(answer: str, truth: set[str]) -> bool:
-    return answer == NORMAL if not truth else answer in truth
-
-
 def start(seed: int, labels: list[dict[str, int]], probabilities: list[dict[str, float]]) -> MiniStudy:
     truths = [{k for k, v in lab.items() if v} for lab in labels]
     return MiniStudy(seed, conditions(len(labels), seed), truths, [model_call(p) for p in probabilities])
@@ -57,8 +53,11 @@ def results(m: MiniStudy) -> list[dict]:
         idx = [i for i, c in enumerate(m.conditions) if c == cond and i < len(m.answers)]
         if not idx:
             continue
-        you = sum(is_correct(m.answers[i], m.truths[i]) for i in idx) / len(idx)
-        model = sum(is_correct(m.model_calls[i], m.truths[i]) for i in idx) / len(idx)
+        you = sum(call_is_correct(m.answers[i], m.truths[i]) for i in idx) / len(idx)
+        model = sum(call_is_correct(m.model_calls[i], m.truths[i]) for i in idx) / len(idx)
         out.append({"condition": "without AI" if cond == "unaided" else "with AI", "cases": len(idx),
                     "your accuracy": round(you, 3), "model accuracy": round(model, 3)})
     return out
+
+
+__all__ = ["NORMAL", "MiniStudy", "conditions", "model_call", "results", "start"]

@@ -97,8 +97,7 @@ def finish_session_one(s, rid: int, now: datetime) -> datetime:
         workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, f"w{rid}-{k}", now=now + timedelta(seconds=10))
         now += timedelta(seconds=30)
         k += 1
-        done = reader_operations.open_sessions(s, rid)[1]
-        if done[1] == done[0]:
+        if reader_operations.session_progress(s, rid)[1].complete:
             return now
 
 
