@@ -18,7 +18,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.app_helpers import CARD, PROBS, TRUTH  # noqa: E402
-from tests.study.helpers import study_toml  # noqa: E402
+from tests.study.helpers import committed, study_toml  # noqa: E402
 from tests.app_helpers import CHROMIUM, launch_chromium  # noqa: E402,F401  (launch_chromium: re-exported for the bench scripts)
 from tests.app_helpers import streamlit_server as app_server  # noqa: E402
 
@@ -65,17 +65,15 @@ def make_big_study(tmp: Path, n_cases: int, *, design: str = "sequential", n_rea
     text = study_toml(design, name=f"bench {n_cases} cases")
     codes = []
     with factory() as s:
-        study = create_study(s, parse_text(text), text)
+        study = committed(create_study, s, parse_text(text), text)
         for i in range(n_cases):
-            case = add_case(s, study.id, f"C{i:05d}", case_image(i), {"label": TRUTH[i % len(TRUTH)], "findings": []},
-                            commit=False)
-            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
-                            commit=False)
+            case = committed(add_case, s, study.id, f"C{i:05d}", case_image(i), {"label": TRUTH[i % len(TRUTH)], "findings": []})
+            committed(store_ai_output, s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings")
         s.commit()
         for i in range(n_readers):
-            _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * (i % 3))
+            _, code = committed(add_reader, s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * (i % 3))
             codes.append(code)
-        build_design(s, study.id)
+        committed(build_design, s, study.id)
         study.model_version = CARD["version"]
         s.commit()
     engine.dispose()

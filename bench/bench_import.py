@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from PIL import Image  # noqa: E402
+from tests.study.helpers import committed
 
 REAL = REPO.parent / "shared" / "real" / "idrid"
 
@@ -48,9 +49,9 @@ def import_once(paths: list[Path], tmp: Path) -> tuple[float, int, int]:
     manifest.write_text("case_id,image_path,label\n" + "".join(f"{p.stem},{p},diabetic_retinopathy\n" for p in paths))
     with db.session_factory(engine)() as s:
         text = study_toml(name="bench import")
-        study = studies.create_study(s, parse_text(text), text)
+        study = committed(studies.create_study, s, parse_text(text), text)
         start = time.perf_counter()
-        added = cases.import_manifest(s, study.id, manifest, store_root=tmp / "store", paths_outside=True)
+        added = committed(cases.import_manifest, s, study.id, manifest, store_root=tmp / "store", paths_outside=True)
         seconds = time.perf_counter() - start
         store = cases.study_store(study.id, tmp / "store")
         originals = sum((store / c.image_ref).stat().st_size for c in added)

@@ -39,12 +39,12 @@ from study.storage import db
 from study.domain.config import parse_text
 from study.services import investigator
 from study.domain.studies import create_study
-from tests.study.helpers import study_toml
+from tests.study.helpers import study_toml, committed
 url = "sqlite:///" + {tmp!r} + "/study.sqlite"
 db.upgrade(url)
 factory = db.session_factory(db.make_engine(url))
 with factory() as s:
-    study = create_study(s, parse_text(study_toml("crossover")), study_toml("crossover"))
+    study = committed(create_study, s, parse_text(study_toml("crossover")), study_toml("crossover"))
     sid = study.id
 data = open({zip_path!r}, "rb").read()
 t0 = time.perf_counter()

@@ -39,6 +39,7 @@ from study.jobs import precompute  # noqa: E402
 from study.domain.config import parse_text  # noqa: E402
 from study.storage.models import Answer, Assignment  # noqa: E402
 from tests.study.helpers import CARD, LABELS, VALID_ANSWER, study_toml  # noqa: E402
+from tests.study.helpers import committed
 
 
 def setup(url: str, n_readers: int, n_cases: int) -> None:
@@ -48,16 +49,16 @@ def setup(url: str, n_readers: int, n_cases: int) -> None:
     text = study_toml("crossover", name="bench", washout=0)
     readers.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # setup speed only
     with db.session_factory(engine)() as s:
-        st = studies.create_study(s, parse_text(text), text)
+        st = committed(studies.create_study, s, parse_text(text), text)
         for i in range(n_cases):
-            c = cases.add_case(s, st.id, f"c{i:04d}", f"sha{i}", {"label": LABELS[i % len(LABELS)]}, commit=False)
+            c = committed(cases.add_case, s, st.id, f"c{i:04d}", f"sha{i}", {"label": LABELS[i % len(LABELS)]})
             s.flush()
-            precompute.store_ai_output(s, c.id, model_card=CARD, label_set="revision_findings",
-                                       probabilities={k: 0.2 for k in LABELS[:-1]}, commit=False)
+            committed(precompute.store_ai_output, s, c.id, model_card=CARD, label_set="revision_findings",
+                                       probabilities={k: 0.2 for k in LABELS[:-1]})
         s.commit()
         for r in range(n_readers):
-            readers.add_reader(s, st.id, display_name=f"bench {r}", years_experience=(2, 7, 15)[r % 3])
-        design.build_design(s, st.id)
+            committed(readers.add_reader, s, st.id, display_name=f"bench {r}", years_experience=(2, 7, 15)[r % 3])
+        committed(design.build_design, s, st.id)
     engine.dispose()
 
 
@@ -122,11 +123,11 @@ def run(url: str, n_readers: int, n_cases: int, label: str, think_ms: float = 0.
         try:
             barrier.wait()
             with factory() as s:
-                while (item := workflow.next_item(s, rid)) is not None:
+                while (item := committed(workflow.next_item, s, rid)) is not None:
                     if think_ms:  # the reader looks at the photograph before answering
                         time.sleep(pause.expovariate(1000.0 / think_ms))
                     t0 = time.perf_counter()
-                    res = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, f"bench:{rid}:{item.assignment_id}")
+                    res = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, f"bench:{rid}:{item.assignment_id}")
                     mine.append(time.perf_counter() - t0)
                     ids.append(res.answer_id)
         except Exception as exc:  # reported below

@@ -44,13 +44,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def register(name: str, help: str, module: str) -> None:
-    """Add a subcommand at runtime (e.g. from a plugin); the module needs configure and run."""
-    if name in COMMANDS:
-        raise ValueError(f"command {name!r} is already registered")
-    COMMANDS[name] = (help, module)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the process exit code."""
     return run_commands("python -m study", "ReVision reader study tools.", COMMANDS, argv)

@@ -19,7 +19,7 @@ from study.domain.design import build_design
 from study.jobs.precompute import store_ai_output
 from study.domain.readers import add_reader
 from study.domain.studies import create_study
-from tests.study.helpers import study_toml
+from tests.study.helpers import study_toml, committed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,13 +41,13 @@ def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_r
     text = study_toml(design, **toml)
     rng = np.random.default_rng(0)
     with factory() as s:
-        study = create_study(s, parse_text(text), text)
+        study = committed(create_study, s, parse_text(text), text)
         for i in range(n_cases):
             path = tmp_path / f"case{i}.png"
             Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
             truth = TRUTH[i % len(TRUTH)]
-            case = add_case(s, study.id, f"C{i:03d}", str(path), {"label": truth, "findings": []})
-            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
+            case = committed(add_case, s, study.id, f"C{i:03d}", str(path), {"label": truth, "findings": []})
+            committed(store_ai_output, s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
                             saliency_png=_png(rng) if saliency else None)
         codes = _readers_and_design(s, study, n_readers)
         ids = {"study": study.id}
@@ -59,10 +59,10 @@ def _readers_and_design(s, study, n_readers: int) -> list[str]:
     version and commit; returns the readers' access codes."""
     codes = []
     for i in range(n_readers):
-        _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
+        _, code = committed(add_reader, s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
         codes.append(code)
     if n_readers:  # without readers there is no design yet (simulate adds readers and builds it)
-        build_design(s, study.id)
+        committed(build_design, s, study.id)
     study.model_version = CARD["version"]
     s.commit()
     return codes
@@ -192,10 +192,10 @@ def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi
     with Image.open(photos[0]) as im:
         w_, h_ = im.size
     with factory() as s:
-        study = create_study(s, parse_text(text), text)
-        cases = import_manifest(s, study.id, manifest, store_root=store, paths_outside=True)  # ../shared
+        study = committed(create_study, s, parse_text(text), text)
+        cases = committed(import_manifest, s, study.id, manifest, store_root=store, paths_outside=True)  # ../shared
         for case in cases:
-            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
+            committed(store_ai_output, s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
                             saliency_png=_heatmap_png(w_ // 8, h_ // 8))
         codes = _readers_and_design(s, study, n_readers)
         ids = {"study": study.id}

@@ -51,7 +51,7 @@ def test_missing_file_message(tmp_path):
 
 
 def test_study_export_columns_are_mapped():
-    """study.outputs.export.answers_table: truth is the reference label, findings ';'-joined, AI probabilities JSON."""
+    """study.domain.answers.answers_table: truth is the reference label, findings ';'-joined, AI probabilities JSON."""
     probs = json.dumps({"normal": 0.3, "dr": 0.7})
     df = _tiny(truth=["dr"] * 4, truth_dr=[1] * 4, primary_diagnosis=["normal", "dr", "dr", "dr"],
                findings=["", "dr", "", ""], ai_top_suggestion=[None, "dr", None, "dr"],

@@ -16,6 +16,7 @@ from study.services import analysis
 from study.services.analysis import Cutoff
 from study.jobs.simulate_readers import answer_all
 from tests.app_helpers import APP, make_study
+from tests.study.helpers import committed
 
 PASSWORD = "correct horse battery staple"
 SECTIONS = ["Data cut-off", "Summary", "Reader completion", "Accuracy", "Mixed-effects logistic model (odds ratios)",
@@ -36,8 +37,8 @@ def env(tmp_path, monkeypatch):
     answer_all(factory, ids["study"], [r.pseudonym for r in readers[:3]], seed=2, start=start)
     with factory() as s:
         for k in range(2):
-            item = workflow.next_item(s, readers[3].id, now=start)
-            workflow.submit(s, readers[3].id, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 60,
+            item = committed(workflow.next_item, s, readers[3].id, now=start)
+            committed(workflow.submit, s, readers[3].id, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 60,
                                                                    "referral": True}, f"p{k}", now=start)
     monkeypatch.setenv("REVISION_DB_URL", url)
     monkeypatch.setenv("REVISION_INVESTIGATOR_USER", "lead")

@@ -11,6 +11,7 @@ from study.storage import db
 from study.domain import workflow
 from tests.app_helpers import APP, make_study, rendered_text
 from tests.study.helpers import study_toml
+from tests.study.helpers import committed
 
 PAGES = ["pages/investigator_setup.py", "pages/investigator_monitor.py", "pages/investigator_analysis.py"]
 ROOT = Path(APP).parent
@@ -99,8 +100,8 @@ def test_monitor_and_analysis_show_progress_and_accuracy(env):
     url, ids, _ = env
     factory = db.session_factory(db.make_engine(url))
     with factory() as s:
-        item = workflow.next_item(s, 1)
-        workflow.submit(s, 1, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 60,
+        item = committed(workflow.next_item, s, 1)
+        committed(workflow.submit, s, 1, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 60,
                                                    "referral": True}, "k1")
     at = sign_in()
     at.switch_page("pages/investigator_monitor.py").run()

@@ -14,6 +14,8 @@ from study.storage import db
 from study.domain import readers, workflow
 from study.storage.models import Answer, Assignment, AuditEvent
 from tests.app_helpers import APP, CARD, make_study, rendered_text
+from tests.study.helpers import answer_history
+from tests.study.helpers import committed
 
 ROOT = Path(APP).parent
 PAGES = ["pages/investigator_operations.py", "pages/investigator_audit.py", "pages/investigator_cases.py",
@@ -54,8 +56,8 @@ def as_reader(reader_id: int, page: str = "pages/reader_answers.py") -> AppTest:
 def answer_next(factory, rid: int, seconds: float = 20, now: datetime | None = None, key: str | None = None):
     now = now or datetime.now(timezone.utc) - timedelta(minutes=30)
     with factory() as s:
-        item = workflow.next_item(s, rid, now=now)
-        result = workflow.submit(s, rid, item.assignment_id, ANSWER, key or f"k-{item.assignment_id}",
+        item = committed(workflow.next_item, s, rid, now=now)
+        result = committed(workflow.submit, s, rid, item.assignment_id, ANSWER, key or f"k-{item.assignment_id}",
                                  now=now + timedelta(seconds=seconds))
     return item, result
 
@@ -115,7 +117,7 @@ def test_early_access_to_session_two(env):
     at.button(key="ops_override").click().run()
     assert any("Session 2 of R001 is open" in m.value for m in at.success)
     with factory() as s:
-        assert workflow.next_item(s, 1).session == 2
+        assert committed(workflow.next_item, s, 1).session == 2
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "washout.overridden"))
         assert (event.actor, event.after["reason"]) == ("investigator:lead", "reader relocates next week")
     at.run()
@@ -161,7 +163,7 @@ def test_reader_detail_lists_versions_and_sign_ins(env):
     url, factory, codes = env()
     _, first = answer_next(factory, 1, seconds=1)
     with factory() as s:
-        workflow.correct(s, 1, first.answer_id, {**ANSWER, "confidence": 15}, "slipped")
+        committed(workflow.correct, s, 1, first.answer_id, {**ANSWER, "confidence": 15}, "slipped")
     at = investigator("pages/investigator_readers.py")
     answers = at.dataframe[1].value
     assert list(answers["version"]) == [1, 2] and list(answers["reason"]) == ["", "slipped"]
@@ -212,14 +214,14 @@ def test_corrections_screen_shows_no_ai_and_no_truth_and_saves_a_version(env):
     [b for b in at.button if b.proto.is_form_submitter][0].click().run()
     assert any("reason" in e.value for e in at.error)  # no reason: refused
     with factory() as s:
-        assert len(workflow.answer_history(s, unaided.assignment_id)) == 1
+        assert len(answer_history(s, unaided.assignment_id)) == 1
     at.number_input(key=f"q_{form}_confidence").set_value(35)
     at.text_input(key=f"{form}_reason").input("meant 35")
     [b for b in at.button if b.proto.is_form_submitter][0].click().run()
     assert not at.exception, at.exception
     assert any("version 2" in m.value for m in at.success)
     with factory() as s:
-        history = workflow.answer_history(s, unaided.assignment_id)
+        history = answer_history(s, unaided.assignment_id)
         assert [(a.version, a.payload["confidence"], a.reason) for a in history] == [(1, 60, None), (2, 35, "meant 35")]
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "answer.corrected"))
         assert event.actor == "reader:R001" and event.after["reason"] == "meant 35"

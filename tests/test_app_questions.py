@@ -15,12 +15,13 @@ from study.storage import db
 from study.domain.cases import import_manifest
 from study.domain.config import parse_text
 from study.domain.design import build_design
-from study.outputs.export import answers_table
+from study.domain.answers import answers_table
 from study.jobs.precompute import store_ai_output
 from study.domain.readers import add_reader
 from study.domain.studies import create_study
 from tests.app_helpers import APP, CARD, PROBS
 from tests.test_app_reader import consent, signed_in
+from tests.study.helpers import committed
 
 DR_TOML = Path(__file__).resolve().parents[1] / "studies" / "dr_grading.toml"
 
@@ -39,11 +40,11 @@ def dr_study(tmp_path, monkeypatch):
             w.writerow([f"DR{i}", f"c{i}.png", "diabetic_retinopathy" if grade != "0" else "normal", "OD", grade, dme])
     text = DR_TOML.read_text()
     with factory() as s:
-        study = create_study(s, parse_text(text), text)
-        for case in import_manifest(s, study.id, tmp_path / "manifest.csv", store_root=tmp_path / "store"):
-            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings")
-        _, code = add_reader(s, study.id, display_name="Grader", years_experience=8)
-        build_design(s, study.id)
+        study = committed(create_study, s, parse_text(text), text)
+        for case in committed(import_manifest, s, study.id, tmp_path / "manifest.csv", store_root=tmp_path / "store"):
+            committed(store_ai_output, s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings")
+        _, code = committed(add_reader, s, study.id, display_name="Grader", years_experience=8)
+        committed(build_design, s, study.id)
         study.model_version = CARD["version"]
         s.commit()
         sid = study.id

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from study.storage import db
 from study.storage.models import Answer, AuditEvent
 from tests.app_helpers import APP, PROBS, make_study, rendered_text
+from tests.study.helpers import committed
 
 AI_MARKERS = ["AI suggestion", "It can be wrong", "0.8731", "0.873", "87.3", "feedc0de12345678", "ReVision test model", "probability"]
 
@@ -184,7 +185,7 @@ def test_a_reader_added_after_the_design_sees_no_readings_yet_not_study_complete
     url, ids, _codes = study_db()
     factory = db.session_factory(db.make_engine(url))
     with factory() as s:
-        _, late_code = add_reader(s, ids["study"], display_name="Late reader", years_experience=3)
+        _, late_code = committed(add_reader, s, ids["study"], display_name="Late reader", years_experience=3)
         s.commit()
     at = signed_in(late_code)
     if at.get("checkbox") and any(c.key == "consent_box" for c in at.checkbox):

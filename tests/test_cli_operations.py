@@ -16,6 +16,7 @@ from study.domain import readers, workflow
 from study.cli import main
 from study.storage.models import Assignment, AuditEvent, Reader
 from tests.app_helpers import make_study
+from tests.study.helpers import committed
 
 ANSWER = {"primary_diagnosis": "amd", "confidence": 60, "referral": False}
 
@@ -83,10 +84,10 @@ def test_override_washout_opens_the_next_session(study, capsys):
         rid = s.scalar(select(Reader.id).where(Reader.pseudonym == "R001"))
         n1 = len(list(s.scalars(select(Assignment.id).where(Assignment.reader_id == rid, Assignment.session == 1))))
         for k in range(n1):
-            item = workflow.next_item(s, rid, now=now)
-            workflow.submit(s, rid, item.assignment_id, ANSWER, f"k{k}", now=now + timedelta(seconds=20))
+            item = committed(workflow.next_item, s, rid, now=now)
+            committed(workflow.submit, s, rid, item.assignment_id, ANSWER, f"k{k}", now=now + timedelta(seconds=20))
         with pytest.raises(workflow.WashoutPending):
-            workflow.next_item(s, rid)
+            committed(workflow.next_item, s, rid)
     with pytest.raises(SystemExit) as exc:  # --reason is required
         main(["override-washout", "R001", "--db", url])
     assert exc.value.code == 2 and "--reason" in capsys.readouterr().err
@@ -95,7 +96,7 @@ def test_override_washout_opens_the_next_session(study, capsys):
     assert main(["override-washout", "R001", "--reason", "moves abroad", "--db", url]) == 0
     assert "session 2 of R001 is open now" in capsys.readouterr().out
     with factory() as s:
-        assert workflow.next_item(s, rid).session == 2
+        assert committed(workflow.next_item, s, rid).session == 2
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "washout.overridden"))
         assert (event.actor, event.after) == ("investigator", {"session": 2, "reason": "moves abroad"})
     assert main(["override-washout", "R001", "--reason", "again", "--db", url]) == 2

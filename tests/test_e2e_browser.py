@@ -16,6 +16,7 @@ from study.storage import db
 from study.domain import workflow
 from study.storage.models import Answer, AuditEvent, Reader
 from tests.app_helpers import CARD, CHROMIUM, launch_chromium, make_study, streamlit_server
+from tests.study.helpers import committed
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"
@@ -246,8 +247,8 @@ def test_every_reachable_page_renders(server):
         factory = db.session_factory(db.make_engine(url))
         with factory() as s:
             rid = s.scalar(select(Reader.id))
-            item = workflow.next_item(s, rid)
-            workflow.submit(s, rid, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 70,
+            item = committed(workflow.next_item, s, rid)
+            committed(workflow.submit, s, rid, item.assignment_id, {"primary_diagnosis": "amd", "confidence": 70,
                                                          "referral": True}, "tour-answer")
         _open(page, "Live monitor")
         _open(page, "Analysis and exports")

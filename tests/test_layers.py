@@ -1,5 +1,9 @@
-"""The layering the design promises: pages -> services (one per page) -> study -> revision_core, never the
-other way round."""
+"""The layering the design promises (README, "Layers"): pages -> services -> jobs/outputs -> analysis/domain ->
+storage, with ``revision_core`` below all, never the other way round.
+
+Every import is seen: ``import x``, ``from x import y``, relative imports (resolved to the module they name) and
+``importlib.import_module`` / ``__import__`` with a literal name.
+"""
 from __future__ import annotations
 
 import ast
@@ -9,26 +13,118 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# a group of modules -> the other groups it may import (the standard library and third-party packages aside)
+ALLOWED = {
+    "study.storage": set(),
+    "study.analysis.stats": {"revision_core"},  # DeLong's placement values (revision_core.evaluate)
+    "study.domain": {"study.storage", "revision_core"},
+    "study.analysis": {"study.analysis.stats", "study.domain", "study.storage", "revision_core"},
+    "study.visitor": {"study.domain", "revision_core"},
+    "study.jobs": {"study.domain", "study.storage", "revision_core"},
+    "study.outputs": {"study.analysis", "study.analysis.stats", "study.domain", "study.storage", "revision_core"},
+    "study.services": {"study.jobs", "study.outputs", "study.analysis", "study.analysis.stats", "study.domain",
+                       "study.storage", "study.visitor", "revision_core"},
+    "study.commands": {"study.cli", "study.services", "study.jobs", "study.outputs", "study.analysis",
+                       "study.analysis.stats", "study.domain", "study.storage", "revision_core"},
+    "study.cli": {"study.commands", "revision_core"},
+    "revision_core": set(),
+}
+GROUPS = sorted(ALLOWED, key=len, reverse=True)  # the most specific group first ("study.analysis.stats")
+UI = ("pages", "components", "app", "server", "scripts")  # the Streamlit side: nothing below may import it
 
-def _imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_names(path: Path, here: str | None = None) -> set[str]:
+    """Full dotted names a file imports: ``from X import y`` as both ``X`` and ``X.y``; relative imports
+    resolved (from ``here``, the file's module name); ``importlib.import_module("...")`` and ``__import__("...")``
+    with a literal name."""
+    here = here or module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     names = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
+                isinstance(node.args[0].value, str) and (
+                getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) in (
+                "__import__", "import_module")):
+            names.add(node.args[0].value)
     return names
 
 
-@pytest.mark.parametrize("package, forbidden", [
-    ("revision_core", {"streamlit", "study", "sqlalchemy"}),
-    ("study", {"streamlit"}),
+def group_of(name: str) -> str | None:
+    for group in GROUPS:
+        if name == group or name.startswith(group + "."):
+            return group
+    if name in ("study", "study.__main__"):
+        return "study.cli"
+    return None
+
+
+def _library_files():
+    return [*(REPO / "study").rglob("*.py"), *(REPO / "revision_core").rglob("*.py")]
+
+
+def test_every_library_module_belongs_to_a_layer():
+    lost = [module_name(p) for p in _library_files() if group_of(module_name(p)) is None]
+    assert not lost, f"modules outside every layer of the layering table: {lost}"
+
+
+def test_imports_point_down_only():
+    offenders = []
+    for path in _library_files():
+        mine = group_of(module_name(path))
+        for name in imported_names(path):
+            theirs = group_of(name)
+            if theirs is not None and theirs != mine and theirs not in ALLOWED[mine]:
+                offenders.append(f"{module_name(path)} ({mine}) imports {name} ({theirs})")
+    assert not offenders, "layering broken:\n" + "\n".join(sorted(offenders))
+
+
+def test_nothing_below_the_pages_imports_the_screen():
+    offenders = {module_name(p): sorted(n for n in imported_names(p) if n.split(".")[0] in UI + ("streamlit",))
+                 for p in _library_files()}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"study/ and revision_core/ never import Streamlit or the pages: {offenders}"
+
+
+def test_revision_core_knows_no_study_and_no_sql():
+    offenders = {module_name(p): sorted(n for n in imported_names(p) if n.split(".")[0] in ("study", "sqlalchemy"))
+                 for p in (REPO / "revision_core").rglob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+@pytest.mark.parametrize("violation, group", [
+    ("from ..domain import workflow\n", "study.analysis.stats"),  # relative, upward
+    ("from study.domain import workflow\n", "study.analysis.stats"),
+    ("import importlib\nimportlib.import_module('study.services.reader')\n", "study.domain"),
+    ("from pages import _shared\n", "study.domain"),
+    ("from study.outputs import report\n", "study.analysis"),
+    ("from study.jobs import precompute\n", "study.domain"),
+    ("from study import cli\n", "study.storage"),
 ])
-def test_lower_layers_do_not_import_upper_layers(package, forbidden):
-    offenders = {str(p.relative_to(REPO)): sorted(_imported_modules(p) & forbidden)
-                 for p in (REPO / package).rglob("*.py") if _imported_modules(p) & forbidden}
-    assert not offenders, f"layering broken: {offenders}"
+def test_the_check_sees_each_kind_of_violation(tmp_path, violation, group):
+    """Planted violations, read as a module of the group, are each caught."""
+    planted = tmp_path / "planted.py"
+    planted.write_text(violation)
+    names = imported_names(planted, here=f"{group}.planted")
+    mine = group_of(f"{group}.planted")
+    bad = [n for n in names if (g := group_of(n)) is not None and g != mine and g not in ALLOWED[mine]]
+    bad += [n for n in names if n.split(".")[0] in UI]
+    assert bad, f"{violation!r} in {group} went unnoticed"
 
 
 @pytest.mark.parametrize("folder, forbidden", [
@@ -36,28 +132,17 @@ def test_lower_layers_do_not_import_upper_layers(package, forbidden):
     ("components", {"sqlalchemy", "torch", "study"}),  # a component draws; the page gives it its data
 ])
 def test_pages_hold_no_sql_or_torch(folder, forbidden):
-    offenders = {str(p.relative_to(REPO)): sorted(_imported_modules(p) & forbidden)
-                 for p in (REPO / folder).rglob("*.py") if _imported_modules(p) & forbidden}
+    offenders = {str(p.relative_to(REPO)): sorted({n.split(".")[0] for n in imported_names(p)} & forbidden)
+                 for p in (REPO / folder).rglob("*.py")}
+    offenders = {k: v for k, v in offenders.items() if v}
     assert not offenders, f"pages must call study/revision_core instead: {offenders}"
-
-
-def _imported_names(path: Path) -> set[str]:
-    """Full dotted names a file imports, with ``from X import y`` as both ``X`` and ``X.y``."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 SERVICES = {p.stem for p in (REPO / "study" / "services").glob("*.py") if not p.stem.startswith("_")}
 
 
 def _services(path: Path) -> set[str]:
-    return {name.split(".")[2] for name in _imported_names(path)
+    return {name.split(".")[2] for name in imported_names(path)
             if name.startswith("study.services.") and name.split(".")[2] in SERVICES}
 
 
@@ -67,28 +152,25 @@ def test_each_page_calls_one_service():
     assert not offenders, f"a page talks to one service (reader, investigator, sign-in, analysis): {offenders}"
 
 
-PAGE_FORBIDDEN = ("study.storage.db", "study.domain.reader_operations", "study.domain.own_answers", "study.domain.monitoring", "study.domain.workflow", "study.domain.studies", "study.domain.config", "study.storage.models",
-                  "sqlalchemy")
+PAGE_ALLOWED = ("study.services", "study.domain.timefmt", "study.outputs.report", "study.visitor")
 
 
-def test_pages_hold_no_transaction_and_no_library_call():
-    """A page calls its one service, which owns the transaction (``study.services``): no page imports the
-    storage (``study.storage.db``, ``study.storage.models``, ``sqlalchemy``) or the domain library under the services
-    (``study.domain.reader_operations``, ``study.domain.workflow``, ``study.domain.studies``, ``study.domain.config``), not even for an exception
-    type or a constant: the service re-exports what its pages catch or show (``DesignLocked``,
-    ``AnswerInvalid``, ``WorkflowError``, ``MAX_REASON``, ``AuditFilter``, ...).
-
-    What pages still import beside their service: ``streamlit``, ``pandas``, the ``pages._*`` helpers, and
-    the formatting of ``study.domain.timefmt`` and ``study.outputs.report``, which take plain values (the demo pages use the
-    model-side ``study.visitor.ministudy``/``study.visitor.viewer``; none of them opens a transaction). The ``pages._*``
-    helpers are checked for transactions only: ``pages/_shared.py`` builds the session factory from
-    ``study.storage.db`` that a page hands to its service; no helper opens a transaction (``db.reading``)."""
-    def forbidden(name: str) -> bool:
-        return any(name == f or name.startswith(f + ".") for f in PAGE_FORBIDDEN)
-
-    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imported_names(p) if forbidden(n))
-                 for p in (REPO / "pages").glob("*.py") if not p.stem.startswith("_")}
-    offenders = {k: v for k, v in offenders.items() if v}
+def test_pages_call_their_service_not_the_library():
+    """A page calls its one service, which owns the transaction: no page imports the storage or the domain
+    library under the services, not even for an exception type or a constant (the service re-exports what its
+    pages catch or show). Besides its service a page may use the formatting of ``study.domain.timefmt`` and
+    ``study.outputs.report`` (plain values in, text out) and the visitor's mini study (no database). The
+    ``pages._*`` helpers are checked for transactions only: ``pages/_shared.py`` builds the session factory a
+    page hands to its service, and no helper opens a transaction (``db.reading``)."""
+    offenders = {}
+    for p in (REPO / "pages").glob("*.py"):
+        if p.stem.startswith("_"):
+            continue
+        bad = sorted(n for n in imported_names(p) if (n.startswith("study.") or n == "sqlalchemy")
+                     and not any(n == a or n.startswith(a + ".") for a in PAGE_ALLOWED)
+                     and n not in ("study.domain", "study.outputs"))
+        if bad:
+            offenders[str(p.relative_to(REPO))] = bad
     assert not offenders, f"a page calls its service, never the library or the database: {offenders}"
     helpers_reading = [p.name for p in (REPO / "pages").glob("_*.py") if "reading(" in p.read_text()]
     assert not helpers_reading, f"a page helper opens a transaction; its service should: {helpers_reading}"
@@ -96,25 +178,7 @@ def test_pages_hold_no_transaction_and_no_library_call():
 
 def test_pages_import_only_the_shared_page_helpers():
     """A page may use ``pages._shared``-style helpers, never another page's module."""
-    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imported_names(p) if n.startswith("pages.")
+    offenders = {str(p.relative_to(REPO)): sorted(n for n in imported_names(p) if n.startswith("pages.")
                                                   and n.count(".") == 1 and not n.split(".")[1].startswith("_"))
                  for p in (REPO / "pages").glob("*.py")}
     assert not {k: v for k, v in offenders.items() if v}
-
-
-def test_services_sit_above_the_library():
-    """Only the commands call a service; the library below does not."""
-    below = [p for p in (REPO / "study").rglob("*.py")
-             if p.relative_to(REPO).parts[1] not in ("services", "commands")]
-    offenders = sorted(str(p.relative_to(REPO)) for p in below
-                       if any(n == "study.services" or n.startswith("study.services.") for n in _imported_names(p)))
-    assert not offenders, f"library modules must not import a service: {offenders}"
-
-
-def test_the_old_web_module_stays_gone():
-    """``study/web.py`` mixed three audiences; its code now lives in ``study/services``."""
-    files = [*REPO.glob("*.py"),
-             *(p for folder in ("pages", "study", "tests", "bench") for p in (REPO / folder).rglob("*.py"))]
-    assert not (REPO / "study" / "web.py").exists()
-    users = {str(p.relative_to(REPO)) for p in files if "study.web" in _imported_names(p)}
-    assert not users, f"import study.services.* (study.web is gone): {users}"

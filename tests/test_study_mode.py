@@ -16,6 +16,7 @@ from study.storage import db, settings
 from study.domain import study_mode, workflow
 from study.storage.models import Reader
 from tests.app_helpers import APP, CARD, CHROMIUM, make_study, rendered_text
+from tests.study.helpers import committed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_FILES = ["pages/demo_playground.py", "pages/demo_evaluation.py", "pages/demo_try_study.py"]
@@ -83,9 +84,9 @@ def _answer_unaided_readings(factory) -> None:
             if not study_mode.has_unaided_readings_left(s):
                 return
             for rid in readers:
-                item = workflow.next_item(s, rid)
+                item = committed(workflow.next_item, s, rid)
                 if item is not None:
-                    workflow.submit(s, rid, item.assignment_id, ANSWER, f"k{n}-{rid}")
+                    committed(workflow.submit, s, rid, item.assignment_id, ANSWER, f"k{n}-{rid}")
                     n += 1
         assert n < 100
 
@@ -151,7 +152,7 @@ def test_live_while_unaided_readings_are_left_then_not(live_study):
     _answer_unaided_readings(factory)
     assert not _live(url, factory)
     with factory() as s:  # aided readings are left: they never count
-        assert any(workflow.next_item(s, rid) is not None for rid in s.scalars(select_reader_ids()).all())
+        assert any(committed(workflow.next_item, s, rid) is not None for rid in s.scalars(select_reader_ids()).all())
 
 
 def test_revoked_readers_do_not_count(live_study):
@@ -160,11 +161,11 @@ def test_revoked_readers_do_not_count(live_study):
     url, factory, _ = live_study
     with factory() as s:
         ids = s.scalars(select_reader_ids()).all()
-        revoke(s, ids[0])
+        committed(revoke, s, ids[0])
         s.commit()
     assert _live(url, factory)  # the other reader still has unaided readings
     with factory() as s:
-        revoke(s, ids[1])
+        committed(revoke, s, ids[1])
         s.commit()
     assert not _live(url, factory)
 
@@ -261,7 +262,7 @@ def test_the_demo_pages_come_back_when_the_readers_are_revoked(live_study):
     url, factory, _ = live_study
     with factory() as s:
         for rid in s.scalars(select_reader_ids()).all():
-            revoke(s, rid)
+            committed(revoke, s, rid)
         s.commit()
     study_mode.clear_cache()
     at = _app()

@@ -379,14 +379,6 @@ def lerp(img, a, colour, box=None, illum=None):
     sub[ys, xs] = cur + av * (col - cur)
 
 
-def bbox(layer: np.ndarray, pad: int = 2):
-    x, y, w, h = cv2.boundingRect(layer if layer.dtype == np.uint8 else (layer > 0).astype(np.uint8))
-    if w == 0:
-        return None
-    H, W = layer.shape[:2]
-    return max(0, y - pad), min(H, y + h + pad), max(0, x - pad), min(W, x + w + pad)
-
-
 def _smoothstep(e0, e1, x):
     t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3 - 2 * t)

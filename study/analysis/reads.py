@@ -3,7 +3,7 @@
 Why one preparation: every analysis (descriptive, GLMM, MRMC, AI interaction, power) must agree on
 which rows count (latest answer versions only), on the reference condition (unaided) and on the
 order of experience levels, so they all start from :func:`prepare_reads`. The study's own answers
-(``study.outputs.export.answers_table``) go to it directly, levels in the study's order
+(``study.domain.answers.answers_table``) go to it directly, levels in the study's order
 (``study.analysis.study_analysis``); :func:`load_reads` is for reads tables from outside (a CSV).
 
 Columns (extra columns are kept but ignored):
@@ -205,7 +205,7 @@ def prepare_reads(
 
 
 def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:
-    """Map ``study.outputs.export.answers_table`` columns onto the canonical ones.
+    """Map ``study.domain.answers.answers_table`` columns onto the canonical ones.
 
     There ``truth`` is the reference *label* (text), ``findings`` the reader's ';'-joined findings
     and ``ai_probabilities`` a JSON dict of the probabilities shown; P(abnormal) is 1 - P(normal)

@@ -628,7 +628,7 @@ def analyze_frame(df: pd.DataFrame, settings: Settings = DEFAULTS, *, excluded: 
 
 def analyze(answers: pd.DataFrame, settings: Settings = DEFAULTS, *, study: dict | None = None,
             assigned: dict[str, int] | None = None) -> dict:
-    """The study's analysis from its answers table (``study.outputs.export.answers_table``: every version, levels in
+    """The study's analysis from its answers table (``study.domain.answers.answers_table``: every version, levels in
     the study's order) and ``settings``; ``study`` (name, design, dates, model card, ...) goes into the
     results as it is, ``assigned`` (readings per reader) decides who has completed."""
     table, excluded, completion = apply_cutoff(answers, settings.cutoff, assigned)

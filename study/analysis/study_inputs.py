@@ -17,7 +17,7 @@ from study.analysis.study_analysis import DEFAULTS, Cutoff, Settings, analyze
 from study.analysis.summary import condition_name
 from study.domain.rules import study_ai_output
 from study.domain.studies import get_study, study_config
-from study.outputs.export import answers_table
+from study.domain.answers import answers_table
 from study.storage.models import Assignment, Reader
 
 __all__ = ["analyze_study", "study_context", "study_settings"]

@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 for row in rows:
                     reader, code = add_reader(session, study.id, display_name=row.display_name,
                                               years_experience=row.years_experience, specialty=row.specialty,
-                                              site=row.site, pseudonym=row.pseudonym, actor=args.actor,
-                                              commit=False)
+                                              site=row.site, pseudonym=row.pseudonym, actor=args.actor)
                     added.append((reader.pseudonym, reader.display_name, reader.level, code))
                 session.commit()
             except BaseException:

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     with open_session(args) as session:
         study = pick_study(session, args.study)
         text, n = audit_export.export_audit(session, study.id, flt, actor=args.actor)
+        session.commit()
     with open(args.out, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
     print(f"wrote {n} audit event(s) of study {study.name!r} to {args.out}", file=sys.stderr)

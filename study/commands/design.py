@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
             n = build_design(session, study.id, actor=args.actor)
         except DesignLocked as exc:
             raise UsageError(str(exc)) from exc
+        session.commit()
         if appending:
             print(f"study {study.name!r} is locked: appended {n} assignments for {len(appending)} reader(s) "
                   f"without any ({', '.join(appending)}); the other readers' assignments did not change")

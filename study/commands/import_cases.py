@@ -40,5 +40,6 @@ def run(args: argparse.Namespace) -> int:
             added = import_folder(session, study.id, args.folder, store_root=args.store, actor=args.actor)
         else:
             added = import_manifest(session, study.id, args.manifest, store_root=args.store, actor=args.actor)
+        session.commit()
         print(f"imported {len(added)} case(s) into study {study.name!r}; images in {study_store(study.id, args.store)}")
     return 0

@@ -20,5 +20,6 @@ def run(args: argparse.Namespace) -> int:
     config, text = load_config(args.config)  # StudyConfigError (a ValueError) lists every problem
     with open_session(args) as session:
         study = create_study(session, config, text, actor=args.actor)
+        session.commit()
         print(f"created study {study.name!r} (id {study.id}, design {study.design}, seed {study.seed})")
     return 0

@@ -21,5 +21,6 @@ def run(args: argparse.Namespace) -> int:
     with open_session(args) as session:
         reader = reader_of(session, args)
         number = reader_operations.override_washout(session, reader.id, args.session, actor=args.actor, reason=args.reason)
+        session.commit()
         print(f"session {number} of {reader.pseudonym} is open now (washout overridden; audited)")
     return 0

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         with open_session(args) as session:
             reader = reader_of(session, args)
             code = reader_operations.reissue_code(session, reader.id, actor=args.actor, reason=args.reason)
+            session.commit()  # the code is written only once it is the reader's
             writer = csv.writer(out)
             writer.writerow(["pseudonym", "display_name", "level", "access_code"])
             writer.writerow([csv_safe(v) for v in (reader.pseudonym, reader.display_name, reader.level, code)])

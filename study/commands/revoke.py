@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     with open_session(args) as session:
         reader = reader_of(session, args)
         reader_operations.revoke_code(session, reader.id, actor=args.actor, reason=args.reason)
+        session.commit()
         print(f"revoked the access code of {reader.pseudonym}; their answers stay. "
               f"`python -m study reissue {reader.pseudonym} --reason ...` gives them a new one.")
     return 0

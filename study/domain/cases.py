@@ -54,7 +54,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from study.domain import audit
@@ -279,11 +279,11 @@ def ensure_cases_open(session: Session, study) -> None:
 
 def add_case(session: Session, study_id: int, case_key: str, image_ref: str, reference_labels: dict, *,
              image_sha256: str | None = None, eye: str | None = None, patient_pseudonym: str | None = None,
-             split: str | None = None, actor: str = "investigator", commit: bool = True) -> Case:
-    """Add one case (audited); ``commit=False`` lets an importer add many in one transaction (the importer
-    checks the lock once)."""
+             split: str | None = None, actor: str = "investigator", check_open: bool = True) -> Case:
+    """Add one case (audited) in the caller's transaction; ``check_open=False``: the importer, adding many,
+    has checked the lock once."""
     study = get_study(session, study_id)
-    if commit:
+    if check_open:
         ensure_cases_open(session, study)
     if not isinstance(case_key, str) or not case_key.strip():
         raise ValueError("case_key must be a non-empty string")
@@ -297,8 +297,6 @@ def add_case(session: Session, study_id: int, case_key: str, image_ref: str, ref
                  after={"case_key": case.case_key, "image_ref": image_ref, "image_sha256": image_sha256,
                         "reference_labels": case.reference_labels, "eye": eye,
                         "patient_pseudonym": patient_pseudonym, "split": split})
-    if commit:
-        session.commit()
     return case
 
 
@@ -328,13 +326,6 @@ def case_source(store: Path, image_ref: str):
         return Path(image_ref)
     orientation = ref_orientation(image_ref)
     return OrientedFile(stored, orientation) if orientation != 1 else stored
-
-
-def load_case_image(study_id: int, image_ref: str, store_root: str | Path | None = None):
-    """The case photograph, upright, exactly as ``load_image`` returned it from the source at import."""
-    from revision_core.imageio import load_image
-
-    return load_image(case_source(study_store(study_id, store_root), image_ref))
 
 
 @dataclass(frozen=True)
@@ -482,6 +473,25 @@ class _Staging:
             if not existed:
                 self.placed.append(target)
         _fsync_dir(self.store)
+
+
+def _remove_on_rollback(session: Session, placed: list[Path]) -> None:
+    """The files an import moved into the store belong to the caller's transaction: when it rolls back (its
+    commit failed, or it gave up) they are removed; once it commits they stay."""
+    files = list(placed)
+    if not files:
+        return
+
+    def forget(_session) -> None:  # the first end of the transaction decides; later ones find nothing
+        files.clear()
+
+    def remove(_session) -> None:
+        for path in files:
+            path.unlink(missing_ok=True)
+        files.clear()
+
+    event.listen(session, "after_commit", forget, once=True)
+    event.listen(session, "after_rollback", remove, once=True)
 
 
 def _stage_all(paths: list[Path | None], staging: _Staging) -> list:
@@ -957,8 +967,10 @@ def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, nam
 
 def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging, actor: str, audit_after: dict
                  ) -> list[Case]:
-    """Add the checked cases, move their staged files into the store, commit: one transaction, and on any
-    failure the rollback and the staging (the caller's ``with``) leave no row and no file behind."""
+    """Add the checked cases and move their staged files into the store, in the caller's transaction (the
+    caller commits); on any failure the rollback and the staging (the caller's ``with``) leave no row and no
+    file behind. Files are placed before the caller's commit: a crash between the two leaves unused files,
+    never missing ones."""
     added = []
     try:
         session.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
@@ -967,12 +979,12 @@ def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging,
             added.append(add_case(session, study.id, p["case_id"], p["ref"], p["labels"],
                                   image_sha256=STORED_REF.match(p["ref"])["sha"], eye=p["eye"],
                                   patient_pseudonym=p["patient_pseudonym"], split=p["split"], actor=actor,
-                                  commit=False))
+                                  check_open=False))
         audit.record(session, actor=actor, action="cases.imported", entity="study", entity_id=study.id,
                      study_id=study.id, after={**audit_after, "cases": len(added)})
         session.flush()
         staging.place()  # files first: a crash before the commit leaves unused files, never missing ones
-        session.commit()
+        _remove_on_rollback(session, staging.placed)
     except BaseException:
         session.rollback()
         raise

@@ -211,8 +211,7 @@ def readers_without_assignments(session: Session, study_id: int) -> list[str]:
     return sorted(session.scalars(select(Reader.pseudonym).where(Reader.study_id == study_id, ~has)))
 
 
-def extend_design(session: Session, study: Study, pseudonyms: list[str], *, actor: str = "investigator",
-                  commit: bool = True) -> int:
+def extend_design(session: Session, study: Study, pseudonyms: list[str], *, actor: str = "investigator") -> int:
     """Append assignments for readers added after the lock (see the module docstring); returns the count.
 
     The study row is locked first (PostgreSQL), so two appends at once take their turns and the audit order
@@ -237,8 +236,7 @@ def extend_design(session: Session, study: Study, pseudonyms: list[str], *, acto
     audit.record(session, actor=actor, action=EXTENDED, entity="study", entity_id=study.id, study_id=study.id,
                  after={"readers": list(pseudonyms), "groups": {p.reader: p.reader_group for p in added},
                         "assignments": len(added), "digest": plan_digest(planned)})
-    if commit:
-        session.commit()
+    session.flush()
     return len(added)
 
 
@@ -270,7 +268,7 @@ def build_design(session: Session, study_id: int, *, actor: str = "investigator"
                  entity_id=study.id, study_id=study.id,
                  after={"design": config.design.type, "seed": study.seed, "assignments": len(planned),
                         "readers": len(readers), "cases": len(case_keys), "digest": plan_digest(planned)})
-    session.commit()
+    session.flush()
     return len(planned)
 
 

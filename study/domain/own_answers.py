@@ -113,5 +113,4 @@ def correct_own_answer(session: Session, reader_id: int, answer_id: int, new_ans
     number = current_session(session, reader_id)
     if session.get(Assignment, ans.assignment_id).session != number:
         raise workflow.CorrectionsNotAllowed("only answers of your current session can be corrected")
-    session.rollback()
     return workflow.correct(session, reader_id, answer_id, new_answer, reason, idempotency_key)

@@ -56,12 +56,8 @@ def revoke_code(session: Session, reader_id: int, *, actor: str, reason: str) ->
     reader = reader_by_id(session, reader_id)
     if reader.revoked_at is not None:
         raise ValueError(f"{reader.pseudonym}'s access code is already revoked; reissue gives them a new one")
-    try:
-        _requested(session, reader, actor=actor, action="reader.revoke_requested", reason=reason)
-        readers.revoke(session, reader.id, actor=actor)
-    except BaseException:
-        session.rollback()
-        raise
+    _requested(session, reader, actor=actor, action="reader.revoke_requested", reason=reason)
+    readers.revoke(session, reader.id, actor=actor)
     return reader
 
 
@@ -71,12 +67,8 @@ def reissue_code(session: Session, reader_id: int, *, actor: str, reason: str) -
 
     reason = require_reason(reason)
     reader = reader_by_id(session, reader_id)
-    try:
-        _requested(session, reader, actor=actor, action="reader.reissue_requested", reason=reason)
-        return readers.issue_code(session, reader.id, actor=actor)
-    except BaseException:
-        session.rollback()
-        raise
+    _requested(session, reader, actor=actor, action="reader.reissue_requested", reason=reason)
+    return readers.issue_code(session, reader.id, actor=actor)
 
 
 def session_progress(session: Session, reader_id: int) -> dict[int, rules.Progress]:
@@ -130,6 +122,5 @@ def override_washout(session: Session, reader_id: int, session_number: int | Non
                          f"({timefmt.minute(granted.granted_at)})")
     if number == next_session(session, reader.id) and washout_until(session, reader, now) is None:
         raise ValueError(f"session {number} of {reader.pseudonym} is open already: the washout has passed")
-    session.rollback()  # the checks above were reads; the grant is one transaction of its own
     workflow.grant_washout_override(session, reader.id, number, actor=actor, reason=reason, now=now)
     return number

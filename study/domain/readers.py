@@ -124,10 +124,10 @@ def _set_code(reader: Reader, now) -> str:
 
 def add_reader(session: Session, study_id: int, *, display_name: str, years_experience: float,
                specialty: str | None = None, site: str | None = None, pseudonym: str | None = None,
-               actor: str = "investigator", commit: bool = True) -> tuple[Reader, str]:
+               actor: str = "investigator") -> tuple[Reader, str]:
     """Add a reader with a level from the study's bins; returns the reader and the plain code (shown once).
-    In a locked study (answers exist) the reader's assignments are appended in the same transaction.
-    ``commit=False`` lets a caller add several readers as one transaction (all or none)."""
+    In a locked study (answers exist) the reader's assignments are appended in the same transaction (the
+    caller's: several readers added in one are all or none)."""
 
     study = get_study(session, study_id)
     if not isinstance(display_name, str) or not display_name.strip():
@@ -146,9 +146,8 @@ def add_reader(session: Session, study_id: int, *, display_name: str, years_expe
     audit.record(session, actor=actor, action="reader.added", entity="reader", entity_id=reader.id,
                  study_id=study.id, at=now, after=_snapshot(reader))
     if is_locked(session, study):
-        extend_design(session, study, [reader.pseudonym], actor=actor, commit=False)
-    if commit:
-        session.commit()
+        extend_design(session, study, [reader.pseudonym], actor=actor)
+    session.flush()
     return reader, code
 
 
@@ -159,7 +158,7 @@ def issue_code(session: Session, reader_id: int, *, actor: str = "investigator")
     code = _set_code(reader, now)
     audit.record(session, actor=actor, action="reader.code_issued", entity="reader", entity_id=reader.id,
                  study_id=reader.study_id, at=now, before=before, after=_snapshot(reader))
-    session.commit()
+    session.flush()
     return code
 
 
@@ -170,7 +169,7 @@ def revoke(session: Session, reader_id: int, *, actor: str = "investigator") -> 
     reader.revoked_at, reader.code_hash, reader.code_lookup = now, None, None
     audit.record(session, actor=actor, action="reader.revoked", entity="reader", entity_id=reader.id,
                  study_id=reader.study_id, at=now, before=before, after=_snapshot(reader))
-    session.commit()
+    session.flush()
 
 
 def authenticate(session: Session, code: str, *, study_id: int | None = None) -> Reader | None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from study.domain.config import NORMAL
 from study.domain.scoring import Score, as_text, reference, reference_label, score
-from study.storage.models import AIOutput, Answer, Assignment, Case, Reader
+from study.storage.models import AIOutput, Answer, Assignment, Case
 
 AI_POSITIVE = 0.5  # a finding probability at or above this makes it the AI's call
 
@@ -156,14 +156,7 @@ def reader_progress(session: Session, reader_id: int) -> Progress:
     return progress_by(session, reader_id=reader_id).get(reader_id, Progress(0, 0))
 
 
-def completed_readers(session: Session, study_id: int) -> set[str]:
-    """Pseudonyms of the readers who have answered every assignment."""
-    prog = progress_by(session, study_id=study_id)
-    names = dict(session.execute(select(Reader.id, Reader.pseudonym).where(Reader.study_id == study_id)).all())
-    return {names[rid] for rid, p in prog.items() if p.complete and rid in names}
-
-
-__all__ = ["AI_POSITIVE", "Progress", "Score", "ai_call", "as_text", "call_is_correct", "completed_readers",
+__all__ = ["AI_POSITIVE", "Progress", "Score", "ai_call", "as_text", "call_is_correct",
            "latest_answer", "latest_version_subquery", "latest_versions", "p_abnormal", "progress_by", "ranked_findings",
            "reader_progress", "reference", "reference_label", "score", "shown_ai_output", "shown_ai_outputs",
            "study_ai_output", "truth_of"]

@@ -32,7 +32,7 @@ def create_study(session: Session, config: StudyConfig, toml_text: str, *, actor
     audit.record(session, actor=actor, action="study.created", entity="study", entity_id=study.id,
                  study_id=study.id, after={"name": study.name, "design": study.design, "seed": seed,
                                            "config": study.config})
-    session.commit()
+    session.flush()
     return study
 
 
@@ -83,5 +83,5 @@ def update_config(session: Session, study_id: int, config: StudyConfig, toml_tex
         study.seed = config.seed
     audit.record(session, actor=actor, action="study.config_changed", entity="study", entity_id=study.id,
                  study_id=study.id, before=before, after={"config": study.config, "seed": study.seed})
-    session.commit()
+    session.flush()
     return study

@@ -1,7 +1,8 @@
 """A reader's path through a study: next item, submit, correct, resume, timing.
 
 Plain functions over a SQLAlchemy session, so the web pages, the tests and the load tests drive the
-same code. Each call is one transaction: it commits on success and leaves nothing behind on error.
+same code. They never commit: the caller (the reader service, a job, a test) commits the transaction; an
+error rolls back and leaves nothing behind.
 All state lives in the database, so resuming after a restart is just calling :func:`next_item` again:
 it returns the first unanswered assignment in (session, position) order, with its original
 ``shown_at`` (the first time it was shown; reading time = ``submitted_at - shown_at``, server clock).
@@ -258,17 +259,20 @@ def next_item(session: Session, reader_id: int, now: datetime | None = None) -> 
     """The reader's current item (the same one until it is answered), or None when all are done.
 
     Raises :class:`WashoutPending` between crossover sessions until the washout has passed.
-    Reading is a read-only transaction (on SQLite it takes no lock); only the first showing of an item
-    writes, in a short transaction of its own that records ``shown_at``.
+    Called outside a transaction, the reading is a read-only transaction (on SQLite it takes no lock) that
+    ends here; only the first showing of an item writes ``shown_at``, in a new transaction that the caller
+    commits (called inside one, everything happens in it).
     """
     now = now or utcnow()
+    began_read = not session.in_transaction()
     try:
         db.begin_read(session)
         reader = _reader(session, reader_id)
         a = session.scalar(select(Assignment).where(Assignment.reader_id == reader.id, ~_answered())
                            .order_by(Assignment.session, Assignment.position).limit(1))
         if a is None:
-            session.rollback()
+            if began_read:
+                session.rollback()
             return None
         study = session.get(Study, reader.study_id)
         config = study_config(study)
@@ -276,7 +280,8 @@ def next_item(session: Session, reader_id: int, now: datetime | None = None) -> 
         prog = progress(session, reader.id)
         item = _build_item(session, study, config, a, a.case, prog.done + 1, prog.total, a.shown_at or now)
         first_showing = a.shown_at is None
-        session.commit()
+        if began_read:
+            session.rollback()  # the end of the read-only transaction (it wrote nothing)
         if first_showing:
             item = replace(item, shown_at=_mark_shown(session, a.id, reader.pseudonym, study.id, now))
         return item
@@ -292,11 +297,9 @@ def _mark_shown(session: Session, assignment_id: int, pseudonym: str, study_id: 
     if marked == 1:
         audit.record(session, actor=f"reader:{pseudonym}", action="assignment.shown", entity="assignment",
                      entity_id=assignment_id, study_id=study_id, at=now, after={"shown_at": now})
-        session.commit()
+        session.flush()
         return now
-    shown_at = session.scalar(select(Assignment.shown_at).where(Assignment.id == assignment_id))
-    session.commit()
-    return shown_at
+    return session.scalar(select(Assignment.shown_at).where(Assignment.id == assignment_id))
 
 
 def grant_washout_override(session: Session, reader_id: int, session_number: int, *, actor: str, reason: str,
@@ -312,7 +315,7 @@ def grant_washout_override(session: Session, reader_id: int, session_number: int
     session.flush()
     audit.record(session, actor=actor, action="washout.overridden", entity="reader", entity_id=reader.id,
                  study_id=reader.study_id, at=now, after={"session": session_number, "reason": row.reason})
-    session.commit()
+    session.flush()
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -403,7 +406,7 @@ def submit(session: Session, reader_id: int, assignment_id: int, answer: dict, i
                      entity_id=ans.id, study_id=a.study_id, at=now,
                      after={"assignment_id": a.id, "version": 1, "payload": payload, "idempotency_key": idempotency_key,
                             "shown_at": a.shown_at, "submitted_at": now})
-        session.commit()
+        session.flush()
         return _result(ans, False)
     except BaseException:
         session.rollback()
@@ -473,13 +476,8 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
                      before={"answer_id": old.id, "version": old.version, "payload": old.payload},
                      after={"assignment_id": a.id, "version": ans.version, "payload": payload, "reason": reason,
                             "idempotency_key": key, "submitted_at": now})
-        session.commit()
+        session.flush()
         return _result(ans, False)
     except BaseException:
         session.rollback()
         raise
-
-
-def answer_history(session: Session, assignment_id: int) -> list[Answer]:
-    """Every version of the answer to one assignment, oldest first."""
-    return list(session.scalars(select(Answer).where(Answer.assignment_id == assignment_id).order_by(Answer.version)))

@@ -120,6 +120,7 @@ def ensure_demo_study(db_url: str | None = None, *, n_cases: int = 60, n_sim_rea
                 reader, code = add_reader(s, study_id, display_name=display_name, years_experience=years,
                                           specialty="demo", site="demo", actor="demo")
                 codes[reader.pseudonym] = code
+            s.commit()
         sim = simulate(factory, study_id, n_sim_readers, seed=seed, actor="demo")
         with factory() as s:
             n_c, n_r, n_a = _counts(s, study_id)

@@ -30,8 +30,9 @@ from study.storage.models import AIOutput, Case
 
 def store_ai_output(session: Session, case_id: int, *, model_card: dict, probabilities: dict[str, float],
                     label_set: str, saliency_png: bytes | None = None, saliency_path: str | None = None,
-                    actor: str = "precompute", commit: bool = True) -> AIOutput:
-    """Store one case's AI output for ``model_card['version']``; a second store for the same pair raises."""
+                    actor: str = "precompute") -> AIOutput:
+    """Store one case's AI output for ``model_card['version']`` in the caller's transaction; a second store
+    for the same pair raises."""
     version = model_card.get("version")
     if not version:
         raise ValueError("model_card must carry the model 'version' (hash of the weights)")
@@ -47,8 +48,6 @@ def store_ai_output(session: Session, case_id: int, *, model_card: dict, probabi
                  study_id=case.study_id, after={"case_id": case.id, "model_version": row.model_version,
                                                 "probabilities": row.probabilities, "saliency_png": saliency_png,
                                                 "saliency_path": saliency_path})
-    if commit:
-        session.commit()
     return row
 
 
@@ -126,7 +125,7 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
                 except Exception as exc:  # reported, never fatal: the probabilities are still stored
                     report.saliency_failed[case.case_key] = f"{type(exc).__name__}: {exc}"
             store_ai_output(session, case.id, model_card=saliency_card if png else card, probabilities=probs, label_set=config.label_set,
-                            saliency_png=png, actor=actor, commit=False)
+                            saliency_png=png, actor=actor)
             report.stored += 1
         session.commit()  # one batch at a time: an interrupted run keeps every finished batch
         if on_progress is not None:  # e.g. a web page's progress bar: (cases handled, cases to do)
@@ -143,8 +142,3 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
                                            "saliency_failed": report.saliency_failed})
     session.commit()
     return report
-
-
-def has_output(session: Session, case_id: int, model_version: str) -> bool:
-    return session.scalar(select(AIOutput.id).where(AIOutput.case_id == case_id,
-                                                    AIOutput.model_version == model_version)) is not None

@@ -255,27 +255,13 @@ def add_simulated_readers(session: Session, study_id: int, n: int, *, seed: int 
                           actor: str = "simulator") -> dict[str, str]:
     """Add ``n`` virtual readers (display name "Simulated reader k"); returns pseudonym -> plain code.
 
-    Each reader is committed on its own (``readers.add_reader`` commits); :func:`simulate` calls this
-    inside :func:`_one_transaction`, where those commits are savepoints of one transaction.
+    In the caller's transaction: :func:`simulate` adds them and builds the design in one, so an exception or a
+    killed process anywhere inside leaves the database without half of the readers.
     """
     study = get_study(session, study_id)
     if session.scalar(select(Reader.id).where(Reader.study_id == study.id, *_is_simulated()).limit(1)) is not None:
         raise ValueError(f"study {study.name!r} already has simulated readers")
     return _create_readers(session, study.id, n, seed=seed, actor=actor)
-
-
-@contextmanager
-def _one_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose commits are savepoints of one outer transaction, committed only at the end.
-
-    ``readers.add_reader`` and ``design.build_design`` commit as they go; joined to an outer transaction
-    this way (SQLAlchemy's ``join_transaction_mode="create_savepoint"``), an exception or a killed process
-    anywhere inside rolls all of it back, and the database never holds half of the readers.
-    """
-    engine = factory.kw["bind"]
-    with engine.connect() as conn, conn.begin():
-        with factory(bind=conn, join_transaction_mode="create_savepoint") as session:
-            yield session
 
 
 def _answer(config: StudyConfig, rng: random.Random, primary: str, conf: int, truth_findings: list[str],
@@ -457,6 +443,7 @@ def answer_all(factory: sessionmaker[Session], study_id: int, pseudonyms: list[s
                 done = clock + timedelta(seconds=round(seconds, 3))
                 workflow.submit(s, r.id, item.assignment_id, answer,
                                 f"sim:{study_id}:{r.pseudonym}:{item.assignment_id}", now=done)
+                s.commit()  # each answer on its own: a run killed here resumes after it
                 report.answers += 1
                 clock = done + _pause(seed, r.pseudonym, item.case_id, item.condition)
                 session_end = max(session_end, clock)
@@ -598,7 +585,7 @@ def _simulate(factory: sessionmaker[Session], study_id: int, n_readers: int, *, 
                              "before reading starts (the design must include them)")
         if start is None:
             start = backdated_start(n_readers, n_cases, washout)
-        with _one_transaction(factory) as s:
+        with factory() as s:
             codes = add_simulated_readers(s, sid, n_readers, seed=seed, actor=actor)
             build_design(s, sid, actor=actor)
             audit.record(s, actor=actor, action="simulation.started", entity="study", entity_id=sid, study_id=sid,
@@ -625,7 +612,7 @@ def _simulate(factory: sessionmaker[Session], study_id: int, n_readers: int, *, 
                              f"{n_readers - k} still to add, but it already has answers: its design can no "
                              "longer change, so they cannot be given assignments (simulate into a copy of the study "
                              "made before its first answer instead)")
-        with _one_transaction(factory) as s:
+        with factory() as s:
             codes = _create_readers(s, sid, n_readers, seed=seed, actor=actor,
                                     skip={i for r in sims if (i := _sim_index(r)) is not None})
             build_design(s, sid, actor=actor)

@@ -38,5 +38,5 @@ def export_audit(session: Session, study_id: int, flt: AuditFilter = AuditFilter
     text = audit_csv(rows)
     audit.record(session, actor=actor, action="audit.exported", entity="study", entity_id=study_id,
                  study_id=study_id, after={"filter": flt.described(), "events": total, "file": text.encode()})
-    session.commit()
+    session.flush()
     return text, total

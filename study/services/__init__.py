@@ -2,6 +2,7 @@
 
 ``signin`` (readers' and the investigator's sign-in), ``reader`` (consent, the reader's state, submitting),
 ``investigator`` (set-up, monitor, exports) and ``analysis`` (the analysis page). The library below them
-takes a session; the aim is that it never commits (``study.domain.workflow``, ``study.domain.reader_operations`` and the set-up
-functions of ``study.domain.cases``/``readers``/``design``/``studies``/``precompute`` still do).
+(``study.domain``, ``study.outputs``) takes a session and never commits: a service, a command or a job opens
+the transaction and commits it, so that what one operation writes is one transaction. The jobs
+(``study.jobs.precompute``, ``simulate_readers``) commit their own batches, as a command does.
 """

@@ -6,8 +6,9 @@ trail, the case browser, a reader's detail), over the domain modules ``study.dom
 ``audit_trail`` and ``monitoring``.
 
 Why a service: the pages hold no transaction. Functions that take a session factory open their own: reads
-a read-only ``db.reading`` that never writes; writes a session in which the libraries below
-(``study.domain.cases``, ``readers``, ``design``, ``studies``, ``precompute``, ``operations``) still commit. The
+a read-only ``db.reading`` that never writes; writes a session that the function commits (the domain below,
+``study.domain.cases``, ``readers``, ``design``, ``studies``, ``reader_operations``, never commits; the
+``precompute`` job commits its batches). The
 functions that take a ``session`` (``study_summary``, ``monitor``, ``accuracy_by_condition_level``) are for
 callers that hold one already (the commands, the tests); a page calls their factory-taking forms
 (``setup_summary``, ``live_monitor``). The analysis has its own service (``study.services.analysis``).
@@ -80,9 +81,11 @@ def create_study_from_toml(factory: sessionmaker[Session], text: str, actor: str
         return None, list(exc.problems)
     with factory() as session:
         try:
-            return create_study(session, config, text, actor=actor).id, []
+            study_id = create_study(session, config, text, actor=actor).id
         except ValueError as exc:
             return None, [str(exc)]
+        session.commit()
+        return study_id, []
 
 
 CSV_ALONE = ("a manifest CSV uploaded on its own cannot bring its images (image paths must be inside the "
@@ -106,6 +109,7 @@ def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str
             return 0, exc.messages()
         except ValueError as exc:
             return 0, [str(exc)]
+        session.commit()
         return len(cases), []
 
 
@@ -124,7 +128,7 @@ def add_readers_csv(factory: sessionmaker[Session], study_id: int, text: str, ac
             for row in rows:
                 reader, code = add_reader(session, study_id, display_name=row.display_name,
                                           years_experience=row.years_experience, specialty=row.specialty,
-                                          site=row.site, actor=actor, commit=False)
+                                          site=row.site, actor=actor)
                 out.append({"pseudonym": reader.pseudonym, "display_name": reader.display_name,
                             "level": reader.level, "access_code": code})
             session.commit()
@@ -150,7 +154,9 @@ class ReaderCodes:
 
 def build_design(factory: sessionmaker[Session], study_id: int, actor: str) -> int:
     with factory() as session:
-        return build(session, study_id, actor=actor)
+        count = build(session, study_id, actor=actor)
+        session.commit()
+        return count
 
 
 def run_precompute(factory: sessionmaker[Session], study_id: int, *, loaded=None, actor: str = "precompute",
@@ -209,20 +215,26 @@ def reader_detail(factory: sessionmaker[Session], reader_id: int) -> ReaderDetai
 def revoke_code(factory: sessionmaker[Session], reader_id: int, *, actor: str, reason: str) -> str:
     """Revoke a reader's access code (audited with the reason); returns the reader's pseudonym."""
     with factory() as session:
-        return reader_operations.revoke_code(session, reader_id, actor=actor, reason=reason).pseudonym
+        pseudonym = reader_operations.revoke_code(session, reader_id, actor=actor, reason=reason).pseudonym
+        session.commit()
+        return pseudonym
 
 
 def reissue_code(factory: sessionmaker[Session], reader_id: int, *, actor: str, reason: str) -> str:
     """A new access code for the reader (audited with the reason); returns the plain code, to show once."""
     with factory() as session:
-        return reader_operations.reissue_code(session, reader_id, actor=actor, reason=reason)
+        code = reader_operations.reissue_code(session, reader_id, actor=actor, reason=reason)
+        session.commit()
+        return code
 
 
 def override_washout(factory: sessionmaker[Session], reader_id: int, session_number: int | None = None, *,
                      actor: str, reason: str) -> int:
     """Open the reader's next session (or ``session_number``) before the washout ends; returns the session."""
     with factory() as session:
-        return reader_operations.override_washout(session, reader_id, session_number, actor=actor, reason=reason)
+        number = reader_operations.override_washout(session, reader_id, session_number, actor=actor, reason=reason)
+        session.commit()
+        return number
 
 
 def audit_filter_choices(factory: sessionmaker[Session], study_id: int) -> tuple[list[str], list[str], list[str]]:
@@ -243,7 +255,9 @@ def export_audit(factory: sessionmaker[Session], study_id: int, flt: AuditFilter
                  actor: str) -> tuple[str, int]:
     """(CSV text, events) of the filtered trail; the export is itself audited."""
     with factory() as session:
-        return audit_export.export_audit(session, study_id, flt, actor=actor)
+        exported = audit_export.export_audit(session, study_id, flt, actor=actor)
+        session.commit()
+        return exported
 
 
 def case_list(factory: sessionmaker[Session], study_id: int) -> list[dict]:

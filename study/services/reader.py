@@ -4,7 +4,8 @@ the reader's own answers with their corrections (``study.domain.own_answers``).
 
 Why a service: the pages hold no transaction. Each function here opens its own and commits it (or retries
 it, for a submit; reads run in a read-only ``db.reading``); the workflow and operations below
-(``study.domain.workflow``, ``study.domain.own_answers``) take the session they are given. The exceptions a page catches
+(``study.domain.workflow``, ``study.domain.own_answers``) take the session they are given and never commit. The
+exceptions a page catches
 (``AnswerInvalid``, ``WorkflowError``) are re-exported here.
 """
 
@@ -77,7 +78,7 @@ def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetim
     """Everything the reading page shows, from the database (session state only caches the reader id)."""
 
     with factory() as session:
-        db.begin_read(session)  # next_item ends this read and writes shown_at in a short transaction
+        db.begin_read(session)  # the state is read without a write lock
         reader = session.get(Reader, reader_id)
         if reader is None:
             raise ValueError(f"no reader with id {reader_id}")
@@ -87,8 +88,10 @@ def reader_state(factory: sessionmaker[Session], reader_id: int, *, now: datetim
                             has_consented(session, reader.id), reader.revoked_at is not None, prog.done, prog.total)
         if state.revoked or not state.consented or not fetch_item:
             return state
+        session.rollback()  # the read ends; next_item reads again and writes shown_at in a short transaction
         try:
             state.item = workflow.next_item(session, reader.id, now=now)
+            session.commit()
         except workflow.WashoutPending as exc:
             state.washout_session, state.washout_until = exc.session_number, exc.available_at
         except workflow.WorkflowError as exc:
@@ -100,8 +103,12 @@ def submit_answer(factory: sessionmaker[Session], reader_id: int, assignment_id:
                   idempotency_key: str):
     """Store an answer (retried on a dropped connection; the key makes a repeat store nothing new)."""
 
-    return db.run_with_retry(factory, lambda s: workflow.submit(s, reader_id, assignment_id, answer,
-                                                                idempotency_key))
+    def submit(session: Session):
+        result = workflow.submit(session, reader_id, assignment_id, answer, idempotency_key)
+        session.commit()
+        return result
+
+    return db.run_with_retry(factory, submit)
 
 
 def is_aided(item) -> bool:
@@ -123,4 +130,6 @@ def correct_own_answer(factory: sessionmaker[Session], reader_id: int, answer_id
     (audited); returns the workflow's ``SubmitResult``. Raises ``AnswerInvalid``, ``WorkflowError`` or
     ``ValueError`` when it is refused."""
     with factory() as session:
-        return own.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)
+        result = own.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)
+        session.commit()
+        return result

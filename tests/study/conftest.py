@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 
 from study.storage import db
 from study.domain import readers
-from tests.study.helpers import CARD, LABELS, SALIENCY, study_toml
+from tests.study.helpers import CARD, LABELS, SALIENCY, study_toml, committed
 
 PG_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
 
@@ -171,24 +171,25 @@ def make_study(Session):
               build: bool = True, years=(2, 7, 15, 3), **toml_kw):
         text = study_toml(design, **toml_kw)
         with Session() as s:
-            st = studies.create_study(s, parse_text(text), text)
+            st = committed(studies.create_study, s, parse_text(text), text)
             case_ids = []
             for i in range(n_cases):
-                c = cases.add_case(s, st.id, f"case{i:03d}", f"sha-{i:03d}",
+                c = committed(cases.add_case, s, st.id, f"case{i:03d}", f"sha-{i:03d}",
                                    {"primary": LABELS[i % len(LABELS)], "SECRET_TRUTH_MARKER": True})
                 case_ids.append(c.id)
                 if with_ai:
-                    precompute.store_ai_output(s, c.id, model_card=CARD, label_set="revision_findings",
+                    committed(precompute.store_ai_output, s, c.id, model_card=CARD, label_set="revision_findings",
                                                probabilities={k: 0.1 * (j + 1) for j, k in enumerate(LABELS[:-1])},
                                                saliency_png=SALIENCY)
             reader_codes = {}
             for r in range(n_readers):
-                reader, code = readers.add_reader(s, st.id, display_name=f"Dr {r}",
+                reader, code = committed(readers.add_reader, s, st.id, display_name=f"Dr {r}",
                                                   years_experience=years[r % len(years)], specialty="ophthalmology",
                                                   site="site A")
                 reader_codes[reader.id] = code
             if build:
-                design_mod.build_design(s, st.id)
+                committed(design_mod.build_design, s, st.id)
+            s.commit()
             return st.id, case_ids, reader_codes
 
     return _make

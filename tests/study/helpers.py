@@ -1,6 +1,12 @@
-"""Shared test data for the study tests: a TOML builder, labels, a model card, a valid answer."""
+"""Shared test data for the study tests: a TOML builder, labels, a model card, a valid answer; and two
+oracles the tests read the database and the store with."""
 
 from __future__ import annotations
+
+from sqlalchemy import select
+
+from study.domain.cases import case_source, study_store
+from study.storage.models import Answer
 
 
 def study_toml(design: str = "crossover", *, name: str = "Test study", corrections: bool = True, seed: int = 1234,
@@ -22,3 +28,27 @@ SALIENCY = b"\x89PNG\r\n\x1a\nfake-saliency"
 
 
 VALID_ANSWER = {"primary_diagnosis": "amd", "findings": ["amd"], "confidence": 70, "referral": True}
+
+
+def answer_history(session, assignment_id: int) -> list[Answer]:
+    """Every version of the answer to one assignment, oldest first."""
+    return list(session.scalars(select(Answer).where(Answer.assignment_id == assignment_id).order_by(Answer.version)))
+
+
+def load_case_image(study_id: int, image_ref: str, store_root=None):
+    """The case photograph, upright, exactly as ``load_image`` returned it from the source at import."""
+    from revision_core.imageio import load_image
+
+    return load_image(case_source(study_store(study_id, store_root), image_ref))
+
+
+def committed(fn, session, *args, **kwargs):
+    """``fn(session, ...)`` as a service or job calls it: the domain never commits, the caller commits the
+    transaction once the call has returned (an exception leaves it uncommitted)."""
+    result = fn(session, *args, **kwargs)
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()  # as the service's ``with`` block does when its commit fails
+        raise
+    return result

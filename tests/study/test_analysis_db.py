@@ -1,4 +1,4 @@
-"""``analyze --db``: the study's own export (study.outputs.export.answers_table) through the whole analysis."""
+"""``analyze --db``: the study's own export (study.domain.answers.answers_table) through the whole analysis."""
 
 from __future__ import annotations
 

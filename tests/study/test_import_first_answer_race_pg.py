@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from study.domain import cases, design, workflow
 from study.storage.models import Answer, Case
 from tests.study.helpers import VALID_ANSWER
+from tests.study.helpers import committed
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_an_import_waits_for_the_first_answer_and_is_then_refused(Session, make_
     reader_id = next(iter(codes))
     manifest = _manifest(tmp_path / "new")
     with Session() as s:
-        item = workflow.next_item(s, reader_id)
+        item = committed(workflow.next_item, s, reader_id)
 
     held, release = threading.Event(), threading.Event()
     real_record = workflow.audit.record
@@ -61,12 +62,12 @@ def test_an_import_waits_for_the_first_answer_and_is_then_refused(Session, make_
 
     def answer():
         with Session() as s:
-            outcome["answer"] = workflow.submit(s, reader_id, item.assignment_id, VALID_ANSWER, "race-key")
+            outcome["answer"] = committed(workflow.submit, s, reader_id, item.assignment_id, VALID_ANSWER, "race-key")
 
     def import_cases():
         with Session() as s:
             try:
-                outcome["import"] = cases.import_manifest(s, sid, manifest, store_root=tmp_path / "store")
+                outcome["import"] = committed(cases.import_manifest, s, sid, manifest, store_root=tmp_path / "store")
             except design.StudyLocked as exc:
                 outcome["import"] = exc
 

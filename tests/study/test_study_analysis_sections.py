@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from study.analysis.study_analysis import MORE_SECTIONS
 from study.analysis.study_inputs import analyze_study
-from study.outputs.export import answers_table
+from study.domain.answers import answers_table
 from study.storage.models import Case, Reader
 from study.outputs.report import render_html
 from study.jobs.simulate_readers import answer_all, simulate

@@ -18,6 +18,7 @@ from study.storage.models import Reader
 from study.services import analysis
 from study.jobs.simulate_readers import answer_all
 from tests.study.helpers import VALID_ANSWER
+from tests.study.helpers import committed
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -34,8 +35,8 @@ def live_study(make_study, Session):
     answer_all(Session, sid, [r.pseudonym for r in full], seed=4, start=START)
     with Session() as s:
         for k in range(3):
-            item = workflow.next_item(s, partial.id, now=START + timedelta(minutes=k))
-            workflow.submit(s, partial.id, item.assignment_id, VALID_ANSWER, f"partial-{k}",
+            item = committed(workflow.next_item, s, partial.id, now=START + timedelta(minutes=k))
+            committed(workflow.submit, s, partial.id, item.assignment_id, VALID_ANSWER, f"partial-{k}",
                             now=START + timedelta(minutes=k, seconds=30))
     return sid, [r.pseudonym for r in full], partial.pseudonym
 
@@ -109,7 +110,7 @@ def test_cutoff_completed_readers_and_time(live_study, Session, db_url, tmp_path
 @SQLITE
 def test_fast_read_sensitivity_uses_the_flag_rule(live_study, Session):
     from study.analysis.study_inputs import analyze_study
-    from study.outputs.export import answers_table
+    from study.domain.answers import answers_table
 
     sid, _, _ = live_study
     with Session() as s:

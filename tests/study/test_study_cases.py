@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from study.domain import cases, studies
 from study.domain.config import parse_text
 from study.storage.models import AuditEvent, Case
-from tests.study.helpers import study_toml
+from tests.study.helpers import study_toml, committed
 
 
 def _image(path, seed, exif=False):
@@ -29,7 +29,7 @@ def _image(path, seed, exif=False):
 
 def _study(s):
     t = study_toml()
-    return studies.create_study(s, parse_text(t), t)
+    return committed(studies.create_study, s, parse_text(t), t)
 
 
 def test_import_good_manifest(Session, tmp_path):
@@ -41,7 +41,7 @@ def test_import_good_manifest(Session, tmp_path):
     store = tmp_path / "store"
     with Session() as s:
         st = _study(s)
-        added = cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=store)
+        added = committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=store)
         assert [c.case_key for c in added] == ["A", "B"]
         a = s.scalar(select(Case).where(Case.case_key == "A"))
         assert a.reference_labels == {"label": "amd", "findings": ["amd", "glaucoma"]}
@@ -67,7 +67,7 @@ def test_bad_manifest_rejected_whole_with_every_problem(Session, tmp_path):
     with Session() as s:
         st = _study(s)
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+            committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
         got = {(p.row, p.column) for p in err.value.problems}
         assert got == {(3, "case_id"), (3, "label"), (3, "findings"), (3, "eye"), (3, "image_path"),
                        (4, "case_id"), (4, "image_path"), (5, "image_path")}
@@ -83,10 +83,10 @@ def test_manifest_columns_checked_and_existing_ids_refused(Session, tmp_path):
     with Session() as s:
         st = _study(s)
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_manifest(s, st.id, tmp_path / "bad.csv", store_root=tmp_path / "store")
+            committed(cases.import_manifest, s, st.id, tmp_path / "bad.csv", store_root=tmp_path / "store")
         assert {(p.row, p.column) for p in err.value.problems} == {(1, "case_id"), (1, "label"), (1, "case"),
                                                                   (1, "colour")}
-        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
         with pytest.raises(cases.ManifestError, match="already a case"):
-            cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+            committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
         assert s.scalar(select(func.count()).select_from(Case)) == 1

@@ -11,6 +11,7 @@ from study.domain import design, readers, studies, workflow
 from study.domain.config import parse_text
 from study.storage.models import Assignment, AuditEvent
 from tests.study.helpers import VALID_ANSWER, study_toml
+from tests.study.helpers import committed
 
 CASES = [f"c{i:02d}" for i in range(12)]
 READERS = [(f"R{i:03d}", lvl) for i, lvl in enumerate(["junior", "junior", "senior", "senior", "intermediate",
@@ -106,19 +107,19 @@ def test_stored_design_is_rebuildable_from_the_seed(Session, make_study, kind):
 def test_design_locked_after_first_answer(Session, make_study):
     study_id, _, codes = make_study("crossover", n_cases=4, n_readers=2)
     with Session() as s:
-        assert design.build_design(s, study_id) == 2 * 4 * 2  # rebuilding before reading is allowed
+        assert committed(design.build_design, s, study_id) == 2 * 4 * 2  # rebuilding before reading is allowed
         assert design.verify_design(s, study_id) == []
         rid = next(iter(codes))
-        item = workflow.next_item(s, rid)
-        workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "first")
+        item = committed(workflow.next_item, s, rid)
+        committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "first")
         st = studies.get_study(s, study_id)
         assert st.design_locked_at is not None
         before = design.stored_plan(s, study_id)
         with pytest.raises(studies.DesignLocked):
-            design.build_design(s, study_id)
+            committed(design.build_design, s, study_id)
         cfg = parse_text(study_toml("sequential"))
         with pytest.raises(studies.DesignLocked):
-            studies.update_config(s, study_id, cfg, "x")
+            committed(studies.update_config, s, study_id, cfg, "x")
         assert design.stored_plan(s, study_id) == before
         assert s.query(AuditEvent).filter_by(action="design.locked").count() == 1
 
@@ -126,9 +127,9 @@ def test_design_locked_after_first_answer(Session, make_study):
 def test_build_needs_cases_and_readers(Session):
     text = study_toml()
     with Session() as s:
-        st = studies.create_study(s, parse_text(text), text)
+        st = committed(studies.create_study, s, parse_text(text), text)
         with pytest.raises(ValueError, match="needs cases and readers"):
-            design.build_design(s, st.id)
-        readers.add_reader(s, st.id, display_name="A", years_experience=1)
+            committed(design.build_design, s, st.id)
+        committed(readers.add_reader, s, st.id, display_name="A", years_experience=1)
         with pytest.raises(ValueError, match="0 cases"):
-            design.build_design(s, st.id)
+            committed(design.build_design, s, st.id)

@@ -13,6 +13,7 @@ from study.outputs.export import answers_table, export
 from study.storage.models import Answer, Assignment
 from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
+from tests.study.helpers import committed
 
 
 def parse_imrmc(text: str) -> tuple[dict, dict, list]:
@@ -42,7 +43,7 @@ def _study_with_corrections(Session):
             new = dict(ans.payload)
             new["primary_diagnosis"] = "normal" if ans.payload["primary_diagnosis"] != "normal" else "amd"
             new["confidence"] = 33
-            workflow.correct(s, ans.reader_id, ans.id, new, "typo in the first answer")
+            committed(workflow.correct, s, ans.reader_id, ans.id, new, "typo in the first answer")
     return sid, [a.id for a in answers]
 
 
@@ -97,8 +98,8 @@ def test_fast_read_column_is_the_flag_rule(make_study, Session):
     t0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
     with Session() as s:
         for k, seconds in enumerate([1.0, 2.999, 3.0, 40.0]):
-            item = workflow.next_item(s, reader_id, now=t0 + timedelta(minutes=k))
-            workflow.submit(s, reader_id, item.assignment_id, VALID_ANSWER, f"k{k}",
+            item = committed(workflow.next_item, s, reader_id, now=t0 + timedelta(minutes=k))
+            committed(workflow.submit, s, reader_id, item.assignment_id, VALID_ANSWER, f"k{k}",
                             now=t0 + timedelta(minutes=k, seconds=seconds))
         df = answers_table(s, sid)
     assert df.seconds.round(3).tolist() == [1.0, 2.999, 3.0, 40.0]

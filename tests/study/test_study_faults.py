@@ -19,6 +19,7 @@ from study.storage import db
 from study.domain import workflow
 from study.storage.models import Answer, Assignment, AuditEvent
 from tests.study.helpers import VALID_ANSWER
+from tests.study.helpers import committed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,13 +30,13 @@ def _reader_loop(Session, rid, errors, retry_keys=True):
     try:
         while True:
             with Session() as s:
-                item = workflow.next_item(s, rid)
+                item = committed(workflow.next_item, s, rid)
                 if item is None:
                     return
                 key = f"{rid}:{item.assignment_id}"
-                first = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, key)
+                first = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, key)
                 if retry_keys and rng.random() < 0.3:
-                    assert workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, key) == first
+                    assert committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, key) == first
     except Exception as exc:  # pragma: no cover - reported by the test
         errors.append(repr(exc))
 
@@ -74,17 +75,18 @@ CHILD = r"""
 import sys
 from study.storage import db
 from study.domain import workflow
+from tests.study.helpers import committed
 url, rid = sys.argv[1], int(sys.argv[2])
 engine = db.make_engine(url)
 Session = db.session_factory(engine)
 answer = {"primary_diagnosis": "amd", "findings": ["amd"], "confidence": 70, "referral": True}
 with Session() as s:
     while True:
-        item = workflow.next_item(s, rid)
+        item = committed(workflow.next_item, s, rid)
         if item is None:
             break
         key = f"proc:{item.assignment_id}"
-        workflow.submit(s, rid, item.assignment_id, answer, key)
+        committed(workflow.submit, s, rid, item.assignment_id, answer, key)
         print(key, flush=True)  # the acknowledgement: only after the commit returned
 """
 
@@ -107,7 +109,7 @@ def test_killed_process_loses_nothing_acknowledged(db_url, Session, make_study):
         assert set(acked) <= stored  # every acknowledged answer survived
         assert len(stored) in (len(acked), len(acked) + 1)  # at most one committed but not yet acknowledged
         # resume picks up exactly after the last stored answer
-        nxt = workflow.next_item(s, rid)
+        nxt = committed(workflow.next_item, s, rid)
         assert f"proc:{nxt.assignment_id}" not in stored
 
 
@@ -115,13 +117,14 @@ DUP_CHILD = r"""
 import os, sys, time
 from study.storage import db
 from study.domain import workflow
+from tests.study.helpers import committed
 url, rid, aid, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 Session = db.session_factory(db.make_engine(url))
 answer = {"primary_diagnosis": "amd", "findings": ["amd"], "confidence": 70, "referral": True}
 while not os.path.exists(go):
     time.sleep(0.005)
 with Session() as s:
-    r = workflow.submit(s, rid, aid, answer, "same-key-from-many-processes")
+    r = committed(workflow.submit, s, rid, aid, answer, "same-key-from-many-processes")
 print(r.answer_id, r.version, r.replayed, flush=True)
 """
 
@@ -130,7 +133,7 @@ def test_same_key_from_several_processes_stores_one_answer(db_url, Session, make
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
+        item = committed(workflow.next_item, s, rid)
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", DUP_CHILD, db_url, str(rid), str(item.assignment_id), str(go)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -158,7 +161,7 @@ def test_dropped_connection_retried(pg_server, pg_url, make_study_pg):
     Session = db.session_factory(engine)
     rid = make_study_pg(Session)
     with Session() as s:
-        item = workflow.next_item(s, rid)
+        item = committed(workflow.next_item, s, rid)
     attempts = []
 
     def submit_once(s):
@@ -167,7 +170,7 @@ def test_dropped_connection_retried(pg_server, pg_url, make_study_pg):
             pid = s.execute(text("select pg_backend_pid()")).scalar()
             with engine.connect() as admin:
                 admin.execute(text("select pg_terminate_backend(:p)"), {"p": pid})
-        return workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "retry-key")
+        return committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "retry-key")
 
     result = db.run_with_retry(Session, submit_once, delay=0.05)
     assert len(attempts) == 2 and result.version == 1
@@ -181,11 +184,11 @@ def test_postgres_restart_mid_study(pg_server, pg_url, make_study_pg):
     Session = db.session_factory(engine)
     rid = make_study_pg(Session)
     with Session() as s:
-        item = workflow.next_item(s, rid)
-        workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "before")
-        item = workflow.next_item(s, rid)
+        item = committed(workflow.next_item, s, rid)
+        committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "before")
+        item = committed(workflow.next_item, s, rid)
     pg_server.restart()  # every pooled connection is now dead
-    result = db.run_with_retry(Session, lambda s: workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "after"))
+    result = db.run_with_retry(Session, lambda s: committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "after"))
     assert result.version == 1
     with Session() as s:
         assert set(s.scalars(select(Answer.idempotency_key))) == {"before", "after"}
@@ -203,13 +206,13 @@ def make_study_pg():
     def _make(Session):
         t = study_toml(washout=0)
         with Session() as s:
-            st = studies.create_study(s, parse_text(t), t)
+            st = committed(studies.create_study, s, parse_text(t), t)
             for i in range(4):
-                c = cases.add_case(s, st.id, f"c{i}", f"sha{i}", {"label": "amd"})
-                precompute.store_ai_output(s, c.id, model_card=CARD, label_set="revision_findings",
+                c = committed(cases.add_case, s, st.id, f"c{i}", f"sha{i}", {"label": "amd"})
+                committed(precompute.store_ai_output, s, c.id, model_card=CARD, label_set="revision_findings",
                                            probabilities={"amd": 0.9})
-            reader, _ = readers.add_reader(s, st.id, display_name="Dr P", years_experience=4)
-            design.build_design(s, st.id)
+            reader, _ = committed(readers.add_reader, s, st.id, display_name="Dr P", years_experience=4)
+            committed(design.build_design, s, st.id)
             return reader.id
 
     return _make

@@ -11,6 +11,7 @@ from study.domain import cases
 from study.cli import main
 from study.storage.models import AuditEvent, Case, Study
 from tests.study.test_study_cases import _image, _study
+from tests.study.helpers import committed
 
 
 def _good_folder(root):
@@ -31,7 +32,7 @@ def test_import_good_folder(Session, tmp_path):
     store = tmp_path / "store"
     with Session() as s:
         st = _study(s)
-        added = cases.import_folder(s, st.id, folder, store_root=store)
+        added = committed(cases.import_folder, s, st.id, folder, store_root=store)
         assert [c.case_key for c in added] == ["A1", "A2", "G1", "N1"]
         got = {c.case_key: c.reference_labels for c in s.scalars(select(Case))}
         assert got == {"A1": {"label": "amd", "findings": []}, "A2": {"label": "amd", "findings": []},
@@ -44,7 +45,7 @@ def test_import_good_folder(Session, tmp_path):
         ev = s.scalar(select(AuditEvent).where(AuditEvent.action == "cases.imported"))
         assert ev.after == {"folder": str(folder), "cases": 4}
         with pytest.raises(cases.ManifestError, match="already a case"):  # re-import refused whole
-            cases.import_folder(s, st.id, folder, store_root=store)
+            committed(cases.import_folder, s, st.id, folder, store_root=store)
         assert s.scalar(select(func.count()).select_from(Case)) == 4
 
 
@@ -57,7 +58,7 @@ def test_bad_folder_rejected_whole_with_every_problem(Session, tmp_path):
     with Session() as s:
         st = _study(s)
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_folder(s, st.id, folder, store_root=tmp_path / "store")
+            committed(cases.import_folder, s, st.id, folder, store_root=tmp_path / "store")
         problems = err.value.problems
         assert all(isinstance(p, cases.FolderProblem) for p in problems)
         assert sorted(p.path for p in problems) == ["amd/broken.png", "cancer/C1.png", "normal/A1.png"]
@@ -84,7 +85,7 @@ def test_folder_layout_problems(Session, tmp_path):
     with Session() as s:
         st = _study(s)
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_folder(s, st.id, folder, store_root=tmp_path / "store")
+            committed(cases.import_folder, s, st.id, folder, store_root=tmp_path / "store")
         by_path = {p.path: p.reason for p in err.value.problems}
         assert set(by_path) == {"amd/notes.txt", "loose.png", "rvo", "glaucoma/link.png", "normal/inside.png"}
         assert "not an image file type" in by_path["amd/notes.txt"]
@@ -93,7 +94,7 @@ def test_folder_layout_problems(Session, tmp_path):
         assert "outside the folder" in by_path["glaucoma/link.png"]
         assert "same image as glaucoma/G1.tif" in by_path["normal/inside.png"]
         with pytest.raises(cases.ManifestError, match="the folder has no images"):
-            cases.import_folder(s, st.id, empty, store_root=tmp_path / "store")
+            committed(cases.import_folder, s, st.id, empty, store_root=tmp_path / "store")
         assert s.scalar(select(func.count()).select_from(Case)) == 0
 
 

@@ -26,6 +26,7 @@ from study.services import investigator
 from study.storage import db, settings
 from study.storage.models import Case
 from tests.study.helpers import study_toml
+from tests.study.helpers import committed
 
 # --- the corpus ------------------------------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ def _files(root: Path) -> list[str]:
 def _study(factory) -> int:
     text = study_toml()
     with factory() as s:
-        return studies.create_study(s, parse_text(text), text).id
+        return committed(studies.create_study, s, parse_text(text), text).id
 
 
 def _upload(factory, study_id, data: bytes, name: str = "cases.zip") -> tuple[int, list[str]]:
@@ -162,7 +163,7 @@ def test_total_size_and_member_count_limits(factory, places):
         small = cases.ImportLimits(max_total_bytes=1 << 20)
         data = _zip({"manifest.csv": MANIFEST, "a.png": np.random.default_rng(0).bytes(2 << 20)})
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_zip(s, sid, data, limits=small)
+            committed(cases.import_zip, s, sid, data, limits=small)
         assert err.value.messages() == [".: unpacks to 2 MiB, over the 1 MiB limit: split the cases into several "
                                         "ZIPs, each with its own manifest.csv"]
     assert cases.LIMITS.max_total_bytes == 4 * 1024 ** 3 and cases.LIMITS.max_members == 20_000
@@ -206,7 +207,7 @@ def test_junk_rows_give_a_capped_list_and_the_count_without_decoding(factory, tm
     monkeypatch.setattr(cases, "_stage_all", lambda *a: pytest.fail("images decoded for a junk manifest"))
     start = time.perf_counter()
     with factory() as s, pytest.raises(cases.ManifestError) as err:
-        cases.import_manifest(s, sid, tmp_path / "m.csv", store_root=tmp_path / "store")
+        committed(cases.import_manifest, s, sid, tmp_path / "m.csv", store_root=tmp_path / "store")
     assert time.perf_counter() - start < 30  # ~4 s on an idle 2-core machine; before the cap: 129 s, 8 GB
     e = err.value
     assert len(e.problems) == 100 and e.total == 300_000 and not e.images_checked
@@ -252,7 +253,7 @@ def test_paths_must_stay_inside_the_manifest_folder_and_say_nothing_about_outsid
     (folder / "manifest.csv").write_text("case_id,image_path,label\n"
                                          + "".join(f"{k},{v},normal\n" for k, v in rows.items()))
     with factory() as s, pytest.raises(cases.ManifestError) as err:
-        cases.import_manifest(s, sid, folder / "manifest.csv", store_root=tmp_path / "store")
+        committed(cases.import_manifest, s, sid, folder / "manifest.csv", store_root=tmp_path / "store")
     got = {p.row - 2: p.reason for p in err.value.problems}
     outside = "image_path must be a path inside the manifest's folder (relative, without '..', not a link leading out)"
     assert got == {**{i: outside for i in range(8)}, 8: "file not found: 'missing.png' (in the manifest's folder)",
@@ -300,9 +301,9 @@ def test_ids_and_text_lengths_checked_the_same_on_every_database(Session, tmp_pa
         f"E,3.png,normal,{'p' * 101},{'s' * 51},{'v' * 201}\n", newline="")
     text = study_toml()
     with Session() as s:
-        sid = studies.create_study(s, parse_text(text), text).id
+        sid = committed(studies.create_study, s, parse_text(text), text).id
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_manifest(s, sid, tmp_path / "bad.csv", store_root=tmp_path / "store",
+            committed(cases.import_manifest, s, sid, tmp_path / "bad.csv", store_root=tmp_path / "store",
                                   truth_columns=("severity",))
         got = [(p.row, p.column, p.reason) for p in err.value.problems]
         assert got == [
@@ -318,11 +319,11 @@ def test_ids_and_text_lengths_checked_the_same_on_every_database(Session, tmp_pa
             (5, "severity", "201 characters long, at most 200 allowed: shorten it")]
         assert not (tmp_path / "store").exists()
         with pytest.raises(ValueError, match="at most 128"):
-            cases.add_case(s, sid, long_id, "ref", {"label": "normal"})
+            committed(cases.add_case, s, sid, long_id, "ref", {"label": "normal"})
         s.rollback()
         (tmp_path / "good.csv").write_text("case_id,image_path,label,patient_pseudonym,split\n"
                                            f" {ok_id} ,0.png,normal,{'p' * 100},{'s' * 50}\n")
-        (case,) = cases.import_manifest(s, sid, tmp_path / "good.csv", store_root=tmp_path / "store")
+        (case,) = committed(cases.import_manifest, s, sid, tmp_path / "good.csv", store_root=tmp_path / "store")
         assert case.case_key == ok_id
     with Session() as s:
         assert s.scalars(select(Case.case_key)).all() == [ok_id]
@@ -373,7 +374,7 @@ def test_an_import_being_checked_holds_up_no_reader(Session, make_study, tmp_pat
     reader_id = next(iter(codes))
     with Session() as s:
         text = study_toml("crossover", name="Second study")
-        other = studies.create_study(s, parse_text(text), text).id
+        other = committed(studies.create_study, s, parse_text(text), text).id
     (tmp_path / "photos" / "amd").mkdir(parents=True)
     for i in range(2):
         (tmp_path / "photos" / "amd" / f"a{i}.png").write_bytes(_png(i))
@@ -389,7 +390,7 @@ def test_an_import_being_checked_holds_up_no_reader(Session, make_study, tmp_pat
 
     def run():
         with Session() as s:
-            result["added"] = len(cases.import_folder(s, other, tmp_path / "photos", store_root=tmp_path / "st"))
+            result["added"] = len(committed(cases.import_folder, s, other, tmp_path / "photos", store_root=tmp_path / "st"))
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -397,8 +398,8 @@ def test_an_import_being_checked_holds_up_no_reader(Session, make_study, tmp_pat
         assert entered.wait(60)
         start = time.perf_counter()
         with Session() as s:
-            item = workflow.next_item(s, reader_id)
-            workflow.submit(s, reader_id, item.assignment_id, VALID_ANSWER, "while-importing")
+            item = committed(workflow.next_item, s, reader_id)
+            committed(workflow.submit, s, reader_id, item.assignment_id, VALID_ANSWER, "while-importing")
         took = time.perf_counter() - start
     finally:
         release.set()

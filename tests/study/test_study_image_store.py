@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from revision_core.imageio import load_image, strip_to_png_bytes
 from study.domain import cases, image_links
+from tests.study.helpers import load_case_image, committed
 from study.domain.reader_screen import case_display
 from study.jobs import precompute
 from study.storage import settings
@@ -48,7 +49,7 @@ def test_real_photographs_kept_small_metadata_free_and_pixel_identical(tmp_path)
     store_root = tmp_path / "store"
     with db.session_factory(engine)() as s:
         st = _study(s)
-        added = cases.import_manifest(s, st.id, _manifest(tmp_path, {p.stem: p for p in sources}),
+        added = committed(cases.import_manifest, s, st.id, _manifest(tmp_path, {p.stem: p for p in sources}),
                                       store_root=store_root, paths_outside=True)  # trusted local photographs
         store = cases.study_store(st.id, store_root)
         for case, src in zip(added, sources):
@@ -58,7 +59,7 @@ def test_real_photographs_kept_small_metadata_free_and_pixel_identical(tmp_path)
             assert len(data) <= 1.5 * src.stat().st_size
             _assert_no_metadata(data)
             original = load_image(src)
-            assert np.array_equal(_px(cases.load_case_image(st.id, case.image_ref, store_root)), _px(original))
+            assert np.array_equal(_px(load_case_image(st.id, case.image_ref, store_root)), _px(original))
             shown = cases.display_files(st.id, case.image_ref, store_root)
             assert shown.full == stored and (shown.width, shown.height) == original.size
             screen = Image.open(shown.screen)
@@ -73,12 +74,12 @@ def test_orientation_6_jpeg_round_trip_and_upright_derivatives(Session, tmp_path
     store_root = tmp_path / "store"
     with Session() as s:
         st = _study(s)
-        (case,) = cases.import_manifest(s, st.id, _manifest(tmp_path, {"A": src}), store_root=store_root)
+        (case,) = committed(cases.import_manifest, s, st.id, _manifest(tmp_path, {"A": src}), store_root=store_root)
         assert case.image_ref == f"{case.image_sha256}.o6.jpg"
         store = cases.study_store(st.id, store_root)
         _assert_no_metadata((store / case.image_ref).read_bytes())
         assert Image.open(store / case.image_ref).size == (48, 32)
-        assert np.array_equal(_px(cases.load_case_image(st.id, case.image_ref, store_root)), _px(upright))
+        assert np.array_equal(_px(load_case_image(st.id, case.image_ref, store_root)), _px(upright))
         monkeypatch.setenv(settings.STORE_ENV, str(store_root))
         assert np.array_equal(_px(load_image(precompute._image_path(case, store))), _px(upright))
         shown = cases.display_files(st.id, case.image_ref, store_root)
@@ -101,7 +102,7 @@ def test_broken_jpeg_is_a_row_problem_and_leaves_nothing(Session, tmp_path):
     with Session() as s:
         st = _study(s)
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_manifest(s, st.id, _manifest(tmp_path, {"A": good, "B": broken}), store_root=store_root)
+            committed(cases.import_manifest, s, st.id, _manifest(tmp_path, {"A": good, "B": broken}), store_root=store_root)
         assert [(p.row, p.column) for p in err.value.problems] == [(3, "image_path")]
         assert "broken.jpg" in err.value.problems[0].reason
         assert not store_root.exists()
@@ -114,7 +115,7 @@ def test_db_failure_in_store_pass_leaves_no_orphan_files(Session, tmp_path, monk
     store_root = tmp_path / "store"
     with Session() as s:
         st = _study(s)
-        (kept,) = cases.import_manifest(s, st.id, _manifest(tmp_path, {"K": first}), store_root=store_root)
+        (kept,) = committed(cases.import_manifest, s, st.id, _manifest(tmp_path, {"K": first}), store_root=store_root)
         before = _files(store_root)
         Image.new("RGB", (20, 10), (1, 2, 3)).save(tmp_path / "new.png")
         Image.new("RGB", (20, 10), (4, 5, 6)).save(tmp_path / "new2.png")
@@ -134,11 +135,11 @@ def test_db_failure_in_store_pass_leaves_no_orphan_files(Session, tmp_path, monk
                 raise RuntimeError("database went away")
             monkeypatch.setattr(s, "commit", failing_commit)
         with pytest.raises(RuntimeError, match="went away"):
-            cases.import_manifest(s, st.id, m, store_root=store_root)
+            committed(cases.import_manifest, s, st.id, m, store_root=store_root)
         monkeypatch.undo()
         assert _files(store_root) == before  # K's files are still there, nothing new
         assert [c.case_key for c in s.scalars(select(Case))] == ["K"]
-        assert np.array_equal(_px(cases.load_case_image(st.id, kept.image_ref, store_root)), _px(load_image(first)))
+        assert np.array_equal(_px(load_case_image(st.id, kept.image_ref, store_root)), _px(load_image(first)))
 
 
 def test_same_photograph_again_refused_naming_the_case_store_untouched(Session, tmp_path):
@@ -146,11 +147,11 @@ def test_same_photograph_again_refused_naming_the_case_store_untouched(Session, 
     store_root = tmp_path / "store"
     with Session() as s:
         st = _study(s)
-        (a,) = cases.import_manifest(s, st.id, _manifest(tmp_path, {"A": src}), store_root=store_root)
+        (a,) = committed(cases.import_manifest, s, st.id, _manifest(tmp_path, {"A": src}), store_root=store_root)
         stored = cases.study_store(st.id, store_root) / a.image_ref
         mtime, before = stored.stat().st_mtime_ns, _files(store_root)
         with pytest.raises(cases.ManifestError, match="same photograph as existing case 'A'"):
-            cases.import_manifest(s, st.id, _manifest(tmp_path, {"B": src}), store_root=store_root)
+            committed(cases.import_manifest, s, st.id, _manifest(tmp_path, {"B": src}), store_root=store_root)
         assert stored.stat().st_mtime_ns == mtime and _files(store_root) == before
         assert not [p for p in stored.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
@@ -165,7 +166,7 @@ def test_screen_derivative_longest_side_2048_upright(Session, tmp_path):
     store_root = tmp_path / "store"
     with Session() as s:
         st = _study(s)
-        big, small = cases.import_manifest(s, st.id, _manifest(tmp_path, {"B": tmp_path / "big.jpg",
+        big, small = committed(cases.import_manifest, s, st.id, _manifest(tmp_path, {"B": tmp_path / "big.jpg",
                                                                              "S": tmp_path / "small.png"}),
                                            store_root=store_root)
         shown = cases.display_files(st.id, big.image_ref, store_root)
@@ -189,8 +190,8 @@ def test_old_png_refs_still_load_and_get_derivatives_lazily(Session, tmp_path):
         store = cases.study_store(st.id, store_root)
         store.mkdir(parents=True)
         (store / f"{sha}.png").write_bytes(data)
-        case = cases.add_case(s, st.id, "OLD", f"{sha}.png", {"label": "normal"}, image_sha256=sha)
-        assert np.array_equal(_px(cases.load_case_image(st.id, case.image_ref, store_root)), _px(load_image(src)))
+        case = committed(cases.add_case, s, st.id, "OLD", f"{sha}.png", {"label": "normal"}, image_sha256=sha)
+        assert np.array_equal(_px(load_case_image(st.id, case.image_ref, store_root)), _px(load_image(src)))
         assert np.array_equal(_px(load_image(precompute._image_path(case, store))), _px(load_image(src)))
         first = cases.display_files(st.id, case.image_ref, store_root)
         assert (first.screen.name, first.full.name) == (f"{sha}.screen.jpg", f"{sha}.full.jpg")
@@ -224,14 +225,14 @@ def test_truth_columns_go_to_reference_labels(Session, tmp_path, monkeypatch):
     with Session() as s:
         st = _study(s)
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_manifest(s, st.id, m, store_root=tmp_path / "store")
+            committed(cases.import_manifest, s, st.id, m, store_root=tmp_path / "store")
         assert {p.column for p in err.value.problems} == {"severity", "laterality_ok", "colour"}
         monkeypatch.setattr(cases, "study_config", lambda study: WithTruth(real(study)))
         with pytest.raises(cases.ManifestError) as err:
-            cases.import_manifest(s, st.id, m, store_root=tmp_path / "store")
+            committed(cases.import_manifest, s, st.id, m, store_root=tmp_path / "store")
         assert [(p.row, p.column) for p in err.value.problems] == [(1, "colour")]
         m.write_text("case_id,image_path,label,severity,laterality_ok\nA,a.png,normal, 3 ,yes\nB,b.png,amd,,\n")
-        a, b = cases.import_manifest(s, st.id, m, store_root=tmp_path / "store")
+        a, b = committed(cases.import_manifest, s, st.id, m, store_root=tmp_path / "store")
         assert a.reference_labels == {"label": "normal", "findings": [], "severity": "3", "laterality_ok": "yes"}
         assert b.reference_labels == {"label": "amd", "findings": []}
     assert os.path.isdir(tmp_path / "store")

@@ -12,6 +12,7 @@ from study.domain import cases
 from study.cli import main
 from study.storage.models import Case, Study
 from tests.study.test_study_cases import _image, _study
+from tests.study.helpers import committed
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database behaviour here
 
@@ -78,7 +79,7 @@ def test_importers_use_the_configured_limits_and_the_cli_reports_a_bad_one(Sessi
         sid = _study(s).id
     monkeypatch.setenv("REVISION_IMPORT_MAX_ROWS", "2")
     with Session() as s, pytest.raises(cases.ManifestError, match="more than 2 rows, over the limit"):
-        cases.import_manifest(s, sid, tmp_path / "m.csv", store_root=tmp_path / "store")
+        committed(cases.import_manifest, s, sid, tmp_path / "m.csv", store_root=tmp_path / "store")
     monkeypatch.setenv("REVISION_IMPORT_MAX_ROWS", "none")
     assert main(["import-cases", str(tmp_path / "m.csv"), "--db", db_url, "--store", str(tmp_path / "store")]) == 2
     assert "REVISION_IMPORT_MAX_ROWS: 'none' is not a valid max_rows" in capsys.readouterr().err
@@ -113,7 +114,7 @@ def _refused(Session, call):
 def test_folder_over_the_entry_count_is_refused_while_scanning(Session, tmp_path, monkeypatch):
     folder = _folder(tmp_path / "f", 6)
     monkeypatch.setattr(cases, "_stage_all", lambda *a: pytest.fail("an image was decoded"))
-    err = _refused(Session, lambda s, sid: cases.import_folder(s, sid, folder, store_root=tmp_path / "st",
+    err = _refused(Session, lambda s, sid: committed(cases.import_folder, s, sid, folder, store_root=tmp_path / "st",
                                                                 limits=cases.ImportLimits(max_members=5)))
     assert err.messages() == [".: more than 5 entries, over the limit: split the cases into several folders and "
                               "import them one after another"]
@@ -126,32 +127,32 @@ def test_folder_and_manifest_over_the_total_size_are_refused_before_decoding(Ses
     size = sum(p.stat().st_size for p in (folder / "amd").iterdir())
     small = cases.ImportLimits(max_total_bytes=size - 1)
     monkeypatch.setattr(cases, "_stage_all", lambda *a: pytest.fail("an image was decoded"))
-    err = _refused(Session, lambda s, sid: cases.import_folder(s, sid, folder, store_root=tmp_path / "st",
+    err = _refused(Session, lambda s, sid: committed(cases.import_folder, s, sid, folder, store_root=tmp_path / "st",
                                                                 limits=small))
     assert len(err.problems) == 1 and err.problems[0].path == "."
     assert err.problems[0].reason.startswith("the photographs add up to") and "over the" in err.problems[0].reason
     (folder / "manifest.csv").write_text("case_id,image_path,label\n"
                                          + "".join(f"c{i},amd/amd{i}.png,amd\n" for i in range(3)))
-    err = _refused(Session, lambda s, sid: cases.import_manifest(s, sid, folder / "manifest.csv",
+    err = _refused(Session, lambda s, sid: committed(cases.import_manifest, s, sid, folder / "manifest.csv",
                                                                   store_root=tmp_path / "st", limits=small))
     assert [str(p) for p in err.problems][0].startswith("row 1, column image_path: the photographs add up to")
     monkeypatch.undo()
     with Session() as s:  # one byte more and it imports
         sid = _sid(s)
-        assert len(cases.import_manifest(s, sid, folder / "manifest.csv", store_root=tmp_path / "st",
+        assert len(committed(cases.import_manifest, s, sid, folder / "manifest.csv", store_root=tmp_path / "st",
                                          limits=cases.ImportLimits(max_total_bytes=size))) == 3
 
 
 @sqlite_only
 def test_folder_images_over_the_pixel_budget_are_refused_from_their_header(Session, tmp_path):
     folder = _folder(tmp_path / "f", 2)  # 40 x 32 = 1280 pixels each
-    err = _refused(Session, lambda s, sid: cases.import_folder(s, sid, folder, store_root=tmp_path / "st",
+    err = _refused(Session, lambda s, sid: committed(cases.import_folder, s, sid, folder, store_root=tmp_path / "st",
                                                                 limits=cases.ImportLimits(max_pixels=1000)))
     assert sorted(p.path for p in err.problems) == ["amd/amd0.png", "amd/amd1.png"]
     assert all("1,280 pixels, more than the limit of 1,000" in p.reason for p in err.problems)
     with Session() as s:  # within the budget the same folder imports
         sid = _sid(s)
-        assert len(cases.import_folder(s, sid, folder, store_root=tmp_path / "st",
+        assert len(committed(cases.import_folder, s, sid, folder, store_root=tmp_path / "st",
                                        limits=cases.ImportLimits(max_pixels=1280))) == 2
 
 
@@ -164,7 +165,7 @@ def test_folder_problems_stop_at_the_cap_and_count_the_rest(Session, tmp_path, m
     (folder / "cancer").mkdir()
     _image(folder / "cancer" / "x.png", 1)  # one row problem more: an unknown label
     monkeypatch.setattr(cases, "_stage_all", lambda *a: pytest.fail("images decoded past the problem cap"))
-    err = _refused(Session, lambda s, sid: cases.import_folder(s, sid, folder, store_root=tmp_path / "st"))
+    err = _refused(Session, lambda s, sid: committed(cases.import_folder, s, sid, folder, store_root=tmp_path / "st"))
     assert len(err.problems) == 100 and err.total == 151 and not err.images_checked
     lines = err.messages()
     assert lines[0] == "amd/note000.txt: not an image file type (allowed: .jpg, .jpeg, .png, .tif, .tiff, .dcm)"

@@ -19,12 +19,13 @@ from study.storage.models import Assignment, AuditEvent, Case, Reader
 from study.services import investigator
 from study.domain.studies import DesignLocked
 from tests.study.helpers import VALID_ANSWER
+from tests.study.helpers import committed
 
 
 def _answer_first_item(Session, reader_id):
     with Session() as s:
-        item = workflow.next_item(s, reader_id)
-        workflow.submit(s, reader_id, item.assignment_id, VALID_ANSWER, f"k-{reader_id}-{item.assignment_id}")
+        item = committed(workflow.next_item, s, reader_id)
+        committed(workflow.submit, s, reader_id, item.assignment_id, VALID_ANSWER, f"k-{reader_id}-{item.assignment_id}")
 
 
 def _png_folder(root, n=2):
@@ -63,10 +64,10 @@ def test_cases_are_refused_on_every_import_route_with_what_to_do(Session, locked
             if f.is_file():
                 zf.write(f, f.relative_to(folder).as_posix())
     with Session() as s:
-        calls = [lambda: cases.import_manifest(s, sid, folder / "manifest.csv", store_root=store),
-                 lambda: cases.import_zip(s, sid, zipped.getvalue(), store_root=store),
-                 lambda: cases.import_folder(s, sid, folder / "amd", store_root=store),
-                 lambda: cases.add_case(s, sid, "late", "sha-late", {"label": "amd"})]
+        calls = [lambda: committed(cases.import_manifest, s, sid, folder / "manifest.csv", store_root=store),
+                 lambda: committed(cases.import_zip, s, sid, zipped.getvalue(), store_root=store),
+                 lambda: committed(cases.import_folder, s, sid, folder / "amd", store_root=store),
+                 lambda: committed(cases.add_case, s, sid, "late", "sha-late", {"label": "amd"})]
         for call in calls:
             with pytest.raises(design.StudyLocked) as err:
                 call()
@@ -108,7 +109,7 @@ def test_late_readers_get_complete_balanced_readings_and_verify_stays_clean(Sess
     with Session() as s:
         before = {(a.reader_id, a.case_id, a.condition, a.session, a.position)
                   for a in s.scalars(select(Assignment).where(Assignment.study_id == sid))}
-        late = [readers.add_reader(s, sid, display_name=f"Late {i}", years_experience=y)[0].id
+        late = [committed(readers.add_reader, s, sid, display_name=f"Late {i}", years_experience=y)[0].id
                 for i, y in enumerate((3, 3, 20, 8))]
         after = {(a.reader_id, a.case_id, a.condition, a.session, a.position)
                  for a in s.scalars(select(Assignment).where(Assignment.study_id == sid))}
@@ -128,7 +129,7 @@ def test_late_readers_get_complete_balanced_readings_and_verify_stays_clean(Sess
     n_cases, counts, _ = _counts(Session, sid)
     assert set(counts.values()) == {per_reader}
     with Session() as s:  # a late reader is served a real case, never "Study complete" with 0 readings
-        item = workflow.next_item(s, late[0])
+        item = committed(workflow.next_item, s, late[0])
         prog = workflow.progress(s, late[0])
     assert item is not None and prog.total == per_reader and prog.done == 0
 
@@ -136,17 +137,17 @@ def test_late_readers_get_complete_balanced_readings_and_verify_stays_clean(Sess
 def test_readers_added_before_the_lock_without_a_rebuild_are_appended_by_design(Session, make_study):
     sid, _cases, codes = make_study("crossover", n_cases=6, n_readers=2)
     with Session() as s:
-        stranded, _ = readers.add_reader(s, sid, display_name="Dr Forgotten", years_experience=5)
+        stranded, _ = committed(readers.add_reader, s, sid, display_name="Dr Forgotten", years_experience=5)
         stranded_id = stranded.id
     _answer_first_item(Session, next(iter(codes)))  # the lock comes before anyone rebuilt the design
     with Session() as s:
         assert design.readers_without_assignments(s, sid) == ["R003"]
-        assert design.build_design(s, sid) == 12
+        assert committed(design.build_design, s, sid) == 12
         assert design.readers_without_assignments(s, sid) == [] and design.verify_design(s, sid) == []
         with pytest.raises(design.StudyLocked, match="can no longer be rebuilt"):
-            design.build_design(s, sid)
+            committed(design.build_design, s, sid)
     with Session() as s:
-        assert workflow.next_item(s, stranded_id) is not None
+        assert committed(workflow.next_item, s, stranded_id) is not None
 
 
 def test_app_wrappers_append_readers_after_the_lock(Session, locked_study):
@@ -169,7 +170,7 @@ def test_the_setup_page_tells_the_truth_about_the_lock(tmp_path, monkeypatch):
     Session = db.session_factory(db.make_engine(url))
     with Session() as s:
         rid = s.scalar(select(Reader.id).where(Reader.study_id == ids["study"]).limit(1))
-        readers.add_reader(s, ids["study"], display_name="Dr Forgotten", years_experience=9)  # no rebuild
+        committed(readers.add_reader, s, ids["study"], display_name="Dr Forgotten", years_experience=9)  # no rebuild
     _answer_first_item(Session, rid)
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["role"], at.session_state["investigator_user"] = "investigator", "lead"
@@ -203,7 +204,7 @@ def test_two_readers_appended_at_the_same_moment_queue_and_verify_stays_clean(Se
         try:
             with Session() as s:
                 barrier.wait(timeout=30)
-                readers.add_reader(s, locked_study, display_name=f"Dr Race {i}", years_experience=4)
+                committed(readers.add_reader, s, locked_study, display_name=f"Dr Race {i}", years_experience=4)
         except Exception as exc:  # noqa: BLE001 (reported below)
             errors.append(repr(exc))
 

@@ -19,6 +19,7 @@ from study.outputs import audit_export
 from study.services import signin
 from study.storage.models import Answer, AuditEvent, Reader, WashoutOverride
 from tests.study.helpers import CARD, VALID_ANSWER
+from tests.study.helpers import committed
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 ACTOR = "investigator:lead"
@@ -26,8 +27,8 @@ ACTOR = "investigator:lead"
 
 def read(s, rid, seconds: float, now: datetime, key: str, answer=VALID_ANSWER):
     """Show the reader's next item at ``now`` and answer it ``seconds`` later; returns (item, result)."""
-    item = workflow.next_item(s, rid, now=now)
-    return item, workflow.submit(s, rid, item.assignment_id, answer, key, now=now + timedelta(seconds=seconds))
+    item = committed(workflow.next_item, s, rid, now=now)
+    return item, committed(workflow.submit, s, rid, item.assignment_id, answer, key, now=now + timedelta(seconds=seconds))
 
 
 def audit_rows(s, *where) -> list[AuditEvent]:
@@ -40,9 +41,9 @@ def test_revoke_is_audited_with_actor_and_reason_in_one_transaction(Session, mak
     with Session() as s:
         before = s.scalar(select(func.count()).select_from(AuditEvent))
         with pytest.raises(ValueError, match="reason is required"):
-            reader_operations.revoke_code(s, rid, actor=ACTOR, reason="   ")
+            committed(reader_operations.revoke_code, s, rid, actor=ACTOR, reason="   ")
         assert s.scalar(select(func.count()).select_from(AuditEvent)) == before  # refused: nothing written
-        reader_operations.revoke_code(s, rid, actor=ACTOR, reason="laptop stolen")
+        committed(reader_operations.revoke_code, s, rid, actor=ACTOR, reason="laptop stolen")
     with Session() as s:
         assert readers.authenticate(s, code) is None
         requested, revoked = audit_rows(s, AuditEvent.entity == "reader", AuditEvent.entity_id == str(rid),
@@ -52,17 +53,17 @@ def test_revoke_is_audited_with_actor_and_reason_in_one_transaction(Session, mak
         assert (revoked.action, revoked.actor) == ("reader.revoked", ACTOR)
         assert revoked.after["revoked_at"] is not None and revoked.before["revoked_at"] is None
         with pytest.raises(ValueError, match="already revoked"):
-            reader_operations.revoke_code(s, rid, actor=ACTOR, reason="again")
+            committed(reader_operations.revoke_code, s, rid, actor=ACTOR, reason="again")
         with pytest.raises(ValueError, match="no reader with id"):
-            reader_operations.revoke_code(s, 99999, actor=ACTOR, reason="x")
+            committed(reader_operations.revoke_code, s, 99999, actor=ACTOR, reason="x")
 
 
 def test_reissue_gives_a_working_code_stored_hashed_and_never_audited(Session, make_study):
     sid, _, codes = make_study(n_readers=2)
     rid, old = next(iter(codes.items()))
     with Session() as s:
-        reader_operations.revoke_code(s, rid, actor=ACTOR, reason="lost")
-        new = reader_operations.reissue_code(s, rid, actor=ACTOR, reason="found the reader again")
+        committed(reader_operations.revoke_code, s, rid, actor=ACTOR, reason="lost")
+        new = committed(reader_operations.reissue_code, s, rid, actor=ACTOR, reason="found the reader again")
     assert new != old
     with Session() as s:
         assert readers.authenticate(s, old) is None
@@ -91,10 +92,10 @@ def finish_session_one(s, rid: int, now: datetime) -> datetime:
     """Answer every reading of the reader's session 1 (10 s each); returns the time of the last answer."""
     k = 0
     while True:
-        item = workflow.next_item(s, rid, now=now)
+        item = committed(workflow.next_item, s, rid, now=now)
         if item.session != 1:
             raise AssertionError("session 2 opened without an override")
-        workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, f"w{rid}-{k}", now=now + timedelta(seconds=10))
+        committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, f"w{rid}-{k}", now=now + timedelta(seconds=10))
         now += timedelta(seconds=30)
         k += 1
         if reader_operations.session_progress(s, rid)[1].complete:
@@ -107,20 +108,20 @@ def test_washout_override_opens_session_two_with_the_reason_audited(Session, mak
     with Session() as s:
         end = finish_session_one(s, rid, T0)
         with pytest.raises(workflow.WashoutPending):
-            workflow.next_item(s, rid, now=end + timedelta(days=1))
+            committed(workflow.next_item, s, rid, now=end + timedelta(days=1))
         waiting = reader_operations.washout_until(s, s.get(Reader, rid), end + timedelta(days=1))
         assert waiting is not None and waiting[0] == 2
         with pytest.raises(ValueError, match="reason is required"):
-            reader_operations.override_washout(s, rid, actor=ACTOR, reason="")
+            committed(reader_operations.override_washout, s, rid, actor=ACTOR, reason="")
         with pytest.raises(ValueError, match="no session 1 that a washout holds"):
-            reader_operations.override_washout(s, rid, 1, actor=ACTOR, reason="x")
-        assert reader_operations.override_washout(s, rid, actor=ACTOR, reason="reader leaves the site",
+            committed(reader_operations.override_washout, s, rid, 1, actor=ACTOR, reason="x")
+        assert committed(reader_operations.override_washout, s, rid, actor=ACTOR, reason="reader leaves the site",
                                     now=end + timedelta(days=1)) == 2
-        item = workflow.next_item(s, rid, now=end + timedelta(days=1, minutes=1))
+        item = committed(workflow.next_item, s, rid, now=end + timedelta(days=1, minutes=1))
         assert item.session == 2
         assert reader_operations.washout_until(s, s.get(Reader, rid), end + timedelta(days=1)) is None
         with pytest.raises(ValueError, match="already opened early by investigator:lead"):
-            reader_operations.override_washout(s, rid, actor=ACTOR, reason="twice")
+            committed(reader_operations.override_washout, s, rid, actor=ACTOR, reason="twice")
         rows = audit_rows(s, AuditEvent.action == "washout.overridden")
         assert [(e.actor, e.entity_id, e.after) for e in rows] == [
             (ACTOR, str(rid), {"session": 2, "reason": "reader leaves the site"})]
@@ -128,14 +129,14 @@ def test_washout_override_opens_session_two_with_the_reason_audited(Session, mak
         other = next(i for i in codes if i != rid)
         other_end = finish_session_one(s, other, T0)
         with pytest.raises(ValueError, match="open already: the washout has passed"):
-            reader_operations.override_washout(s, other, actor=ACTOR, reason="x", now=other_end + timedelta(days=29))
+            committed(reader_operations.override_washout, s, other, actor=ACTOR, reason="x", now=other_end + timedelta(days=29))
 
 
 def test_override_refused_where_there_is_no_washout(Session, make_study):
     sid, _, codes = make_study("sequential", n_cases=2, n_readers=1)
     with Session() as s:
         with pytest.raises(ValueError, match="no washout"):
-            reader_operations.override_washout(s, next(iter(codes)), actor=ACTOR, reason="x")
+            committed(reader_operations.override_washout, s, next(iter(codes)), actor=ACTOR, reason="x")
 
 
 def test_audit_trail_filters_and_formula_safe_csv(Session, make_study):
@@ -144,7 +145,7 @@ def test_audit_trail_filters_and_formula_safe_csv(Session, make_study):
     with Session() as s:
         read(s, r1, 20, T0, "a1")
         read(s, r2, 20, T0 + timedelta(days=2), "b1")
-        reader_operations.revoke_code(s, r2, actor="=HYPERLINK(\"http://evil\")", reason="+SUM(1)")
+        committed(reader_operations.revoke_code, s, r2, actor="=HYPERLINK(\"http://evil\")", reason="+SUM(1)")
         everything, total = audit_trail.audit_trail(s, sid)
         assert total == len(everything) > 5
         by_reader, _ = audit_trail.audit_trail(s, sid, audit_trail.AuditFilter(reader="R001"))
@@ -168,7 +169,7 @@ def test_audit_trail_filters_and_formula_safe_csv(Session, make_study):
         assert [e["actor"] for e in early] == ["reader:R001"] and [e["actor"] for e in late] == ["reader:R002"]
         with pytest.raises(ValueError, match="no reader 'R999'"):
             audit_trail.audit_trail(s, sid, audit_trail.AuditFilter(reader="R999"))
-        text, n = audit_export.export_audit(s, sid, audit_trail.AuditFilter(actions=("reader.*",)), actor=ACTOR)
+        text, n = committed(audit_export.export_audit, s, sid, audit_trail.AuditFilter(actions=("reader.*",)), actor=ACTOR)
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == list(audit_export.AUDIT_COLUMNS) and len(rows) == n + 1
     cells = [c for row in rows[1:] for c in row]
@@ -201,7 +202,7 @@ def test_case_browser_reference_ai_per_version_and_readings(Session, make_study)
         case = s.scalar(select(Answer).where(Answer.reader_id == rid)).assignment_id
         from study.storage.models import Assignment
         case_id = s.get(Assignment, case).case_id
-        store_ai_output(s, case_id, model_card=newer, label_set="revision_findings", probabilities={"amd": 0.9})
+        committed(store_ai_output, s, case_id, model_card=newer, label_set="revision_findings", probabilities={"amd": 0.9})
         listing = {r["case_id"]: r for r in monitoring.case_list(s, sid)}
         assert set(listing) == set(case_ids)
         assert listing[case_id]["readings"] == 1 and listing[case_id]["ai_outputs"] == 2
@@ -255,7 +256,7 @@ def test_reader_detail_sessions_versions_and_sign_in_events(Session, make_study)
     assert signin.sign_in(Session, throttle, wrong).reader_id is None
     with Session() as s:
         _, v1 = read(s, rid, 2, T0, "d1")
-        workflow.correct(s, rid, v1.answer_id, {**VALID_ANSWER, "confidence": 20}, "misclicked")
+        committed(workflow.correct, s, rid, v1.answer_id, {**VALID_ANSWER, "confidence": 20}, "misclicked")
         detail = monitoring.reader_detail(s, rid, now=T0 + timedelta(hours=1))
     assert detail.reader["pseudonym"] == "R001" and detail.reader["display_name"] == "Dr 0"
     first = detail.sessions[0]
@@ -281,8 +282,8 @@ def test_own_answers_show_no_truth_and_no_ai_and_corrections_are_versions(Sessio
         for secret in ("SECRET_TRUTH_MARKER", "case0", CARD["version"], "probabilit", "0.1", "saliency"):
             assert secret not in dump, secret
         with pytest.raises(ValueError, match="reason is required"):
-            own_answers.correct_own_answer(s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 5}, "")
-        fixed = own_answers.correct_own_answer(s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 5}, "typo")
+            committed(own_answers.correct_own_answer, s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 5}, "")
+        fixed = committed(own_answers.correct_own_answer, s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 5}, "typo")
         assert fixed.version == 2
         mine = own_answers.own_answers(s, rid)
         assert mine.readings[0].version == 2 and mine.readings[0].payload["confidence"] == 5
@@ -290,9 +291,9 @@ def test_own_answers_show_no_truth_and_no_ai_and_corrections_are_versions(Sessio
         assert [(e.actor, e.after["reason"], e.after["version"]) for e in rows] == [("reader:R001", "typo", 2)]
         other = next(i for i in codes if i != rid)
         with pytest.raises(workflow.NotYourAssignment):
-            own_answers.correct_own_answer(s, other, r2.answer_id, VALID_ANSWER, "not mine")
+            committed(own_answers.correct_own_answer, s, other, r2.answer_id, VALID_ANSWER, "not mine")
         with pytest.raises(workflow.StaleVersion):  # version 1 was replaced: correct the latest
-            own_answers.correct_own_answer(s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 6}, "again")
+            committed(own_answers.correct_own_answer, s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 6}, "again")
 
 
 def test_answers_of_an_earlier_session_are_closed_to_corrections(Session, make_study):
@@ -301,11 +302,11 @@ def test_answers_of_an_earlier_session_are_closed_to_corrections(Session, make_s
     with Session() as s:
         first_end = finish_session_one(s, rid, T0)
         old = s.scalar(select(Answer.id).where(Answer.reader_id == rid).order_by(Answer.id).limit(1))
-        item = workflow.next_item(s, rid, now=first_end)  # session 2 shown: session 1 is closed
+        item = committed(workflow.next_item, s, rid, now=first_end)  # session 2 shown: session 1 is closed
         assert item.session == 2
         assert own_answers.own_answers(s, rid).session == 2 and own_answers.own_answers(s, rid).readings == ()
         with pytest.raises(workflow.CorrectionsNotAllowed, match="current session"):
-            own_answers.correct_own_answer(s, rid, old, {**VALID_ANSWER, "confidence": 1}, "late change")
+            committed(own_answers.correct_own_answer, s, rid, old, {**VALID_ANSWER, "confidence": 1}, "late change")
 
 
 def test_sequential_step_one_is_shown_as_locked_once_the_ai_was_shown(Session, make_study):
@@ -313,11 +314,11 @@ def test_sequential_step_one_is_shown_as_locked_once_the_ai_was_shown(Session, m
     rid = next(iter(codes))
     with Session() as s:
         read(s, rid, 20, T0, "q1")
-        workflow.next_item(s, rid, now=T0 + timedelta(minutes=1))  # step 2 (the AI) shown
+        committed(workflow.next_item, s, rid, now=T0 + timedelta(minutes=1))  # step 2 (the AI) shown
         mine = own_answers.own_answers(s, rid)
         assert [r.locked is not None for r in mine.readings] == [True]
         with pytest.raises(workflow.AnswerLocked):
-            own_answers.correct_own_answer(s, rid, mine.readings[0].answer_id, {**VALID_ANSWER, "confidence": 1}, "x")
+            committed(own_answers.correct_own_answer, s, rid, mine.readings[0].answer_id, {**VALID_ANSWER, "confidence": 1}, "x")
 
 
 def test_corrections_refused_where_the_study_does_not_allow_them(Session, make_study):
@@ -327,4 +328,4 @@ def test_corrections_refused_where_the_study_does_not_allow_them(Session, make_s
         _, r1 = read(s, rid, 20, T0, "n1")
         assert not own_answers.own_answers(s, rid).corrections_allowed
         with pytest.raises(workflow.CorrectionsNotAllowed):
-            own_answers.correct_own_answer(s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 1}, "x")
+            committed(own_answers.correct_own_answer, s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 1}, "x")

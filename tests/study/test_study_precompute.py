@@ -12,7 +12,7 @@ from study.storage import db
 from study.jobs import precompute
 from study.domain.config import parse_text
 from study.storage.models import AIOutput, AuditEvent
-from tests.study.helpers import study_toml
+from tests.study.helpers import study_toml, committed
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def test_precompute_stores_versioned_resumable_and_reports_failures(tmp_path, ti
     store = tmp_path / "store"
     with Session() as s:
         t = study_toml()
-        st = studies.create_study(s, parse_text(t), t)
-        imported = cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=store)
+        st = committed(studies.create_study, s, parse_text(t), t)
+        imported = committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=store)
         # corrupt one stored image after import: precompute must report it and go on
         (cases.study_store(st.id, store) / imported[3].image_ref).write_bytes(b"garbage")
         first = precompute.precompute(s, st.id, loaded=tiny_model, store_root=store, batch_size=2)
@@ -60,8 +60,8 @@ def test_precompute_saliency_for_a_saliency_arm(tmp_path, tiny_model):
     (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
     with Session() as s:
         t = study_toml("multi_arm")
-        st = studies.create_study(s, parse_text(t), t)
-        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        st = committed(studies.create_study, s, parse_text(t), t)
+        committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
         report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
         assert report.stored == 1 and report.failed == {} and report.saliency_failed == {}
         row = s.scalar(select(AIOutput))
@@ -83,8 +83,8 @@ def test_saliency_failure_reported_not_fatal(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(precompute, "_overlay", boom)
     with Session() as s:
         t = study_toml("multi_arm")
-        st = studies.create_study(s, parse_text(t), t)
-        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        st = committed(studies.create_study, s, parse_text(t), t)
+        committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
         report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
         assert report.stored == 1 and report.saliency_failed == {"A": "RuntimeError: no layer"}
         assert s.scalar(select(AIOutput)).saliency_png is None
@@ -103,8 +103,8 @@ def test_study_chooses_the_saliency_method(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(precompute, "_overlay", fake)
     with Session() as s:
         t = study_toml("multi_arm") + '[ai]\nsaliency = "occlusion"\nsaliency_steps = 4\n'
-        st = studies.create_study(s, parse_text(t), t)
-        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        st = committed(studies.create_study, s, parse_text(t), t)
+        committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
         precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
         row = s.scalar(select(AIOutput))
         assert seen == [("occlusion", 4)]

@@ -19,7 +19,7 @@ from study.domain.config import AnswerInvalid, StudyConfig, StudyConfigError, lo
 from study.outputs.export import answers_table, export, imrmc_text
 from study.outputs.report import analyze_reads, render_html
 from study.jobs.simulate_readers import simulate
-from tests.study.helpers import CARD, LABELS, study_toml
+from tests.study.helpers import CARD, LABELS, study_toml, committed
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = '[study]\nname = "Q"\nmodel = "demo"\nseed = 3\n\n[design]\ntype = "crossover"\n\n'
@@ -240,12 +240,11 @@ def dr_study(Session, tmp_path, n_cases: int = 12, two_eyes: bool = False) -> in
                      + (f",P{i // 2:02d},{'left' if i % 2 else 'right'}" if two_eyes else ""))
     (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
     with Session() as s:
-        st = studies.create_study(s, parse_text(text), text)
-        imported = cases.import_manifest(s, st.id, tmp_path / "manifest.csv", store_root=tmp_path / "store")
+        st = committed(studies.create_study, s, parse_text(text), text)
+        imported = committed(cases.import_manifest, s, st.id, tmp_path / "manifest.csv", store_root=tmp_path / "store")
         for c in imported:
             probs = {k: rng.uniform(0.05, 0.95) for k in LABELS[:-1]}
-            precompute.store_ai_output(s, c.id, model_card=CARD, probabilities=probs, label_set="revision_findings",
-                                       commit=False)
+            committed(precompute.store_ai_output, s, c.id, model_card=CARD, probabilities=probs, label_set="revision_findings")
         s.commit()
         return st.id
 

@@ -15,6 +15,7 @@ from study.domain import audit, workflow
 from study.storage import db
 from study.storage.models import Answer, AuditEvent, Reader
 from tests.study.helpers import VALID_ANSWER
+from tests.study.helpers import committed
 
 
 def test_a_write_in_a_reading_session_is_refused(Session, make_study):
@@ -57,15 +58,17 @@ def test_a_session_closed_inside_a_read_leaves_its_connection_writable(engine, S
 
 
 def test_next_item_and_submit_work_inside_a_reading_page(Session, make_study):
-    """The reader page reads its state read-only, then next_item writes shown_at in its own transaction."""
+    """The reader page reads its state read-only and ends that read (``services.reader.reader_state``); then
+    next_item reads read-only again, ends that, and writes shown_at in a transaction the caller commits."""
     _, _, codes = make_study(n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
         db.begin_read(s)
         assert s.get(Reader, rid) is not None
-        item = workflow.next_item(s, rid)
+        s.rollback()
+        item = committed(workflow.next_item, s, rid)
         assert item is not None and item.shown_at is not None
-        result = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "read-only-page")
+        result = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "read-only-page")
     with Session() as s:
         stored = s.get(Answer, result.answer_id)
         assert stored.shown_at == item.shown_at
@@ -75,12 +78,12 @@ def test_a_long_read_does_not_hold_up_a_submit(Session, make_study):
     _, _, codes = make_study(n_readers=2)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
+        item = committed(workflow.next_item, s, rid)
     submitted = threading.Event()
 
     def reader_submits():
         with Session() as s:
-            workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "during-analysis")
+            committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "during-analysis")
         submitted.set()
 
     with db.reading(Session) as analysis:  # an open read transaction, as while an export is built
@@ -108,10 +111,10 @@ def test_only_the_first_showing_of_an_item_writes(engine, Session, make_study):
     event.listen(engine, "before_cursor_execute", _log)
     try:
         with Session() as s:
-            first = workflow.next_item(s, rid)
+            first = committed(workflow.next_item, s, rid)
         first_writes, writes[:] = list(writes), []
         with Session() as s:
-            again = workflow.next_item(s, rid)
+            again = committed(workflow.next_item, s, rid)
     finally:
         event.remove(engine, "before_cursor_execute", _log)
     assert again.assignment_id == first.assignment_id and again.shown_at == first.shown_at
@@ -140,11 +143,11 @@ def test_a_reload_reads_while_another_process_writes(engine, Session, make_study
     _, _, codes = make_study(n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
-        first = workflow.next_item(s, rid)
+        first = committed(workflow.next_item, s, rid)
     raw = _hold_the_write_lock(engine)
     result: list = []
     try:
-        worker = threading.Thread(target=lambda: result.append(workflow.next_item(Session(), rid)))
+        worker = threading.Thread(target=lambda: result.append(committed(workflow.next_item, Session(), rid)))
         worker.start()
         worker.join(timeout=15)
         served_while_locked = not worker.is_alive()

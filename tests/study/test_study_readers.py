@@ -10,14 +10,14 @@ from sqlalchemy import select
 from study.domain import readers, studies
 from study.domain.config import parse_text
 from study.storage.models import AuditEvent, Base, Reader
-from tests.study.helpers import study_toml
+from tests.study.helpers import study_toml, committed
 
 CODE_RE = re.compile(r"^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{4}(-[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{4}){2}$")
 
 
 def _study(s):
     t = study_toml()
-    return studies.create_study(s, parse_text(t), t)
+    return committed(studies.create_study, s, parse_text(t), t)
 
 
 def _dump(engine) -> str:
@@ -43,23 +43,23 @@ def test_codes_format_and_alphabet():
 def test_add_reader_levels_and_audit(Session):
     with Session() as s:
         st = _study(s)
-        r1, c1 = readers.add_reader(s, st.id, display_name="Dr A", years_experience=3, specialty="retina", site="X")
-        r2, _ = readers.add_reader(s, st.id, display_name="Dr B", years_experience=10)
-        r3, _ = readers.add_reader(s, st.id, display_name="Dr C", years_experience=22)
+        r1, c1 = committed(readers.add_reader, s, st.id, display_name="Dr A", years_experience=3, specialty="retina", site="X")
+        r2, _ = committed(readers.add_reader, s, st.id, display_name="Dr B", years_experience=10)
+        r3, _ = committed(readers.add_reader, s, st.id, display_name="Dr C", years_experience=22)
         assert [r.level for r in (r1, r2, r3)] == ["junior", "intermediate", "senior"]
         assert [r.pseudonym for r in (r1, r2, r3)] == ["R001", "R002", "R003"]
         ev = s.scalar(select(AuditEvent).where(AuditEvent.action == "reader.added", AuditEvent.entity_id == str(r1.id)))
         assert ev.after["pseudonym"] == "R001" and "code" not in str(ev.after).lower().replace("code_issued_at", "")
         with pytest.raises(ValueError):
-            readers.add_reader(s, st.id, display_name="Dr D", years_experience=-1)
+            committed(readers.add_reader, s, st.id, display_name="Dr D", years_experience=-1)
 
 
 def test_code_stored_only_hashed(Session, engine):
     with Session() as s:
         st = _study(s)
-        issued = [readers.add_reader(s, st.id, display_name=f"Dr {i}", years_experience=i)[1] for i in range(3)]
+        issued = [committed(readers.add_reader, s, st.id, display_name=f"Dr {i}", years_experience=i)[1] for i in range(3)]
         r = s.scalar(select(Reader).order_by(Reader.id).limit(1))
-        issued.append(readers.issue_code(s, r.id))
+        issued.append(committed(readers.issue_code, s, r.id))
     dump = _dump(engine)
     for code in issued:
         flat = code.replace("-", "")
@@ -72,17 +72,17 @@ def test_code_stored_only_hashed(Session, engine):
 def test_authenticate_revoke_reissue(Session):
     with Session() as s:
         st = _study(s)
-        r, code = readers.add_reader(s, st.id, display_name="Dr A", years_experience=3)
-        other, other_code = readers.add_reader(s, st.id, display_name="Dr B", years_experience=3)
+        r, code = committed(readers.add_reader, s, st.id, display_name="Dr A", years_experience=3)
+        other, other_code = committed(readers.add_reader, s, st.id, display_name="Dr B", years_experience=3)
         assert readers.authenticate(s, code).id == r.id
         assert readers.authenticate(s, code.lower().replace("-", " ")).id == r.id
         assert readers.authenticate(s, other_code).id == other.id
         wrong = code[:-1] + ("A" if code[-1] != "A" else "B")
         assert readers.authenticate(s, wrong) is None
         assert readers.authenticate(s, "") is None
-        readers.revoke(s, r.id)
+        committed(readers.revoke, s, r.id)
         assert readers.authenticate(s, code) is None
-        new = readers.issue_code(s, r.id)
+        new = committed(readers.issue_code, s, r.id)
         assert new != code
         assert readers.authenticate(s, new).id == r.id
         assert readers.authenticate(s, code) is None  # the old code stays dead
@@ -95,7 +95,7 @@ def test_authenticate_revoke_reissue(Session):
 def test_authenticate_verifies_only_prefix_matches(Session, monkeypatch):
     with Session() as s:
         st = _study(s)
-        codes = [readers.add_reader(s, st.id, display_name=f"Dr {i}", years_experience=1)[1] for i in range(6)]
+        codes = [committed(readers.add_reader, s, st.id, display_name=f"Dr {i}", years_experience=1)[1] for i in range(6)]
         calls = []
         real = readers.HASHER
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from study.storage import db
 from study.storage.models import Answer, AuditEvent, Base, ImmutableRowError
 from tests.study.helpers import VALID_ANSWER
+from tests.study.helpers import committed
 
 
 def test_migrated_schema_equals_orm_metadata(engine):
@@ -72,8 +73,8 @@ def test_answers_and_audit_are_append_only(Session, make_study):
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
-        res = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "k1")
+        item = committed(workflow.next_item, s, rid)
+        res = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "k1")
     with Session() as s:
         ans = s.get(Answer, res.answer_id)
         ans.payload = {"primary_diagnosis": "glaucoma"}
@@ -96,8 +97,8 @@ def test_database_refuses_raw_update_or_delete_of_answers_and_audit(engine, Sess
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
-        workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "k1")
+        item = committed(workflow.next_item, s, rid)
+        committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "k1")
     for sql in ("UPDATE answer SET reason = 'tampered'", "DELETE FROM answer",
                 "UPDATE audit_event SET actor = 'someone else'", "DELETE FROM audit_event"):
         with engine.connect() as conn:

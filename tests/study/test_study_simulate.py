@@ -12,10 +12,10 @@ from study.domain import cases, studies
 from study.jobs import precompute
 from study.analysis.stats.glmm import fit_glmm
 from study.domain.config import parse_text
-from study.outputs.export import answers_table
+from study.domain.answers import answers_table
 from study.storage.models import Answer, Assignment, AuditEvent, Reader, utcnow
 from study.jobs.simulate_readers import expected_accuracy, simulate
-from tests.study.helpers import CARD, LABELS, study_toml
+from tests.study.helpers import CARD, LABELS, study_toml, committed
 
 
 def seed_study(Session, *, n_cases: int, ai_accuracy: float, design: str = "crossover", name: str = "Sim",
@@ -24,16 +24,15 @@ def seed_study(Session, *, n_cases: int, ai_accuracy: float, design: str = "cros
     rng = random.Random(rng_seed)
     text = study_toml(design, name=name)
     with Session() as s:
-        st = studies.create_study(s, parse_text(text), text)
+        st = committed(studies.create_study, s, parse_text(text), text)
         for i in range(n_cases):
             truth = LABELS[i % len(LABELS)]
-            c = cases.add_case(s, st.id, f"c{i:03d}", f"sha{i}",
-                               {"label": truth, "findings": [] if truth == "normal" else [truth]}, commit=False)
+            c = committed(cases.add_case, s, st.id, f"c{i:03d}", f"sha{i}",
+                               {"label": truth, "findings": [] if truth == "normal" else [truth]})
             s.flush()
             top = truth if rng.random() < ai_accuracy else rng.choice([x for x in LABELS if x != truth])
             probs = {k: (0.85 if k == top else 0.1) for k in LABELS[:-1]}
-            precompute.store_ai_output(s, c.id, model_card=CARD, probabilities=probs, label_set="revision_findings",
-                                       commit=False)
+            committed(precompute.store_ai_output, s, c.id, model_card=CARD, probabilities=probs, label_set="revision_findings")
         s.commit()
         return st.id
 

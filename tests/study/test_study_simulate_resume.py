@@ -18,8 +18,9 @@ from study.domain import readers, workflow
 from study.jobs import simulate_readers as sim_mod
 from study.cli import main
 from study.domain.design import build_design, verify_design
-from study.outputs.export import answers_table
+from study.domain.answers import answers_table
 from study.storage.models import Answer, Assignment, AuditEvent, Reader
+from tests.study.helpers import committed
 from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
 
@@ -83,6 +84,7 @@ def _kill_submit_after(monkeypatch, n: int, *, after_commit: bool):
             raise Killed("killed before storing an answer")
         result = real(*args, **kwargs)
         if after_commit and calls["n"] >= n:
+            args[0].commit()  # the simulator's commit of this answer happened; the kill comes right after it
             raise Killed("killed after an answer was stored")
         return result
 
@@ -127,8 +129,8 @@ def test_killed_while_creating_readers_leaves_nothing_and_reruns_cleanly(Session
     sid = seed_study(Session, n_cases=N_CASES, ai_accuracy=0.9, name="Creating")
     # a real reader and a built design already there: a failed run must leave both exactly as they were
     with Session() as s:
-        readers.add_reader(s, sid, display_name="Dr Real", years_experience=12, actor="investigator")
-        n_before = build_design(s, sid)
+        committed(readers.add_reader, s, sid, display_name="Dr Real", years_experience=12, actor="investigator")
+        n_before = committed(build_design, s, sid)
     with Session() as s:
         before = sorted(s.execute(select(Assignment.reader_id, Assignment.case_id, Assignment.condition,
                                          Assignment.id).where(Assignment.study_id == sid)).all())
@@ -179,6 +181,7 @@ def test_readers_left_by_an_older_non_atomic_run_are_completed(Session, referenc
     sid = seed_study(Session, n_cases=N_CASES, ai_accuracy=0.9, name="Legacy")
     with Session() as s:  # what the old code left after a kill at its second reader
         sim_mod._create_readers(s, sid, N_READERS, seed=4, actor="simulator", skip={3})
+        s.commit()
     report = simulate(Session, sid, N_READERS, seed=4, start=START)
     assert report.resumed and report.readers_left == N_READERS and len(report.codes) == 1
     c = _counts(Session, sid)
@@ -225,10 +228,10 @@ def test_cli_says_what_it_resumed(tmp_path, monkeypatch, capsys):
 def test_a_study_with_real_answers_and_no_simulated_readers_is_refused(Session):
     sid = seed_study(Session, n_cases=N_CASES, ai_accuracy=0.9, name="Live")
     with Session() as s:
-        reader, _code = readers.add_reader(s, sid, display_name="Dr Real", years_experience=3)
-        build_design(s, sid)
-        item = workflow.next_item(s, reader.id, now=START)
-        workflow.submit(s, reader.id, item.assignment_id,
+        reader, _code = committed(readers.add_reader, s, sid, display_name="Dr Real", years_experience=3)
+        committed(build_design, s, sid)
+        item = committed(workflow.next_item, s, reader.id, now=START)
+        committed(workflow.submit, s, reader.id, item.assignment_id,
                         {"primary_diagnosis": "normal", "findings": [], "confidence": 50, "referral": False},
                         "real-1", now=START)
     with pytest.raises(ValueError, match="already has answers; simulated readers can only be added"):

@@ -13,7 +13,8 @@ from study.storage import db
 from study.domain import workflow
 from study.domain.config import AnswerInvalid
 from study.storage.models import Answer, Assignment, AuditEvent, utcnow
-from tests.study.helpers import SALIENCY, VALID_ANSWER
+from tests.study.helpers import SALIENCY, VALID_ANSWER, answer_history
+from tests.study.helpers import committed
 
 AI_WORDS = ("probabilit", "model_card", "model_version", "saliency", "abc123def4567890", '"ai"')
 
@@ -23,13 +24,13 @@ def _walk(session, rid, now=None, limit=1000):
     seen = []
     for i in range(limit):
         try:
-            item = workflow.next_item(session, rid, now=now)
+            item = committed(workflow.next_item, session, rid, now=now)
         except workflow.WashoutPending:
             break
         if item is None:
             break
         seen.append(item)
-        workflow.submit(session, rid, item.assignment_id, VALID_ANSWER, f"{rid}-{item.assignment_id}", now=now)
+        committed(workflow.submit, session, rid, item.assignment_id, VALID_ANSWER, f"{rid}-{item.assignment_id}", now=now)
     return seen
 
 
@@ -63,17 +64,17 @@ def test_sequential_step2_shows_own_locked_answer_and_locks_step1(Session, make_
     _, _, codes = make_study("sequential", n_cases=3, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
-        first = workflow.next_item(s, rid)
+        first = committed(workflow.next_item, s, rid)
         assert (first.condition, first.step, first.prior_answer) == ("unaided", 1, None)
-        res = workflow.submit(s, rid, first.assignment_id, VALID_ANSWER, "s1")
+        res = committed(workflow.submit, s, rid, first.assignment_id, VALID_ANSWER, "s1")
         # before the AI is shown, the unaided answer can still be corrected
         changed = {**VALID_ANSWER, "confidence": 55}
-        res2 = workflow.correct(s, rid, res.answer_id, changed, "typo")
-        second = workflow.next_item(s, rid)
+        res2 = committed(workflow.correct, s, rid, res.answer_id, changed, "typo")
+        second = committed(workflow.next_item, s, rid)
         assert (second.condition, second.step, second.case_id) == ("ai", 2, first.case_id)
         assert second.prior_answer == changed
         with pytest.raises(workflow.AnswerLocked):
-            workflow.correct(s, rid, res2.answer_id, VALID_ANSWER, "changed my mind after AI")
+            committed(workflow.correct, s, rid, res2.answer_id, VALID_ANSWER, "changed my mind after AI")
 
 
 def test_submit_idempotent_and_timed(Session, make_study):
@@ -81,26 +82,26 @@ def test_submit_idempotent_and_timed(Session, make_study):
     rid = next(iter(codes))
     t0 = utcnow()
     with Session() as s:
-        item = workflow.next_item(s, rid, now=t0)
-        again = workflow.next_item(s, rid, now=t0 + timedelta(seconds=30))
+        item = committed(workflow.next_item, s, rid, now=t0)
+        again = committed(workflow.next_item, s, rid, now=t0 + timedelta(seconds=30))
         assert again.assignment_id == item.assignment_id and again.shown_at == t0  # first-shown time kept
-        r1 = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "key-1", now=t0 + timedelta(seconds=42))
-        r2 = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "key-1", now=t0 + timedelta(seconds=99))
+        r1 = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "key-1", now=t0 + timedelta(seconds=42))
+        r2 = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "key-1", now=t0 + timedelta(seconds=99))
         assert r1 == r2 and not r1.replayed and r2.replayed
         assert r1.seconds == pytest.approx(42)
         assert s.scalar(select(func.count()).select_from(Answer)) == 1
         with pytest.raises(workflow.IdempotencyConflict):
-            workflow.submit(s, rid, item.assignment_id, {**VALID_ANSWER, "confidence": 1}, "key-1")
+            committed(workflow.submit, s, rid, item.assignment_id, {**VALID_ANSWER, "confidence": 1}, "key-1")
         with pytest.raises(workflow.AlreadyAnswered):
-            workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "key-2")
-        nxt = workflow.next_item(s, rid)
+            committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "key-2")
+        nxt = committed(workflow.next_item, s, rid)
         assert nxt.assignment_id != item.assignment_id and nxt.position == 2
         with pytest.raises(AnswerInvalid):
-            workflow.submit(s, rid, nxt.assignment_id, {"primary_diagnosis": "nonsense"}, "key-3")
+            committed(workflow.submit, s, rid, nxt.assignment_id, {"primary_diagnosis": "nonsense"}, "key-3")
         # an item not yet shown cannot be answered (no timing, out of order)
         unseen = s.scalar(select(Assignment).where(Assignment.reader_id == rid, Assignment.shown_at.is_(None)).limit(1))
         with pytest.raises(workflow.NotShownYet):
-            workflow.submit(s, rid, unseen.id, VALID_ANSWER, "key-4")
+            committed(workflow.submit, s, rid, unseen.id, VALID_ANSWER, "key-4")
         assert s.scalar(select(func.count()).select_from(Answer)) == 1
 
 
@@ -108,9 +109,9 @@ def test_other_readers_assignment_refused(Session, make_study):
     _, _, codes = make_study(n_cases=2, n_readers=2)
     a, b = list(codes)
     with Session() as s:
-        item = workflow.next_item(s, a)
+        item = committed(workflow.next_item, s, a)
         with pytest.raises(workflow.NotYourAssignment):
-            workflow.submit(s, b, item.assignment_id, VALID_ANSWER, "x")
+            committed(workflow.submit, s, b, item.assignment_id, VALID_ANSWER, "x")
 
 
 def test_concurrent_duplicate_submits_store_one_answer(Session, make_study):
@@ -119,7 +120,7 @@ def test_concurrent_duplicate_submits_store_one_answer(Session, make_study):
     items = {}
     with Session() as s:
         for rid in rids:
-            items[rid] = workflow.next_item(s, rid)
+            items[rid] = committed(workflow.next_item, s, rid)
     results, errors = [], []
     barrier = threading.Barrier(8)
 
@@ -128,7 +129,7 @@ def test_concurrent_duplicate_submits_store_one_answer(Session, make_study):
         try:
             barrier.wait()
             with Session() as s:
-                results.append((rid, workflow.submit(s, rid, items[rid].assignment_id, VALID_ANSWER, f"dup-{rid}")))
+                results.append((rid, committed(workflow.submit, s, rid, items[rid].assignment_id, VALID_ANSWER, f"dup-{rid}")))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -153,35 +154,35 @@ def test_corrections_versioned_and_audited(Session, make_study):
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
-        v1 = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "v1")
+        item = committed(workflow.next_item, s, rid)
+        v1 = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "v1")
         new = {**VALID_ANSWER, "primary_diagnosis": "glaucoma", "findings": ["glaucoma"]}
         with pytest.raises(ValueError, match="reason"):
-            workflow.correct(s, rid, v1.answer_id, new, "  ")
-        v2 = workflow.correct(s, rid, v1.answer_id, new, "clicked the wrong option", idempotency_key="c1")
-        assert workflow.correct(s, rid, v1.answer_id, new, "clicked the wrong option", idempotency_key="c1") == v2
+            committed(workflow.correct, s, rid, v1.answer_id, new, "  ")
+        v2 = committed(workflow.correct, s, rid, v1.answer_id, new, "clicked the wrong option", idempotency_key="c1")
+        assert committed(workflow.correct, s, rid, v1.answer_id, new, "clicked the wrong option", idempotency_key="c1") == v2
         assert v2.version == 2
         with pytest.raises(workflow.StaleVersion):
-            workflow.correct(s, rid, v1.answer_id, VALID_ANSWER, "again")
-        history = workflow.answer_history(s, item.assignment_id)
+            committed(workflow.correct, s, rid, v1.answer_id, VALID_ANSWER, "again")
+        history = answer_history(s, item.assignment_id)
         assert [(h.version, h.payload["primary_diagnosis"], h.reason) for h in history] == [
             (1, "amd", None), (2, "glaucoma", "clicked the wrong option")]
         ev = s.scalar(select(AuditEvent).where(AuditEvent.action == "answer.corrected"))
         assert ev.before["payload"] == VALID_ANSWER and ev.after["payload"]["primary_diagnosis"] == "glaucoma"
         assert ev.after["reason"] == "clicked the wrong option" and ev.actor.startswith("reader:")
         # a correction does not make the item current again
-        assert workflow.next_item(s, rid).assignment_id != item.assignment_id
+        assert committed(workflow.next_item, s, rid).assignment_id != item.assignment_id
 
 
 def test_corrections_refused_when_not_allowed(Session, make_study):
     _, _, codes = make_study(n_cases=2, n_readers=1, corrections=False)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
-        v1 = workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "v1")
+        item = committed(workflow.next_item, s, rid)
+        v1 = committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "v1")
         with pytest.raises(workflow.CorrectionsNotAllowed):
-            workflow.correct(s, rid, v1.answer_id, {**VALID_ANSWER, "confidence": 1}, "oops")
-        assert len(workflow.answer_history(s, item.assignment_id)) == 1
+            committed(workflow.correct, s, rid, v1.answer_id, {**VALID_ANSWER, "confidence": 1}, "oops")
+        assert len(answer_history(s, item.assignment_id)) == 1
 
 
 def test_resume_with_a_new_engine(db_url, make_study):
@@ -190,13 +191,13 @@ def test_resume_with_a_new_engine(db_url, make_study):
     eng = db.make_engine(db_url)
     with db.session_factory(eng)() as s:
         for k in range(3):
-            item = workflow.next_item(s, rid)
-            workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, f"r{k}")
-        pending = workflow.next_item(s, rid)  # shown, not answered: the "browser closed" moment
+            item = committed(workflow.next_item, s, rid)
+            committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, f"r{k}")
+        pending = committed(workflow.next_item, s, rid)  # shown, not answered: the "browser closed" moment
     eng.dispose()
     eng2 = db.make_engine(db_url)
     with db.session_factory(eng2)() as s:
-        resumed = workflow.next_item(s, rid)
+        resumed = committed(workflow.next_item, s, rid)
         assert resumed.assignment_id == pending.assignment_id
         assert resumed.shown_at == pending.shown_at and resumed.position == 4
         assert workflow.progress(s, rid).done == 3
@@ -211,11 +212,11 @@ def test_crossover_washout_enforced_and_override_audited(Session, make_study):
         for rid in (a, b):
             assert {i.session for i in _walk(s, rid, now=t0)} == {1}
             with pytest.raises(workflow.WashoutPending) as err:
-                workflow.next_item(s, rid, now=t0 + timedelta(days=27))
+                committed(workflow.next_item, s, rid, now=t0 + timedelta(days=27))
             assert err.value.available_at.date() == (t0 + timedelta(days=28)).date()
-        assert workflow.next_item(s, a, now=t0 + timedelta(days=28, minutes=1)).session == 2
-        workflow.grant_washout_override(s, b, 2, actor="investigator:pi", reason="reader leaving the site")
-        assert workflow.next_item(s, b, now=t0 + timedelta(days=1)).session == 2
+        assert committed(workflow.next_item, s, a, now=t0 + timedelta(days=28, minutes=1)).session == 2
+        committed(workflow.grant_washout_override, s, b, 2, actor="investigator:pi", reason="reader leaving the site")
+        assert committed(workflow.next_item, s, b, now=t0 + timedelta(days=1)).session == 2
         ev = s.scalar(select(AuditEvent).where(AuditEvent.action == "washout.overridden"))
         assert ev.actor == "investigator:pi" and ev.after == {"session": 2, "reason": "reader leaving the site"}
 
@@ -225,22 +226,22 @@ def test_revoked_reader_stopped(Session, make_study):
     _, _, codes = make_study(n_cases=2, n_readers=1)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
-        readers.revoke(s, rid)
+        item = committed(workflow.next_item, s, rid)
+        committed(readers.revoke, s, rid)
         with pytest.raises(workflow.ReaderRevoked):
-            workflow.next_item(s, rid)
+            committed(workflow.next_item, s, rid)
         with pytest.raises(workflow.ReaderRevoked):
-            workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "z")
+            committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "z")
 
 
 def test_aided_item_without_ai_output_is_refused(Session, make_study):
     _, _, codes = make_study("sequential", n_cases=2, n_readers=1, with_ai=False)
     rid = next(iter(codes))
     with Session() as s:
-        item = workflow.next_item(s, rid)
-        workflow.submit(s, rid, item.assignment_id, VALID_ANSWER, "u")
+        item = committed(workflow.next_item, s, rid)
+        committed(workflow.submit, s, rid, item.assignment_id, VALID_ANSWER, "u")
         with pytest.raises(workflow.AIOutputMissing):
-            workflow.next_item(s, rid)
+            committed(workflow.next_item, s, rid)
         aided = s.scalar(select(Assignment).where(Assignment.reader_id == rid, Assignment.condition == "ai",
                                                   Assignment.case_id == s.get(Assignment, item.assignment_id).case_id))
         assert aided.shown_at is None  # never marked shown without its AI

@@ -31,6 +31,7 @@ from study.jobs.precompute import store_ai_output
 from study.services import reader as reader_service, signin
 from study.domain.studies import create_study
 from tests.study.helpers import CARD, LABELS, SALIENCY, VALID_ANSWER, study_toml
+from tests.study.helpers import committed
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "shared-image-secret-of-both-servers"
@@ -43,6 +44,7 @@ from study.storage import db
 from study.domain import readers, workflow
 from study.domain.reader_screen import case_display
 from study.services import reader as reader_service, signin
+from tests.study.helpers import committed
 readers.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # as the tests' fixture
 args = json.loads(sys.argv[1])
 factory = db.session_factory(db.make_engine(args["url"]))
@@ -96,17 +98,17 @@ def pg_study(pg_url, tmp_path):
         Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / label / f"P{i}.png")
     text = study_toml("crossover", washout=0, name="Two servers")
     with factory() as s:
-        study = create_study(s, parse_text(text), text)
+        study = committed(create_study, s, parse_text(text), text)
         sid = study.id
-        cases.import_folder(s, sid, folder, store_root=store)
+        committed(cases.import_folder, s, sid, folder, store_root=store)
         for c in s.scalars(select(Case).where(Case.study_id == sid)):
-            store_ai_output(s, c.id, model_card=CARD, label_set="revision_findings", saliency_png=SALIENCY,
+            committed(store_ai_output, s, c.id, model_card=CARD, label_set="revision_findings", saliency_png=SALIENCY,
                             probabilities={k: 0.1 * (j + 1) for j, k in enumerate(LABELS[:-1])})
         codes = {}
         for i, years in enumerate((2, 15)):
-            reader, code = readers.add_reader(s, sid, display_name=f"Dr {i}", years_experience=years)
+            reader, code = committed(readers.add_reader, s, sid, display_name=f"Dr {i}", years_experience=years)
             codes[reader.id] = code
-        design.build_design(s, sid)
+        committed(design.build_design, s, sid)
         s.get(Study, sid).model_version = CARD["version"]
         s.commit()
     yield pg_url, factory, sid, codes, store
@@ -171,7 +173,7 @@ def test_the_same_submit_from_both_processes_at_once_stores_one_answer_version(p
     url, factory, _sid, codes, _store = pg_study
     reader_id = next(iter(codes))
     with factory() as s:
-        item = workflow.next_item(s, reader_id)  # shown, as the page shows it before the reader answers
+        item = committed(workflow.next_item, s, reader_id)  # shown, as the page shows it before the reader answers
     args = {"mode": "submit", "url": url, "reader_id": reader_id, "assignment_id": item.assignment_id,
             "answer": VALID_ANSWER, "key": "tab-1:submit-1"}
     a, b = _run_both(tmp_path, args, dict(args))
