@@ -109,15 +109,16 @@ def bootstrap_differences(
     and cases with replacement, independently; accuracy is pooled over the replicate's reads.
     Vectorised as count-weight matrices: accuracy_b = sum(Wr S Wc) / sum(Wr N Wc).
     Columns: condition, reference, level, acc_reference, acc_condition, difference, se, ci_low, ci_high
-    (proportions, not percent), n_boot, seed, and ``degenerate``: why there is no interval (every replicate
-    gives the same difference, or one of the two accuracies has no readings), else None.
+    (proportions, not percent), n_boot, seed, readers (in the level: with one, the interval reflects the cases
+    only), and ``degenerate``: why there is no interval (every replicate gives the same difference, or one of
+    the two accuracies has no readings), else None.
     """
     if n_boot < 10:
         raise ValueError("n_boot must be at least 10")
     pairs = condition_pairs(df["condition"].cat.categories)
     if df.empty or not pairs:
         return pd.DataFrame(columns=["condition", "reference", "level", "acc_reference", "acc_condition", "difference",
-                                     "se", "ci_low", "ci_high", "n_boot", "seed", "degenerate"])
+                                     "se", "ci_low", "ci_high", "n_boot", "seed", "readers", "degenerate"])
     rng = np.random.default_rng(seed)
     readers = pd.Index(sorted(pd.unique(df["reader"])))
     cases = pd.Index(sorted(pd.unique(df["case"])))
@@ -167,6 +168,7 @@ def bootstrap_differences(
                     "ci_high": float(hi) if not degenerate else np.nan,
                     "n_boot": int(n_boot),
                     "seed": int(seed),
+                    "readers": int(mask.sum()),
                     "degenerate": degenerate,
                 }
             )

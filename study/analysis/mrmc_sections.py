@@ -136,10 +136,33 @@ def _tidy(res: dict, fom: str, pairs: list[tuple[str, str]]) -> dict:
     return res
 
 
+def _short_of_cases(long: pd.DataFrame, fom: str) -> str | None:
+    """Why a figure of merit has too few normal or abnormal cases, in words (None: enough). The AUC needs two of
+    each kind; sensitivity two abnormal and specificity two normal cases read by every reader in every condition."""
+    kinds = {"auc": (1, 0), "sensitivity": (1,), "specificity": (0,)}.get(fom, ())
+    for truth in kinds:
+        name = "abnormal" if truth == 1 else "normal"
+        n = long.loc[long["truth"] == truth, "case"].nunique()
+        per = long[long["truth"] == truth].groupby(["reader", "modality"]).size()
+        fewest = 0 if len(per) < long.groupby(["reader", "modality"]).ngroups else int(per.min())
+        if n < 2:
+            return (f"{n} of the {long['case'].nunique()} cases {'is' if n == 1 else 'are'} {name}: the "
+                    f"{'AUC' if fom == 'auc' else fom} needs at least two {name} cases")
+        if fewest < 2:
+            return (f"some reader read only {fewest} {name} case(s) in a condition: the "
+                    f"{'AUC' if fom == 'auc' else fom} needs at least two {name} cases read by each reader in each "
+                    "condition")
+    return None
+
+
 def _run_foms(out: dict, analysis, long: pd.DataFrame, foms: tuple[str, ...], alpha: float, cluster: bool,
               pairs: list[tuple[str, str]], incomplete: bool) -> None:
     """``out[fom]`` = the MRMC of each figure of merit (``out[fom + "_error"]`` = why one could not run)."""
     for fom in foms:
+        short = _short_of_cases(long, fom)
+        if short:
+            out[f"{fom}_error"] = short
+            continue
         try:
             res = analysis(long, fom=fom, alpha=alpha, cluster="patient" if cluster else None,
                            incomplete=incomplete).to_dict()

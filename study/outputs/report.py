@@ -113,6 +113,8 @@ def build_figures(results: dict) -> dict:
     ai_res = results.get("ai_interaction") or {}
     roc = ai_res.get("roc")
     points = pd.DataFrame(ai_res.get("operating_points") or [])
+    if not points.empty:
+        points = points[points["fpr"].notna() & points["sensitivity"].notna()]
     if roc or not points.empty:
         fig = go.Figure(layout=dict(template=TEMPLATE))
         if roc:
@@ -167,7 +169,7 @@ def _pct(x) -> str:
 
 def _pts(x) -> str:
     """A difference of proportions in percentage points: 0.0975 -> '+9.8'."""
-    return f"{100 * x:+.1f}" if _given(x) else ""
+    return _signed(100 * x) if _given(x) else ""
 
 
 def _dec(x, digits: int = 3) -> str:
@@ -175,7 +177,7 @@ def _dec(x, digits: int = 3) -> str:
 
 
 def _signed(x, digits: int = 1) -> str:
-    return f"{x:+.{digits}f}" if _given(x) else ""
+    return f"{round(x, digits) + 0.0:+.{digits}f}" if _given(x) else ""  # + 0.0: no "-0.0"
 
 
 def _interval(lo, hi, cell=_dec) -> str:
@@ -277,6 +279,7 @@ def _accuracy_rows(rows: list[dict]) -> list[dict]:
 def difference_rows(rows: list[dict]) -> list[dict]:
     """Observed accuracy of each comparison's two conditions and the difference in points (bootstrap CI)."""
     return [{"comparison": comparison_name(d["condition"], d.get("reference", "unaided")), "level": d["level"],
+             "readers": _count(d.get("readers")),
              "observed, reference": _pct(d.get("acc_reference")), "observed, condition": _pct(d["acc_condition"]),
              "difference (points)": _pts(d["difference"]),
              "95% CI (points)": _interval(d.get("ci_low"), d.get("ci_high"), _pts)} for d in rows]
@@ -370,6 +373,13 @@ def _wald_caption(p: _Parts, section: dict, foms: Sequence[str]) -> None:
 def _mrmc_notes(section: dict, foms: Sequence[str]) -> list[str]:
     notes = [section.get("note")] + [section.get(f"{fom}_error") for fom in foms]
     notes += [(section.get(fom) or {}).get("degenerate") for fom in foms]
+    for fom in foms:
+        per = (((section.get(fom) or {}).get("rrrc") or {}).get("per_modality") or {})
+        name, cell, _ = MRMC_FOMS[fom]
+        flat = [f"{condition_name(m)} ({cell(v['fom'])})" for m, v in per.items() if not _given(*v.get("ci") or [None])]
+        if flat:
+            notes.append(f"{name} has no interval in {', '.join(flat)}: every reader's value there is the same and "
+                         "leaving out cases does not change it, so there is no variance to build an interval from")
     return [n for n in notes if n]
 
 
@@ -494,6 +504,9 @@ def _descriptive_section(results: dict, figures: dict) -> Section:
     p.table(difference_rows(diffs))
     for reason in _reasons(diffs):
         p.note(f"Not estimable: {reason}.")
+    if any(d.get("readers") == 1 for d in diffs):
+        p.caption("Where a level has one reader, its interval reflects case-to-case variation only: one reader "
+                  "cannot show how other readers of that level would do.")
     if several:
         p.caption("Each aided condition is compared with unaided, and the aided conditions with each other; the "
                   "bootstrap intervals are not adjusted for the number of comparisons.")
@@ -602,8 +615,15 @@ def _ai_section(results: dict, figures: dict) -> Section:
                       "only in a sequential design.")
         p.figure("switching", figures)
         p.figure("roc", figures)
+        if "roc" not in figures:
+            p.caption("No ROC curve or reader operating points: they need normal and abnormal cases, with the AI's "
+                      "probabilities for the curve.")
         p.heading("Fleiss' kappa among readers")
-        p.table(in_words(ai_res.get("kappa") or []))
+        kappa = ai_res.get("kappa") or []
+        if kappa and all(r.get("kappa") is None for r in kappa):
+            p.note("No Fleiss' kappa: " + "; ".join(dict.fromkeys(r["note"] for r in kappa if r.get("note"))))
+        else:
+            p.table(in_words(kappa))
     return Section("ai", "Interaction with the AI", tuple(p))
 
 
