@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["comparison_name", "condition_name", "p_text", "pct", "pts", "summary_paragraph"]
+__all__ = ["comparison_name", "condition_name", "p_phrase", "p_text", "pct", "pts", "summary_paragraph"]
 
 CONDITION_NAMES = {"unaided": "unaided", "ai": "AI-aided", "aided": "AI-aided",
                    "ai_saliency": "AI-aided with saliency map"}
@@ -44,13 +44,17 @@ def p_text(p) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_phrase(p) -> str:
+    """'p = 0.012' or 'p < 0.001'."""
+    text = p_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _p(c: dict, n: int) -> str:
     """'p = 0.012' or, with several comparisons, 'Holm-adjusted p = 0.036'."""
     if n > 1 and c.get("p_holm") is not None:
-        text = p_text(c["p_holm"])
-        return f"Holm-adjusted p {text}" if text.startswith("<") else f"Holm-adjusted p = {text}"
-    text = p_text(c["p"])
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
+        return f"Holm-adjusted {p_phrase(c['p_holm'])}"
+    return p_phrase(c["p"])
 
 
 def _ci_pts(lo: float, hi: float) -> str:
@@ -105,7 +109,7 @@ def _difference_sentence(d: dict, results: dict, alpha: float) -> list[str]:
         verdict = ("the AI effect differed between experience levels" if inter < alpha else
                    "the data do not show that the AI effect differs between experience levels "
                    "(per-level estimates are in the table)")
-        out.append(f"The test of a different effect across experience levels gave {_p({'p': inter}, 1)}: {verdict}.")
+        out.append(f"The test of a different effect across experience levels gave {p_phrase(inter)}: {verdict}.")
     return out
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from study.analysis.reads import load_reads
 from study.analysis.study_analysis import Settings, analyze_frame, software_versions, to_jsonable
-from study.analysis.summary import comparison_name, condition_name, p_text
+from study.analysis.summary import comparison_name, condition_name, p_phrase, p_text
 from study.outputs.timefmt import minute
 
 __all__ = ["CONDITION_COLOURS", "Section", "TEMPLATE", "analyze_reads", "build_figures", "p_text", "population_line",
@@ -241,6 +241,16 @@ class Section:
 
 
 class _Parts(list):
+    """A section's parts as they are added; :meth:`of` starts one with its population and, when it did not run,
+    the reason."""
+
+    @classmethod
+    def of(cls, section: dict) -> "_Parts":
+        parts = cls()
+        parts.population(section)
+        parts.note(section.get("note"))
+        return parts
+
     def text(self, value: str):
         if value:
             self.append(("text", value))
@@ -371,7 +381,7 @@ def _wald_caption(p: _Parts, section: dict, foms: Sequence[str]) -> None:
 
 
 def _mrmc_notes(section: dict, foms: Sequence[str]) -> list[str]:
-    notes = [section.get("note")] + [section.get(f"{fom}_error") for fom in foms]
+    notes = [section.get(f"{fom}_error") for fom in foms]
     notes += [(section.get(fom) or {}).get("degenerate") for fom in foms]
     for fom in foms:
         per = (((section.get(fom) or {}).get("rrrc") or {}).get("per_modality") or {})
@@ -493,9 +503,7 @@ def _study_facts(results: dict) -> list[dict]:
 
 def _descriptive_section(results: dict, figures: dict) -> Section:
     d = results.get("descriptive") or {}
-    p = _Parts()
-    p.population(d)
-    p.note(d.get("note"))
+    p = _Parts.of(d)
     p.figure("accuracy", figures)
     p.table(_accuracy_rows(d.get("accuracy") or []))
     several = len((results.get("meta") or {}).get("comparisons") or []) > 1
@@ -517,9 +525,7 @@ def _descriptive_section(results: dict, figures: dict) -> Section:
 
 def _glmm_section(results: dict, figures: dict) -> Section:
     g = results.get("glmm") or {}
-    p = _Parts()
-    p.population(g)
-    p.note(g.get("note"))
+    p = _Parts.of(g)
     if g.get("fixed_effects"):
         sds = ", ".join(f"{k[:-3].replace('case:patient', 'case within patient')} SD {v:.3f}"
                         for k, v in (g.get("random_effects") or {}).items() if v is not None)
@@ -540,52 +546,34 @@ def _glmm_section(results: dict, figures: dict) -> Section:
                  for c in (results.get("meta") or {}).get("comparisons") or []}
         if inter:
             p.text("Test of a different effect across levels: " + "; ".join(
-                f"{names.get(k, k)} p {p_text(v) if p_text(v).startswith('<') else '= ' + p_text(v)}"
-                for k, v in inter.items()) + ".")
+                f"{names.get(k, k)} {p_phrase(v)}" for k, v in inter.items()) + ".")
         for m in g.get("messages") or []:
             p.caption(f"Fit: {m}.")
     return Section("glmm", "Mixed-effects logistic model", tuple(p))
 
 
-def _mrmc_section(results: dict) -> Section:
-    mr = results.get("mrmc") or {}
-    p = _Parts()
-    p.population(mr)
-    if mr.get("design"):
+def _mrmc_section(results: dict, key: str, foms: tuple[str, str], title: str) -> Section:
+    """An MRMC section (``mrmc``: AUC and percent correct; ``mrmc_binary``: sensitivity and specificity)."""
+    mr = results.get(key) or {}
+    p = _Parts.of(mr)
+    if mr.get("call"):
+        p.caption(f"{mr['call']}; {mr['n_diseased']} diseased and {mr['n_non_diseased']} non-diseased cases; "
+                  f"design: {mr['design']}; Obuchowski-Rockette with Hillis df, random readers and cases, jackknife "
+                  "over the cases that enter each measure.")
+    elif mr.get("design"):
         p.caption(f"Design: {mr['design']}. Rating: {mr.get('rating')}.")
-    p.table(mrmc_rows(mr, ("auc", "percent_correct")))
-    _wald_caption(p, mr, ("auc", "percent_correct"))
-    for n in _mrmc_notes(mr, ("auc", "percent_correct")):
+    p.table(mrmc_rows(mr, foms))
+    _wald_caption(p, mr, foms)
+    for n in _mrmc_notes(mr, foms):
         p.note(n)
-    title = "MRMC (Obuchowski-Rockette, Hillis): AUC and percent correct"
     if mr.get("n_readers") is not None:
         title += f", {mr['n_readers']} readers x {mr['n_cases']} cases"
-    return Section("mrmc", title, tuple(p))
-
-
-def _mrmc_binary_section(results: dict) -> Section:
-    sb = results.get("mrmc_binary") or {}
-    p = _Parts()
-    p.population(sb)
-    if sb.get("call"):
-        p.caption(f"{sb['call']}; {sb['n_diseased']} diseased and {sb['n_non_diseased']} non-diseased cases; "
-                  f"design: {sb['design']}; Obuchowski-Rockette with Hillis df, random readers and cases, jackknife "
-                  "over the cases that enter each measure.")
-    p.table(mrmc_rows(sb, ("sensitivity", "specificity")))
-    _wald_caption(p, sb, ("sensitivity", "specificity"))
-    for n in _mrmc_notes(sb, ("sensitivity", "specificity")):
-        p.note(n)
-    title = "MRMC of sensitivity and specificity (abnormal call)"
-    if sb.get("n_readers") is not None:
-        title += f", {sb['n_readers']} readers x {sb['n_cases']} cases"
-    return Section("mrmc-binary", title, tuple(p))
+    return Section("mrmc" if key == "mrmc" else "mrmc-binary", title, tuple(p))
 
 
 def _sizing_section(results: dict) -> Section:
     sz = results.get("sizing") or {}
-    p = _Parts()
-    p.population(sz)
-    p.note(sz.get("note"))
+    p = _Parts.of(sz)
     for one in sz.get("comparisons") or []:
         p.heading(comparison_name(*one["comparison"]))
         if not one.get("grid"):
@@ -600,9 +588,7 @@ def _sizing_section(results: dict) -> Section:
 
 def _ai_section(results: dict, figures: dict) -> Section:
     ai_res = results.get("ai_interaction") or {}
-    p = _Parts()
-    p.population(ai_res)
-    p.note(ai_res.get("note"))
+    p = _Parts.of(ai_res)
     if not ai_res.get("note"):
         p.heading("Agreement with the AI's top suggestion")
         p.table(in_words(ai_res.get("agreement") or []))
@@ -629,9 +615,7 @@ def _ai_section(results: dict, figures: dict) -> Section:
 
 def _reading_time_section(results: dict, figures: dict) -> Section:
     rt = results.get("reading_time") or {}
-    p = _Parts()
-    p.population(rt)
-    p.note(rt.get("note"))
+    p = _Parts.of(rt)
     if rt.get("fixed_effects"):
         p.text(f"Model that ran: log {rt['formula']} (REML); a time ratio below 1 means faster reading.")
         if rt.get("fallback"):
@@ -643,9 +627,7 @@ def _reading_time_section(results: dict, figures: dict) -> Section:
 
 def _fast_reads_section(results: dict) -> Section:
     sens = ((results.get("sensitivity") or {}).get("fast_reads")) or {}
-    p = _Parts()
-    p.population(sens)
-    p.note(sens.get("note"))
+    p = _Parts.of(sens)
     if sens.get("differences") is not None:
         p.heading("Differences between conditions")
         p.table(difference_rows(sens["differences"]))
@@ -664,9 +646,7 @@ def _fast_reads_section(results: dict) -> Section:
 
 def _agreement_section(results: dict) -> Section:
     agr = results.get("agreement") or {}
-    p = _Parts()
-    p.population(agr)
-    p.note(agr.get("note"))
+    p = _Parts.of(agr)
     if agr.get("vs_reference") is not None:
         ci = agr.get("ci") or {}
         unit = "patients" if ci.get("resampled") == "patient" else "cases"
@@ -689,8 +669,12 @@ def sections(results: dict, figures: dict | None = None) -> list[Section]:
     if study:
         out.append(Section("study", "Study", (("table", _study_facts(results)), ("heading", "Reader completion"),
                                              ("table", completion_rows(study)))))
-    out += [_descriptive_section(results, figures), _glmm_section(results, figures), _mrmc_section(results),
-            _mrmc_binary_section(results), _sizing_section(results), _ai_section(results, figures),
+    out += [_descriptive_section(results, figures), _glmm_section(results, figures),
+            _mrmc_section(results, "mrmc", ("auc", "percent_correct"),
+                          "MRMC (Obuchowski-Rockette, Hillis): AUC and percent correct"),
+            _mrmc_section(results, "mrmc_binary", ("sensitivity", "specificity"),
+                          "MRMC of sensitivity and specificity (abnormal call)"),
+            _sizing_section(results), _ai_section(results, figures),
             _reading_time_section(results, figures), _fast_reads_section(results), _agreement_section(results)]
     ung = ((results.get("primary") or {}).get("excluded") or {}).get("ungradable") or {}
     if ung:
