@@ -99,3 +99,15 @@ def test_study_mrmc_says_why_and_orients_and_adjusts():
     assert c["diff"] == pytest.approx(1.0) and c["p"] is None and c["ci"] == [None, None]
     assert "sensitivities do not vary" in sens["degenerate"] and "no interval or p-value" in sens["degenerate"]
     assert "sensitivity" not in res["summary"]  # nothing claimed
+
+
+def test_cli_prints_no_test_where_there_is_no_variance(tmp_path, capsys):
+    from study.cli import main
+
+    truth = [1] * 9 + [0] * 3
+    csv = tmp_path / "same.csv"
+    _identical_readers(4, [0] * 12, [1] * 9 + [0] * 3, truth).to_csv(csv, index=False)
+    assert main(["mrmc", "--input", str(csv), "--fom", "sensitivity"]) == 0
+    out = capsys.readouterr().out
+    assert "no test: the variance to test against is zero" in out and "not estimable (no variance)" in out
+    assert "nan" not in out.lower()
