@@ -1,5 +1,6 @@
 """Investigator: the study's analysis (one results object from ``study.services.analysis``, the CLI's call
-and defaults) with the data cut-off, the report and the exports.
+and defaults) with the data cut-off, the report and the exports. The page shows the report's sections
+(``study.outputs.report.sections``), part by part, so the two never differ.
 
 User-supplied names (levels, conditions, readers) reach the browser only as plain text: st.dataframe cells
 are not Markdown, the figures carry HTML-escaped copies (``study.outputs.report``) and messages go through
@@ -38,105 +39,39 @@ if st.button("Run the analysis (about a minute for a full study)", key="run_anal
     with st.spinner("Analysing ..."):
         try:
             st.session_state[key] = analysis.results(factory, study_id, cutoff)
-        except Exception as exc:  # a message for the investigator; the log has the traceback
+        except analysis.AnalysisError as exc:  # in words; an unexpected failure's traceback is in the server log
             st.session_state.pop(key, None)
             st.error(f"The analysis could not run: {plain(exc)}")
 res = st.session_state.get(key)
 
 
-def population(section):
-    line = report.population_line((section or {}).get("population"))
-    if line:
-        st.caption(plain(line))
-    cl = report.clustering_line(section)
-    if cl:
-        st.caption(plain(cl))
-
-
-def table(rows):
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+def show(kind, value, figures):
+    """One part of a section of the report (``study.outputs.report.sections``), as the report shows it."""
+    if kind == "table":
+        if value:
+            st.dataframe(pd.DataFrame(value), hide_index=True)
+        else:
+            st.caption("Not available for this study.")
+    elif kind == "figure":
+        st.plotly_chart(figures[value], theme=None, key=f"fig_{value}")
+    elif kind == "heading":
+        st.markdown(f"**{plain(value)}**")
+    elif kind == "note":
+        st.info(plain(value))
+    elif kind == "caption":
+        st.caption(plain(value))
     else:
-        st.caption("Not available for this study.")
+        st.markdown(plain(value))
 
 
 if res:
     figs = report.build_figures(res)
-    info = res["study"]
+    info = res.get("study") or {}
     st.caption(plain(f"Cut-off: {info['cutoff']['description']}; data snapshot sha256 {info['snapshot_sha256']}"))
-    st.subheader("Summary")
-    st.text(res["summary"])
-    st.subheader("Reader completion")
-    table(report.completion_rows(info))
-
-    st.subheader("Accuracy")
-    population(res["descriptive"])
-    st.plotly_chart(figs["accuracy"], theme=None, key="fig_accuracy")
-    table(report.difference_rows(res["descriptive"]["differences"]))
-
-    st.subheader("Mixed-effects logistic model (odds ratios)")
-    population(res["glmm"])
-    table(report.glmm_rows(res["glmm"]))
-
-    st.subheader("AI effect by experience level")
-    st.plotly_chart(figs["forest"], theme=None, key="fig_forest")
-    table(report.effect_rows(res))
-
-    st.subheader("MRMC (Obuchowski-Rockette, AUC)")
-    mr = res.get("mrmc")
-    population(mr)
-    table(report.mrmc_rows(mr))
-    if mr and mr.get("note"):
-        st.info(plain(mr["note"]))
-
-    st.subheader("MRMC (sensitivity and specificity of the abnormal call)")
-    sb = res.get("mrmc_binary")
-    population(sb)
-    if sb:
-        st.caption(plain(f"{sb['call']}; {sb['n_diseased']} diseased and {sb['n_non_diseased']} non-diseased cases; "
-                         "Obuchowski-Rockette, random readers and cases."))
-    table(report.mrmc_binary_rows(sb))
-    for note in [(sb or {}).get(k) for k in ("note", "sensitivity_error", "specificity_error")]:
-        if note:
-            st.info(plain(note))
-
-    st.subheader("Sizing a next study")
-    sz = res.get("sizing")
-    population(sz)
-    st.caption(plain(report.sizing_text(sz)))
-    if sz and sz.get("grid"):
-        table(report.sizing_rows(sz))
-        table(report.sizing_need_rows(sz))
-
-    st.subheader("Agreement (quadratic-weighted kappa)")
-    agr = res.get("agreement")
-    if agr:
-        population(agr)
-        table(report.agreement_rows(agr, "vs_reference"))
-        table(report.agreement_rows(agr, "between_readers"))
-    else:
-        st.caption("Only for an ordinal primary question (a grade).")
-
-    st.subheader("Reading time")
-    population(res.get("reading_time"))
-    table(report.reading_time_rows(res.get("reading_time")))
-    if "reading_time" in figs:
-        st.plotly_chart(figs["reading_time"], theme=None, key="fig_reading_time")
-
-    st.subheader("Switching after the AI's suggestion")
-    population(res["ai_interaction"])
-    table(report.switching_rows(res))
-
-    sens = res["sensitivity"].get("fast_reads")
-    if sens:
-        st.subheader(f"Without fast reads (under {sens['threshold_seconds']:g} s)")
-        if sens.get("population"):
-            population(sens)
-            table(report.difference_rows(sens["differences"]))
-        else:
-            st.caption(plain(sens.get("note", "")))
-    for message in res.get("messages", []):
-        st.warning(plain(message))
+    for section in report.sections(res, figs):
+        st.subheader(section.title)
+        for kind, value in section.parts:
+            show(kind, value, figs)
 
     st.subheader("Report")
     st.download_button("Download the HTML report", lambda: analysis.report_html(res), "report.html", "text/html",

@@ -5,6 +5,9 @@ set -u
 need=()
 command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !requireNamespace("lme4", quietly = TRUE))' >/dev/null 2>&1 \
     || need+=(r-base-core r-cran-lme4)
+# blme's bglmer: the reference for the GLMM's fit with fixed-effect priors under separation (tests/test_glmm.py)
+command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !requireNamespace("blme", quietly = TRUE))' >/dev/null 2>&1 \
+    || need+=(r-cran-blme)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # end-to-end browser tests (tests/test_e2e_browser.py)
 if [ ${#need[@]} -eq 0 ]; then

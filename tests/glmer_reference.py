@@ -13,16 +13,17 @@ import pandas as pd
 
 R_SCRIPT = Path(__file__).resolve().parent / "r" / "glmer_fit.R"
 INSTALL_HINT = "R with lme4 is not installed: apt-get install r-base-core r-cran-lme4"
+BLME_HINT = "R's blme is not installed: apt-get install r-cran-blme (scripts/install_system_deps.sh)"
 
 
-def glmer_available() -> bool:
-    """True when Rscript exists and lme4 loads."""
+def glmer_available(package: str = "lme4") -> bool:
+    """True when Rscript exists and ``package`` (lme4, or blme for the penalised fits) loads."""
     rscript = shutil.which("Rscript")
     if rscript is None:
         return False
     try:
         out = subprocess.run(
-            [rscript, "-e", "suppressPackageStartupMessages(library(lme4)); cat('ok')"],
+            [rscript, "-e", f"suppressPackageStartupMessages(library({package})); cat('ok')"],
             capture_output=True, text=True, timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -35,12 +36,15 @@ def run_glmer(
     formula: str = "correct ~ condition * experience + (1|reader) + (1|case)",
     reference_levels: dict | None = None,
     timeout: float = 600,
+    fixef_prior: bool = False,
 ) -> dict:
-    """Fit with glmer and return its JSON, with R term names translated to patsy's."""
+    """Fit with glmer (``fixef_prior``: blme's bglmer with its default normal fixed-effect prior) and return
+    its JSON, with R term names translated to patsy's."""
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "study.csv"
         df.to_csv(csv, index=False)
         refs = [f"{k}={v}" for k, v in (reference_levels or {}).items() if k != "condition"]
+        refs += ["fixef.prior=normal"] if fixef_prior else []
         out = subprocess.run(
             [shutil.which("Rscript") or "Rscript", str(R_SCRIPT), str(csv), formula, *refs],
             capture_output=True, text=True, timeout=timeout,

@@ -130,3 +130,17 @@ def test_patient_bootstrap_resamples_both_eyes_together():
     assert "patients" in d["method"]
     with pytest.raises(ValueError, match="exactly one 'patient'"):
         ordinal_agreement(df.assign(patient=np.arange(len(df)) % 7), n_boot=10)
+
+
+def test_every_comparison_of_three_arms_has_its_kappa_difference():
+    """Issue 19: each aided arm against unaided and the aided arms against each other, on the same draws."""
+    df = _reads({"unaided": 0.6, "ai": 0.3, "ai_saliency": 0.1})
+    ref = qwk_vs_reference(df, n_boot=200, seed=1)
+    diffs = ref.attrs["differences"]
+    overall = ref[ref.level == "all"].set_index("condition")["qwk"]
+    got = diffs[diffs.level == "all"].set_index(["condition", "reference"])["difference"]
+    assert list(got.index) == [("ai", "unaided"), ("ai_saliency", "unaided"), ("ai_saliency", "ai")]
+    for (cond, against), d in got.items():
+        assert d == pytest.approx(overall[cond] - overall[against])
+    row = diffs[(diffs.level == "all") & (diffs.condition == "ai_saliency") & (diffs.reference == "ai")].iloc[0]
+    assert row.ci_low < row.difference < row.ci_high

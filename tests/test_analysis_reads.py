@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from study.analysis.reads import findings, load_reads
+from study.analysis.reads import condition_pairs, findings, load_reads, no_comparison
 
 
 def _tiny(**over):
@@ -36,13 +36,30 @@ def test_levels_conditions_and_latest(tmp_path):
 @pytest.mark.parametrize("df, msg", [
     (_tiny().drop(columns=["condition"]), r"missing column\(s\) \['condition'\]"),
     (_tiny(correct=[0, 1, 2, 1]), "'correct' must be 0 or 1"),
-    (_tiny(condition=["unaided"] * 4), "only one condition"),
-    (_tiny(condition=["ai", "ai_saliency", "ai", "ai_saliency"]), "no 'unaided' condition"),
     (_tiny(level=["junior", "junior", "x", "x"]), "not in level_order"),
 ])
 def test_bad_input_messages(df, msg):
     with pytest.raises(ValueError, match=msg):
         load_reads(df, level_order=["junior", "senior"] if "x" in set(df["level"]) else None)
+
+
+@pytest.mark.parametrize("conditions, why", [
+    (["unaided"] * 4, "every reading so far is in one condition (unaided)"),
+    (["ai", "ai_saliency", "ai", "ai_saliency"], "there are no unaided readings yet"),
+])
+def test_a_study_that_has_only_started_is_loaded_and_says_why_nothing_is_compared(conditions, why):
+    """Issue 19: one condition, or no unaided readings, is a study that has only started, not a bad file: the
+    reads load (the analysis gives the descriptive table) and ``no_comparison`` says why nothing is compared."""
+    out = load_reads(_tiny(condition=conditions))
+    assert len(out) == 4 and why in no_comparison(out)
+    assert no_comparison(load_reads(_tiny())) is None
+
+
+def test_every_comparison_of_conditions():
+    assert condition_pairs(["unaided", "ai"]) == [("ai", "unaided")]
+    assert condition_pairs(["unaided", "ai", "ai_saliency"]) == [
+        ("ai", "unaided"), ("ai_saliency", "unaided"), ("ai_saliency", "ai")]
+    assert condition_pairs(["ai", "ai_saliency"]) == [("ai_saliency", "ai")]  # no unaided: the arms only
 
 
 def test_missing_file_message(tmp_path):

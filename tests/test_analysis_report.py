@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from study.analysis.simulated_reads import simulate_reads
-from study.analysis.summary import condition_name, pct, pts
+from study.analysis.summary import condition_name, p_text, pct, pts
 from study.cli import main
 from study.outputs.report import analyze_reads, build_figures, render_html
 
@@ -50,13 +50,14 @@ def test_results_structure(results):
 def test_summary_numbers_equal_results(results):
     text = results["summary"]
     d = next(r for r in results["descriptive"]["differences"] if r["level"] == "all")
-    for s in (pct(d["acc_unaided"]), pct(d["acc_condition"]), pts(100 * d["difference"]),
+    assert d["reference"] == "unaided"
+    for s in (pct(d["acc_reference"]), pct(d["acc_condition"]), pts(100 * d["difference"]),
               f"95% CI {pts(100 * d['ci_low'])} to {pts(100 * d['ci_high'])}"):
         assert s in text
     acc = {(r["condition"], r["level"]): r["accuracy"] for r in results["descriptive"]["accuracy"]}
     assert pct(acc[("unaided", "all")]) in text and pct(acc[("aided", "all")]) in text
     p = results["glmm_interaction_p"]["aided"]
-    assert f"p = {p:.3g}" in text
+    assert f"across experience levels gave p = {p_text(p)}" in text  # three decimals (or "< 0.001")
     if p < results["meta"]["alpha"]:
         me = [m for m in results["marginal_effects"]["aided"] if m["level"] != "all"]
         best = max(me, key=lambda m: m["pp_diff"])
@@ -66,9 +67,10 @@ def test_summary_numbers_equal_results(results):
     mr = results["mrmc"]["auc"]["rrrc"]
     cmp = mr["comparisons"][0]
     a, b = cmp["modalities"]
+    assert (a, b) == ("aided", "unaided")  # every comparison reads condition - reference
     assert (f"AUC was {mr['per_modality'][a]['fom']:.3f} {condition_name(a)} and {mr['per_modality'][b]['fom']:.3f} "
             f"{condition_name(b)} (difference {cmp['diff']:+.3f}, 95% CI {cmp['ci'][0]:+.3f} to {cmp['ci'][1]:+.3f}, "
-            f"p = {cmp['p']:.3g}") in text
+            f"p = {p_text(cmp['p'])}") in text
     sw = next(r for r in results["ai_interaction"]["switching_summary"] if r["level"] == "all")
     assert f"{pct(sw['automation_bias_rate'])} were changed to a wrong answer ({sw['right_to_wrong_after_wrong_ai']} reads)" in text
 
@@ -127,50 +129,57 @@ def test_tables_in_words_intervals_as_intervals(results):
     rows = sens_spec_rows(results)
     findings = {r["finding"] for r in pd.DataFrame(results["descriptive"]["sensitivity_specificity"]).to_dict("records")}
     assert len(rows) == 2 * len(findings)  # one row per finding and measure, conditions as columns
-    assert all(" to " in r["unaided"] for r in rows)
+    assert all(" to " in r["unaided"] and "%" in r["unaided"] for r in rows)  # percentages, not proportions
     mrmc = page[page.index("id='mrmc'"):page.index("id='ai'")]
     assert "AUC" in mrmc and "aided - unaided" in mrmc  # AUC per condition and the difference
+    assert not re.search(r"<td>0\.\d{4,}</td>", _tables_text(page[page.index("id='accuracy'"):page.index("id='glmm'")]))
 
 
 def test_methods_describe_only_the_sections_that_ran(results):
     assert "Obuchowski" in results["methods"] and "log(seconds)" in results["methods"]
     reads = simulate_reads(n_readers=6, n_cases=30, seed=2).drop(columns=["confidence", "seconds"])
     res = analyze_reads(reads, level_order=LEVELS, n_boot=100)
-    assert res["mrmc"] is None and res["reading_time"] is None
+    # issue 19: a section that cannot run says why (it used to be None, and vanished from the report)
+    assert "confidence rating" in res["mrmc"]["note"] and "no reading times" in res["reading_time"]["note"]
     assert "empirical AUCs" not in res["methods"] and "log(seconds)" not in res["methods"]
     assert "Hillis and Obuchowski" not in res["methods"]  # no sizing without the AUC MRMC
     # the readers' abnormal calls need no confidence: the sensitivity/specificity MRMC still runs
     assert res["mrmc_binary"]["sensitivity"] and "sensitivity and specificity" in res["methods"]
     sizing = res["sizing"]
-    assert sizing["grid"] is None and sizing["note"].startswith("no sizing")
+    assert "comparisons" not in sizing and sizing["note"].startswith("sizing needs")
     page = render_html(res)
-    assert "id='mrmc'" not in page and "id='mrmc-binary'" in page
-    assert html.escape(sizing["note"]) in page  # the report says why there is no sizing grid
+    assert "id='mrmc'" in page and "id='mrmc-binary'" in page
+    for note in (res["mrmc"]["note"], sizing["note"]):  # the report says why there is no AUC and no sizing grid
+        assert html.escape(note[1:]) in page
 
 
 def test_report_has_the_binary_mrmc_and_sizing_sections_with_populations(results):
-    from study.outputs.report import mrmc_binary_rows, sizing_rows
+    from study.outputs.report import mrmc_rows, sizing_rows
 
     sb, sz = results["mrmc_binary"], results["sizing"]
     for section in (sb, sz):
         assert set(section["population"]) == {"readers", "cases", "readings", "excluded"}
     assert sb["n_readers"] == 9 and sb["n_cases"] == 60
     assert sb["sensitivity"]["rrrc"]["per_modality"]["aided"]["fom"] > 0
-    rows = mrmc_binary_rows(sb)
+    rows = mrmc_rows(sb, ("sensitivity", "specificity"))
     assert {r["measure"] for r in rows} == {"Sensitivity", "Specificity"}
     assert {r["comparison"] for r in rows} == {"unaided", "AI-aided", "AI-aided - unaided"}
     assert all(" to " in r["95% CI"] for r in rows)
-    grid = sizing_rows(sz)
+    assert all(r["estimate"].endswith("%") for r in rows if " - " not in r["comparison"])  # percentages
+    assert all(not r["estimate"].endswith("%") and r["estimate"][0] in "+-" for r in rows if " - " in r["comparison"])
+    one = sz["comparisons"][0]
+    grid = sizing_rows(one)
     assert [r["readers"] for r in grid] == [f"{n} readers" for n in sz["readers"]]
     assert all(v.endswith("%") for r in grid for k, v in r.items() if k != "readers")
-    assert sz["effect"] == pytest.approx(results["mrmc"]["auc"]["rrrc"]["comparisons"][0]["diff"])
+    assert one["effect"] == pytest.approx(results["mrmc"]["auc"]["rrrc"]["comparisons"][0]["diff"])
+    assert one["comparison"] == ["aided", "unaided"] and sz["frrc_reference"] == "f"
     page = _tables_text(render_html(results))
     for anchor, heading in (("id='mrmc-binary'", "sensitivity and specificity"), ("id='sizing'", "Sizing")):
         part = page[page.index(anchor):]
         assert heading in part[:300] and "Population:" in part[:2000] and "<table" in part[:6000]
     assert "Fewest cases for 80% power" in page
     c = sb["sensitivity"]["rrrc"]["comparisons"][0]
-    assert "sensitivity for the abnormal call" in results["summary"] and f"p = {c['p']:.3g}" in results["summary"]
+    assert "sensitivity for the abnormal call" in results["summary"] and f"p = {p_text(c['p'])}" in results["summary"]
 
 
 @pytest.mark.parametrize("p, claims", [(0.97, False), (0.01, True)])
@@ -180,5 +189,5 @@ def test_summary_names_the_largest_gain_only_when_the_test_supports_it(results, 
     res = {**results, "glmm_interaction_p": {"aided": p}}
     text = summary_paragraph(res)
     assert ("largest in" in text) is claims
-    assert f"p = {p:.3g}" in text
+    assert f"p = {p_text(p)}" in text
     assert ("do not show that the AI effect differs" in text) is not claims

@@ -11,8 +11,8 @@ from scipy.special import expit
 
 from study.analysis.stats._crossed import CrossedStructure
 from study.analysis.stats._design import build_design
-from study.analysis.stats.glmm import _LaplaceFit, fit_glmm, fit_lmm_log_time, simulate_reader_study
-from tests.glmer_reference import INSTALL_HINT, glmer_available, run_glmer
+from study.analysis.stats.glmm import BLME_NORMAL, _LaplaceFit, fit_glmm, fit_lmm_log_time, simulate_reader_study
+from tests.glmer_reference import BLME_HINT, INSTALL_HINT, glmer_available, run_glmer
 
 FORMULA = "correct ~ condition * experience + (1|reader) + (1|case)"
 
@@ -290,3 +290,100 @@ def test_ignoring_patients_understates_the_se_of_a_between_patient_effect():
     se = lambda f: f.fixed_effects.set_index("term").loc["condition[T.aided]", "se"]  # noqa: E731
     assert nested.random_effect_sds["patient"] > 0.5
     assert se(nested) > 1.1 * se(naive)
+
+
+# --- separation: blme's normal fixed-effect prior (issue 19) ------------------------------------
+
+
+def _separated(seed: int = 3) -> pd.DataFrame:
+    """Junior readers are always right when aided: the interaction's ML estimate is infinite."""
+    df = simulate_reader_study(6, 40, 0.5, 0.4, 1.0, levels=("junior", "senior"), seed=seed)
+    df.loc[(df.experience == "junior") & (df.condition == "aided"), "correct"] = 1
+    return df
+
+
+SEPARATED = "correct ~ condition * experience + (1|reader) + (1|case)"
+
+
+def test_separation_is_detected_by_the_linear_programme():
+    from study.analysis.stats.separation import is_separated
+
+    df = _separated()
+    d = build_design(SEPARATED, df, ("reader", "case"), None, binary_response=True)
+    assert is_separated(d.X, d.y)
+    additive = build_design("correct ~ condition + experience + (1|reader) + (1|case)", df, ("reader", "case"), None,
+                            binary_response=True)
+    assert not is_separated(additive.X, additive.y)  # a pure cell does not separate the additive model
+    clean = build_design(SEPARATED, simulate_reader_study(6, 40, 0.5, 0.4, 1.0, levels=("junior", "senior"), seed=3),
+                         ("reader", "case"), None, binary_response=True)
+    assert not is_separated(clean.X, clean.y)
+    X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+    assert is_separated(X, np.array([0, 1, 0, 1, 1, 1]))  # quasi-complete: x = 1 always a success
+    assert not is_separated(X, np.array([0, 1, 0, 1, 0, 1]))
+
+
+def test_prior_gives_finite_estimates_where_ml_runs_away():
+    df = _separated()
+    ml = fit_glmm(SEPARATED, df)
+    prior = fit_glmm(SEPARATED, df, fixef_prior=BLME_NORMAL)
+    term = "condition[T.aided]"
+    ml_est = ml.fixed_effects.set_index("term").loc[term]
+    pr_est = prior.fixed_effects.set_index("term").loc[term]
+    assert ml_est.estimate > pr_est.estimate and ml_est.se > 2 * pr_est.se  # ML drifts off towards infinity
+    assert 2 < pr_est.estimate < 8 and np.isfinite(prior.fixed_effects[["estimate", "se"]].to_numpy()).all()
+    assert prior.to_dict()["fixef_prior_sd"] == [10.0, 2.5] and "normal priors" in prior.to_dict()["model"]
+    # without separation a weak prior moves the estimates only a little
+    clean = simulate_reader_study(10, 60, 0.4, 0.4, 1.0, seed=4)
+    a, b = fit_glmm(FORMULA, clean), fit_glmm(FORMULA, clean, fixef_prior=BLME_NORMAL)
+    np.testing.assert_allclose(a.fixed_effects.estimate, b.fixed_effects.estimate, atol=0.05)
+
+
+def test_penalised_gradient_matches_finite_differences():
+    df = _separated()
+    d = build_design(SEPARATED, df, ("reader", "case"), None, binary_response=True)
+    prec = np.array([1 / 100] + [1 / 6.25] * (d.X.shape[1] - 1))
+    fit = _LaplaceFit(d.y, d.X, CrossedStructure(d.codes, [len(lv) for lv in d.levels]), prec)
+    x = np.array([0.5, 0.8, 0.7, 3.0, 0.2, -2.5])
+    g = fit.fun_grad(x)[1]
+    h = 1e-5
+    fd = [(fit.fun_grad(x + e)[0] - fit.fun_grad(x - e)[0]) / (2 * h) for e in np.eye(len(x)) * h]
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-4)
+
+
+def test_penalised_fit_matches_blme_bglmer():
+    """blme::bglmer(fixef.prior = normal, cov.prior = NULL): normal(sd = c(10, 2.5)) on the fixed effects."""
+    if not glmer_available("blme"):
+        pytest.skip(BLME_HINT)
+    for df in (_separated(3), _separated(11)):
+        ours = fit_glmm(SEPARATED, df, fixef_prior=BLME_NORMAL)
+        ref = run_glmer(df, SEPARATED, fixef_prior=True)
+        fe = ours.fixed_effects.set_index("term")
+        assert sorted(fe.index) == sorted(r["term"] for r in ref["fixed_effects"])
+        for r in ref["fixed_effects"]:
+            assert abs(fe.loc[r["term"]].estimate - r["estimate"]) < 5e-3, r
+            assert abs(fe.loc[r["term"]].se / r["se"] - 1) < 0.01, r
+        for g in ("reader", "case"):
+            assert ours.random_effect_sds[g] == pytest.approx(ref["random_effects"][f"{g}_sd"], abs=5e-3), g
+
+
+def test_contrasts_between_any_two_arms_of_one_model():
+    """Three arms in one model: each pair's effect is the contrast of the same fit (issue 19, multi-arm)."""
+    rng = np.random.default_rng(1)
+    df = simulate_reader_study(8, 60, 0.5, 0.3, 0.8, seed=6)
+    third = df[df.condition == "aided"].assign(condition="aided_map")
+    third["correct"] = (rng.random(len(third)) < 0.8).astype(int)
+    df = pd.concat([df, third], ignore_index=True)
+    fit = fit_glmm(FORMULA, df)
+    with pytest.raises(ValueError, match="name the two to compare"):
+        fit.marginal_effects(by=None)
+    fe = fit.fixed_effects.set_index("term")
+    me = fit.marginal_effects(by=None, treat="aided_map", ref="aided").iloc[0]
+    rows = pd.DataFrame({"condition": ["aided_map", "aided"], "experience": ["intermediate"] * 2})
+    X = fit.design_rows(rows)
+    assert np.allclose(X[0] - X[1], [0, -1, 1, 0, 0, 0, 0, 0, 0])  # reference level: the contrast of the two terms
+    assert me["odds_ratio"] != pytest.approx(1.0)
+    one = fit.marginal_effects(by=None, treat="aided", ref="unaided").iloc[0]
+    assert one["log_or"] != pytest.approx(me["log_or"])
+    chi2, dof, p = fit.wald_test(np.eye(len(fe))[[1]])
+    assert dof == 1 and chi2 == pytest.approx((fe.loc["condition[T.aided]", "estimate"]
+                                               / fe.loc["condition[T.aided]", "se"]) ** 2)

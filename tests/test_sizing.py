@@ -1,9 +1,14 @@
-"""Analytic OR sizing against RJafroc 3.6.1's published sample-size results, plus its invariants.
+"""Analytic OR sizing against RJafroc's published sample-size results, plus its invariants.
 
 The RJafroc numbers are the expectations of its own tests (tests/testthat/test-SsSampleSizeRoc.R,
 ``goodValues361``: ``SsPowerGivenJK`` / ``SsSampleSizeKGivenJ`` with method "OR", FOM "Wilcoxon")
 on dataset02 (Van Dyke) and dataset03 (Franken), which are ../shared/reference/vandyke.csv and
 franken.csv. They are printed to 7-8 decimals; we match to half a unit of the last printed digit.
+
+FRRC (issue 19): by default the statistic is referred to F(1, K - 1), as RJafroc's
+``SsPowerGivenJKOrVarComp`` does (RJafroc 1.x-2.x; Chakraborty's RJafrocBook prints K = 133, power
+0.8011167 for Van Dyke at J = 10); RJafroc 3.6.1 refers it to chi-square(1) (goodValues361: K = 131,
+0.80091813), which stays available as ``frrc_reference="chi2"``. Both are pinned below.
 """
 
 from __future__ import annotations
@@ -34,14 +39,32 @@ def vandyke():
 
 
 @needs_reference
-@pytest.mark.parametrize("J, K, analysis, expected", [
-    (10, 165, "rrrc", 0.80541995),
-    (10, 131, "frrc", 0.80091813),
-    (10, 53, "rrfc", 0.80496663),
+@pytest.mark.parametrize("J, K, analysis, reference, expected", [
+    (10, 165, "rrrc", "f", 0.80541995),
+    (10, 131, "frrc", "chi2", 0.80091813),  # RJafroc 3.6.1 (chi-square)
+    (10, 53, "rrfc", "f", 0.80496663),
 ])
-def test_rjafroc_vandyke_power_given_j_k(vandyke, J, K, analysis, expected):
-    res = or_power(vandyke, -0.043800322, J, K)
+def test_rjafroc_vandyke_power_given_j_k(vandyke, J, K, analysis, reference, expected):
+    res = or_power(vandyke, -0.043800322, J, K, frrc_reference=reference)
     assert res[analysis].power == pytest.approx(expected, abs=5e-9)
+
+
+@needs_reference
+def test_frrc_is_referred_to_f_with_k_minus_1_by_default(vandyke):
+    """RJafroc's SsPowerGivenJKOrVarComp: F(1, K - 1). The RJafrocBook's SsSampleSizeKGivenJ(dataset02, J = 10,
+    option = "FRRC") prints K = 133, power 0.8011167; with chi-square(1) the same K gives 0.807."""
+    f = or_power(vandyke, None, 10, 133)["frrc"]
+    assert f.ddf == 132 and f.test == "F(1, ddf), two-sided"
+    assert f.power == pytest.approx(0.8011167, abs=5e-8)
+    chi = or_power(vandyke, None, 10, 133, frrc_reference="chi2")["frrc"]
+    assert chi.ddf is None and chi.ncp == pytest.approx(f.ncp) and chi.power == pytest.approx(0.8068194, abs=5e-7)
+    assert cases_for_power(vandyke, None, 10, analysis="frrc") == 133
+    assert cases_for_power(vandyke, None, 10, analysis="frrc", frrc_reference="chi2") == 131
+    for k in (20, 60, 200, 1000):  # F(1, K - 1) never has more power than its chi-square limit
+        assert (or_power(vandyke, None, 10, k)["frrc"].power
+                <= or_power(vandyke, None, 10, k, frrc_reference="chi2")["frrc"].power)
+    with pytest.raises(ValueError, match="frrc_reference"):
+        or_power(vandyke, None, 10, 133, frrc_reference="t")
 
 
 @needs_reference
@@ -101,10 +124,12 @@ def test_non_inferiority_is_one_sided_and_helped_by_the_margin():
     for k in two:
         assert ni[k].power > two[k].power
         assert ni[k].ncp > 0 and ni[k].test.endswith("non-inferiority")
-    # FRRC is a normal test: power = Phi(ncp - z_{1 - alpha}), ncp = M / SE
+    # FRRC: a t(K - 1) test by default, a normal test with the chi-square reference: Phi(ncp - z_{1 - alpha})
     from scipy import stats
     f = ni["frrc"]
-    assert f.ddf is None and f.power == pytest.approx(stats.norm.cdf(f.ncp - stats.norm.isf(0.05)))
+    assert f.ddf == 149 and f.power == pytest.approx(stats.nct.sf(stats.t.isf(0.05, 149), 149, f.ncp))
+    n = or_power(VD, 0.0, 8, 150, margin=0.05, frrc_reference="chi2")["frrc"]
+    assert n.ddf is None and n.power == pytest.approx(stats.norm.cdf(n.ncp - stats.norm.isf(0.05)))
 
 
 def test_bad_input():
@@ -128,8 +153,12 @@ def test_cli_json(capsys):
     assert set(out) >= {"rrrc", "frrc", "rrfc", "grid", "cases_for_power"}
     assert set(out["rrrc"]) >= {"power", "ddf", "ncp"}
     assert out["rrrc"]["power"] == pytest.approx(0.80541995, abs=5e-9)
-    assert out["frrc"]["ddf"] is None and out["rrfc"]["ddf"] == 9
+    assert out["frrc"]["ddf"] == 164 and out["rrfc"]["ddf"] == 9  # FRRC: F(1, K - 1)
     assert len(out["grid"]) == 4
+    rc = main(["power", "--pilot", str(VANDYKE), "--readers", "10", "--cases", "131", "--frrc-reference", "chi2",
+               "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["frrc"]["ddf"] is None and out["frrc"]["power"] == pytest.approx(0.80091813, abs=5e-8)
     rc = main(["power", "--var-tr", "0.0002", "--cov1", "0.00035", "--cov2", "0.00034", "--cov3", "0.00024",
                "--var-error", "0.0008", "--pilot-cases", "114", "--effect", "0.05", "--readers", "6",
                "--cases", "100", "--margin", "0.02", "--json"])

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from study.analysis.descriptive import ALL
-from study.analysis.reads import UNAIDED
+from study.analysis.reads import condition_pairs
 
 __all__ = ["AgreementResult", "ordinal_agreement", "quadratic_weighted_kappa", "qwk_between_readers",
            "qwk_summary", "qwk_vs_reference"]
@@ -95,8 +95,9 @@ def qwk_vs_reference(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
                      cluster: str | None = None) -> pd.DataFrame:
     """QWK of the readers' grades against the reference by condition x level (and 'all'), pooling reads,
     with the mean of per-reader QWKs and a bootstrap CI of the pooled value (resampling cases, or the
-    ``cluster`` column's units, e.g. patients); plus, per aided condition, the aided - unaided
-    difference (same bootstrap draws) in ``attrs["differences"]``."""
+    ``cluster`` column's units, e.g. patients); plus the difference of every comparison of conditions
+    (``study.analysis.reads.condition_pairs``: each aided condition - unaided, the aided conditions against each
+    other; same bootstrap draws) in ``attrs["differences"]``."""
     sub = _graded(df)
     cols = ["condition", "level", "n_reads", "n_readers", "qwk", "ci_low", "ci_high", "mean_reader_qwk"]
     if sub.empty:
@@ -122,14 +123,16 @@ def qwk_vs_reference(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha:
                          "mean_reader_qwk": float(np.nanmean(per_reader)) if np.isfinite(per_reader).any() else np.nan})
     out = pd.DataFrame(rows, columns=cols)
     diffs = []
-    for (cond, lev), boot in boots.items():
-        if cond == UNAIDED or (UNAIDED, lev) not in boots:
-            continue
-        point = out.set_index(["condition", "level"]).loc[(cond, lev), "qwk"] - \
-            out.set_index(["condition", "level"]).loc[(UNAIDED, lev), "qwk"]
-        lo, hi = _ci(boot - boots[(UNAIDED, lev)], alpha)
-        diffs.append({"condition": cond, "level": lev, "difference": float(point), "ci_low": lo, "ci_high": hi})
-    out.attrs["differences"] = pd.DataFrame(diffs, columns=["condition", "level", "difference", "ci_low", "ci_high"])
+    qwk = out.set_index(["condition", "level"])["qwk"]
+    for cond, ref in condition_pairs(df["condition"].cat.categories):
+        for lev in levels:
+            if (cond, lev) not in boots or (ref, lev) not in boots:
+                continue
+            lo, hi = _ci(boots[(cond, lev)] - boots[(ref, lev)], alpha)
+            diffs.append({"condition": cond, "reference": ref, "level": lev,
+                          "difference": float(qwk[(cond, lev)] - qwk[(ref, lev)]), "ci_low": lo, "ci_high": hi})
+    out.attrs["differences"] = pd.DataFrame(diffs, columns=["condition", "reference", "level", "difference", "ci_low",
+                                                            "ci_high"])
     return out
 
 

@@ -168,8 +168,15 @@ def kappa_by_condition(df: pd.DataFrame, column: str | None = None) -> pd.DataFr
             m = int(per_case.mode().iloc[0])
             counts = counts[per_case == m]
             kappa = fleiss_kappa(counts.to_numpy()) if m >= 2 and len(counts) >= 2 else float("nan")
+            note = None
+            if m < 2:
+                note = "each case was read by one reader in this group: agreement needs two or more"
+            elif len(counts) < 2:
+                note = "fewer than two cases were read by the same number of readers"
+            elif not np.isfinite(kappa):
+                note = "every reading gave the same answer: there is no chance-corrected agreement to estimate"
             rows.append({"condition": str(cond), "level": lev, "kappa": kappa, "n_cases": int(len(counts)),
-                         "n_readers": m, "categories": column})
+                         "n_readers": m, "categories": column, "note": note})
     return pd.DataFrame(rows)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.analysis.reads import UNAIDED, aided_conditions, findings
+from study.analysis.reads import condition_pairs, findings
 
 __all__ = ["wilson_ci", "accuracy_table", "sensitivity_specificity", "bootstrap_differences"]
 
@@ -101,16 +101,24 @@ def _matrices(df: pd.DataFrame, readers: pd.Index, cases: pd.Index, condition: s
 def bootstrap_differences(
     df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> pd.DataFrame:
-    """Aided - unaided accuracy overall and per level with two-way cluster-bootstrap percentile CIs.
+    """Accuracy differences of every comparison (each aided condition - unaided, and the aided conditions
+    against each other: :func:`study.analysis.reads.condition_pairs`), overall and per level, with two-way
+    cluster-bootstrap percentile CIs.
 
     Each replicate draws readers with replacement within each level (so level sizes are fixed)
     and cases with replacement, independently; accuracy is pooled over the replicate's reads.
     Vectorised as count-weight matrices: accuracy_b = sum(Wr S Wc) / sum(Wr N Wc).
-    Columns: condition, level, acc_unaided, acc_condition, difference, se, ci_low, ci_high
-    (proportions, not percent), n_boot, seed.
+    Columns: condition, reference, level, acc_reference, acc_condition, difference, se, ci_low, ci_high
+    (proportions, not percent), n_boot, seed, readers (in the level: with one, the interval reflects the cases
+    only), and ``degenerate``: why there is no interval (every replicate gives the same difference, or one of
+    the two accuracies has no readings), else None.
     """
     if n_boot < 10:
         raise ValueError("n_boot must be at least 10")
+    pairs = condition_pairs(df["condition"].cat.categories)
+    if df.empty or not pairs:
+        return pd.DataFrame(columns=["condition", "reference", "level", "acc_reference", "acc_condition", "difference",
+                                     "se", "ci_low", "ci_high", "n_boot", "seed", "readers", "degenerate"])
     rng = np.random.default_rng(seed)
     readers = pd.Index(sorted(pd.unique(df["reader"])))
     cases = pd.Index(sorted(pd.unique(df["case"])))
@@ -123,7 +131,7 @@ def bootstrap_differences(
     Wc = rng.multinomial(len(cases), np.full(len(cases), 1 / len(cases)), size=n_boot).astype(float)
     masks = {ALL: np.ones(len(readers), bool)} | {lev: reader_level.to_numpy() == lev for lev in levels}
 
-    mats = {c: _matrices(df, readers, cases, c) for c in [UNAIDED, *aided_conditions(df)]}
+    mats = {c: _matrices(df, readers, cases, c) for c in map(str, df["condition"].cat.categories)}
 
     def acc(cond, mask):
         S, N = mats[cond]
@@ -134,24 +142,34 @@ def bootstrap_differences(
         return point, boot
 
     rows = []
-    for cond in aided_conditions(df):
+    for cond, ref in pairs:
         for lev, mask in masks.items():
-            p0, b0 = acc(UNAIDED, mask)
+            p0, b0 = acc(ref, mask)
             p1, b1 = acc(cond, mask)
             d = b1 - b0
-            lo, hi = np.nanpercentile(d, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+            ok = np.isfinite(d)
+            lo, hi = np.percentile(d[ok], [100 * alpha / 2, 100 * (1 - alpha / 2)]) if ok.sum() >= 2 else (np.nan,) * 2
+            degenerate = None
+            if not (np.isfinite(p0) and np.isfinite(p1)):
+                degenerate = "no readings in one of the two conditions"
+            elif not hi - lo > 1e-12:
+                degenerate = ("every bootstrap replicate gives the same difference (the readers and cases vary too "
+                              "little): no interval can be given")
             rows.append(
                 {
                     "condition": cond,
+                    "reference": ref,
                     "level": lev,
-                    "acc_unaided": float(p0),
+                    "acc_reference": float(p0),
                     "acc_condition": float(p1),
                     "difference": float(p1 - p0),
-                    "se": float(np.nanstd(d, ddof=1)),
-                    "ci_low": float(lo),
-                    "ci_high": float(hi),
+                    "se": float(np.std(d[ok], ddof=1)) if ok.sum() >= 2 and not degenerate else np.nan,
+                    "ci_low": float(lo) if not degenerate else np.nan,
+                    "ci_high": float(hi) if not degenerate else np.nan,
                     "n_boot": int(n_boot),
                     "seed": int(seed),
+                    "readers": int(mask.sum()),
+                    "degenerate": degenerate,
                 }
             )
     return pd.DataFrame(rows)

@@ -39,7 +39,8 @@ import pandas as pd
 from study.analysis.stats.table_io import read_table
 from study.domain.rules import p_abnormal
 
-__all__ = ["REQUIRED", "UNAIDED", "load_reads", "prepare_reads", "findings", "aided_conditions"]
+__all__ = ["REQUIRED", "UNAIDED", "aided_conditions", "condition_pairs", "findings", "load_reads", "no_comparison",
+           "pair_key", "prepare_reads"]
 
 REQUIRED = ("reader", "level", "case", "condition", "correct")
 UNAIDED = "unaided"
@@ -101,8 +102,9 @@ def prepare_reads(
 
     ``condition`` categories start with ``unaided`` (the reference); ``level`` categories follow
     ``level_order`` (the study's order; its first entry is the reference) or are alphabetical.
-    Keeps only ``is_latest`` rows when that column exists. Raises ValueError for missing columns,
-    non-0/1 ``correct``, a single condition or no unaided condition.
+    Keeps only ``is_latest`` rows when that column exists. Raises ValueError for missing columns or
+    non-0/1 ``correct``; a table with one condition, or without unaided readings, is returned as it is
+    (:func:`no_comparison` says why nothing can be compared: a study that has only started).
     """
     df = df.copy()
     kind = None
@@ -146,7 +148,7 @@ def prepare_reads(
         df = df.assign(truth=np.nan, call=np.nan)
     if "is_latest" in df.columns:
         df = df[_as_binary(df["is_latest"], "is_latest").astype(bool)]
-    if df.empty:
+    if df.empty and not (excluded["no_reference"] or excluded["ungradable"]):
         raise ValueError("reads table has no rows (after keeping only is_latest answers)")
     blank = df[list(REQUIRED)].isna().any(axis=1)
     if blank.any():
@@ -156,11 +158,8 @@ def prepare_reads(
         df[col] = df[col].astype(str)
 
     conds = sorted(pd.unique(df["condition"].astype(str)))
-    if len(conds) < 2:
-        raise ValueError(f"only one condition {conds}; comparing AI assistance needs 'unaided' and at least one aided condition")
-    if UNAIDED not in conds:
-        raise ValueError(f"no {UNAIDED!r} condition among {conds}; the unaided reads are the reference")
-    df["condition"] = pd.Categorical(df["condition"].astype(str), categories=[UNAIDED] + [c for c in conds if c != UNAIDED])
+    first = [UNAIDED] if UNAIDED in conds else []
+    df["condition"] = pd.Categorical(df["condition"].astype(str), categories=first + [c for c in conds if c != UNAIDED])
 
     levels = list(pd.unique(df["level"].astype(str)))
     if level_order:
@@ -239,6 +238,34 @@ def _from_study_export(df: pd.DataFrame, normal_label: str) -> pd.DataFrame:
 def aided_conditions(df: pd.DataFrame) -> list[str]:
     """Non-reference conditions in category order."""
     return [c for c in df["condition"].cat.categories if c != UNAIDED]
+
+
+def no_comparison(df: pd.DataFrame) -> str | None:
+    """Why the conditions cannot be compared (no readings, one condition, no unaided readings), or None."""
+    conds = [str(c) for c in df["condition"].cat.categories] if len(df) else []
+    if not conds:
+        return "there are no gradable readings with a reference answer yet"
+    if len(conds) < 2:
+        return (f"every reading so far is in one condition ({conds[0]}); comparing AI assistance needs readings "
+                f"in the unaided condition and in at least one aided condition")
+    if UNAIDED not in conds:
+        return (f"there are no unaided readings yet (conditions read: {', '.join(conds)}); the unaided readings are "
+                "the reference every aided condition is compared with")
+    return None
+
+
+def condition_pairs(conditions) -> list[tuple[str, str]]:
+    """(condition, reference) of every comparison: each aided condition against unaided, then the aided
+    conditions against each other (the later against the earlier, in the study's order)."""
+    conditions = [str(c) for c in conditions]
+    aided = [c for c in conditions if c != UNAIDED]
+    versus_unaided = [(c, UNAIDED) for c in aided] if UNAIDED in conditions else []
+    return versus_unaided + [(b, a) for i, a in enumerate(aided) for b in aided[i + 1:]]
+
+
+def pair_key(condition: str, reference: str) -> str:
+    """The results' key of a comparison: the aided condition alone against unaided, else 'b vs a'."""
+    return condition if reference == UNAIDED else f"{condition} vs {reference}"
 
 
 def findings(df: pd.DataFrame) -> list[str]:

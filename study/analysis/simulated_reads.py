@@ -15,7 +15,7 @@ from scipy.special import expit
 
 from study.analysis.stats.simulated_study import simulate_reader_study
 
-__all__ = ["simulate_reads"]
+__all__ = ["ARMS", "shaped_reads", "simulate_reads"]
 
 
 def simulate_reads(
@@ -77,3 +77,86 @@ def simulate_reads(
         ["reader", "level", "years", "case", "reference", "truth", "condition", "session", "step", "answer",
          "correct", "confidence", "ai_label", "ai_prob", "version", "is_latest", "seconds"]
     ]
+
+
+ARMS = ("ai", "ai_saliency", "ai_second_opinion")
+LABELS = ("normal", "dr", "amd", "glaucoma")
+
+
+def shaped_reads(
+    readers_per_level: Sequence[int] = (2, 2),
+    n_cases: int = 20,
+    n_arms: int = 1,
+    design: str = "crossed",
+    partway: int = 0,
+    split: bool = False,
+    cells: Mapping[tuple[str, int], str] | None = None,
+    all_normal: bool = False,
+    ungradable: float = 0.0,
+    p_correct: float = 0.7,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A reads table of any shape a real study takes, shaped like the study export, for tests and benches.
+
+    ``readers_per_level`` readers in each level (level ``L0`` first; 0 = a level without readers); ``n_arms``
+    aided arms (:data:`ARMS`) besides unaided. ``design``: "crossed" (every reader reads every case in every
+    condition), "multi_arm" (reader g reads case c once, in condition (g + c) mod k) or "sequential" (each case
+    unaided at step 1, then re-read aided at step 2, in arm (g + c) mod n_arms). ``partway`` readers (the last
+    ones) stop half-way through their readings (unaided first); ``split`` gives the first half of the readers
+    the first half of the cases and the others the rest; ``cells`` makes a (condition, level index) cell
+    "perfect" (all correct) or "hopeless" (all wrong); ``all_normal`` makes every reference 'normal';
+    ``ungradable`` marks that share of readings 'Image ungradable' (1.0: all). Correctness has crossed reader and
+    case effects around ``p_correct`` (0 and 1 are exact: everyone always wrong or right).
+    """
+    rng = np.random.default_rng(seed)
+    conditions = ["unaided", *ARMS[:n_arms]]
+    levels = [f"L{lv}" for lv, n in enumerate(readers_per_level) for _ in range(n)]
+    readers = [(f"R{i:02d}", level) for i, level in enumerate(levels)]
+    cases = [f"C{c:03d}" for c in range(n_cases)]
+    reference = np.array(["normal"] * n_cases if all_normal else rng.choice(LABELS, n_cases))
+    ai_label = np.where(rng.random(n_cases) < 0.8, reference, rng.choice(LABELS, n_cases))
+    rows = []
+    for g, (reader, level) in enumerate(readers):
+        mine = range(n_cases) if not split else (range(n_cases // 2) if g < len(readers) / 2
+                                                  else range(n_cases // 2, n_cases))
+        for c in mine:
+            if design == "multi_arm":
+                reads = [(conditions[(g + c) % len(conditions)], 1)]
+            elif design == "sequential":
+                reads = [("unaided", 1), (conditions[1 + (g + c) % n_arms], 2)]
+            else:
+                reads = [(cond, 1) for cond in conditions]
+            rows += [(reader, level, cases[c], cond, step, c) for cond, step in reads]
+    df = pd.DataFrame(rows, columns=["reader", "level", "case", "condition", "step", "_c"])
+    df = df.sort_values(["reader", "step", "condition"], key=lambda s: s.map(conditions.index) if s.name ==
+                        "condition" else s, kind="stable").reset_index(drop=True)
+    if partway and len(readers):
+        for reader, _ in readers[-partway:]:
+            mine = df.index[df["reader"] == reader]
+            df = df.drop(mine[len(mine) // 2:])
+    if 0 < p_correct < 1:  # crossed reader (SD 0.6) and case (SD 1.0) effects, each arm +0.4 on the logit scale
+        reader_effect = dict(zip([r for r, _ in readers], rng.normal(0, 0.6, len(readers))))
+        eta = (np.log(p_correct / (1 - p_correct)) + 0.4 * df["condition"].map(conditions.index).to_numpy(float)
+               + df["reader"].map(reader_effect).to_numpy(float) + rng.normal(0, 1.0, n_cases)[df["_c"].to_numpy(int)])
+        correct = (rng.random(len(df)) < expit(eta)).astype(int)
+    else:
+        correct = np.full(len(df), int(p_correct))
+    for (cond, lv), kind in (cells or {}).items():
+        hit = ((df["condition"] == cond) & (df["level"] == f"L{lv}")).to_numpy()
+        correct[hit] = 1 if kind == "perfect" else 0
+    ref = reference[df["_c"]]
+    others = {lab: [x for x in LABELS if x != lab] for lab in LABELS}
+    df["reference"] = ref
+    df["answer"] = [r if ok else others[r][i % 3] for i, (r, ok) in enumerate(zip(ref, correct))]
+    df["correct"] = correct
+    aided = (df["condition"] != "unaided").to_numpy()
+    df["ai_label"] = np.where(aided, ai_label[df["_c"]], None)
+    df["ai_prob"] = np.where(aided, np.round(rng.uniform(0, 1, len(df)), 3), np.nan)
+    df["confidence"] = np.round(rng.uniform(0, 100, len(df)))
+    df["seconds"] = np.round(rng.lognormal(3, 0.6, len(df)), 1)
+    df["session"] = 1
+    df["version"], df["is_latest"] = 1, True
+    df["ungradable"] = rng.random(len(df)) < ungradable
+    if design != "sequential":
+        df = df.drop(columns="step")
+    return df.drop(columns="_c").reset_index(drop=True)

@@ -2,14 +2,17 @@
 results object (JSON-serialisable dict). The app, ``python -m study analyze`` and the report all call it
 with :data:`DEFAULTS`, so they show the same numbers.
 
-Why populations are explicit: a live study always has someone part-way through, ungradable readings,
-corrections and cases without a reference. Each section (``descriptive``, ``glmm``, ``mrmc``,
-``reading_time``, ``ai_interaction``) carries ``population: {readers, cases, readings, excluded: [{who,
-why}]}`` so that nothing is left out without a note. MRMC needs a fully crossed design; it runs on the
-largest fully crossed subset of readers x cases (:func:`largest_crossed`) and names what it left out.
-The sections that need more of the study (:data:`MORE_SECTIONS`: sensitivity and specificity MRMC of the
-abnormal call on the same kind of subset, the sizing grid from the AUC MRMC's variance components, ordinal
-agreement) carry a population too, or are None / carry a ``note`` saying why they did not run.
+Why sections stand alone: a real study takes every shape (a level with one reader, a reader who has not
+reached the aided readings, a cell where everyone is right, half the photographs ungradable, three arms).
+Each section (:data:`SECTIONS`, :data:`MORE_SECTIONS`) runs on its own: it gives its result, or ``note``
+saying in words why these readings cannot carry it, and the others still run; an unexpected failure is
+written to the server log with its traceback, never to the page. A study without readings in unaided and an
+aided condition gets the descriptive table and a sentence. Each section carries ``population: {readers,
+cases, readings, excluded: [{who, why}]}`` so that nothing is left out without a note. The mixed models step
+down in a stated order (:mod:`study.analysis.mixed_models`), MRMC runs on the largest fully crossed subset or
+as an incomplete design (:mod:`study.analysis.mrmc_sections`), every comparison of conditions is made (each
+aided arm against unaided, the aided arms against each other; Holm-adjusted p-values), and no interval of
+zero width or p-value from a degenerate variance is reported (:mod:`study.analysis.claims`).
 
 Patients (two eyes): when every case has a patient pseudonym and some patient has more than one case
 (``answers_table``'s ``patient``), the GLMM nests cases in patients (``(1|patient/case)``), the MRMC
@@ -24,6 +27,7 @@ reads uses the study's rule (``study.domain.flags.is_fast_read`` at ``StudyConfi
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import platform
 import tomllib
@@ -35,17 +39,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from study.analysis import ai_interaction as ai
 from study.analysis import descriptive
 from study.analysis.agreement import ordinal_agreement
+from study.analysis.claims import withhold_degenerate
 from study.analysis.methods import methods_text
-from study.analysis.reads import UNAIDED, aided_conditions, prepare_reads
-from study.analysis.stats.glmm import fit_glmm
-from study.analysis.stats.lmm import fit_lmm_log_time
-from study.analysis.stats.mrmc import binary_mrmc_analysis, mrmc_analysis
-from study.analysis.stats.mrmc_sizing import ORComponents, power_grid, sample_size_table
+from study.analysis.mixed_models import glmm_section, reading_time_section
+from study.analysis.mrmc_sections import largest_crossed, mrmc_binary_section, mrmc_section, sizing_section
+from study.analysis.populations import after_study_exclusions, clustered_by, load_exclusions, population
+from study.analysis.reads import UNAIDED, condition_pairs, no_comparison, pair_key, prepare_reads
 from study.analysis.summary import summary_paragraph
 from study.domain import flags, rules
 from study.domain.config import DEFAULT_FAST_READ_SECONDS
@@ -55,10 +58,13 @@ __all__ = ["Cutoff", "DEFAULTS", "MORE_SECTIONS", "SECTIONS", "Settings", "analy
            "largest_crossed", "snapshot_hash", "software_versions", "to_jsonable"]
 
 SECTIONS = ("descriptive", "glmm", "mrmc", "reading_time", "ai_interaction")
-# sections present where the study allows them (None otherwise), each with its population when it ran:
 # MRMC of sensitivity and specificity, the sizing grid (from the AUC MRMC) and ordinal agreement (QWK)
 MORE_SECTIONS = ("mrmc_binary", "sizing", "agreement")
-MIN_MRMC_CASES, MIN_MRMC_READERS = 4, 2
+SECTION_NAMES = {"descriptive": "descriptive accuracy", "glmm": "mixed-effects model", "mrmc": "MRMC analysis",
+                 "mrmc_binary": "MRMC of sensitivity and specificity", "reading_time": "reading-time model",
+                 "ai_interaction": "analysis of the interaction with the AI", "agreement": "agreement (kappa)",
+                 "sizing": "sizing of a next study", "fast_reads": "sensitivity analysis without fast reads"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class Settings:
     cutoff: Cutoff = field(default_factory=Cutoff)
     normal_label: str = "normal"
     fast_read_seconds: float = DEFAULT_FAST_READ_SECONDS  # 0: no sensitivity analysis
+    frrc_reference: str = "f"  # sizing: FRRC power against F(1, K - 1) (RJafroc) or "chi2"
 
 
 DEFAULTS = Settings()
@@ -190,42 +197,6 @@ def snapshot_hash(table: pd.DataFrame) -> str:
     return hashlib.sha256(("\x1e".join(cols) + "\n" + "\n".join(rows)).encode()).hexdigest()
 
 
-def _population(df: pd.DataFrame, excluded: Sequence[dict] = ()) -> dict:
-    return {"readers": int(df["reader"].nunique()), "cases": int(df["case"].nunique()), "readings": int(len(df)),
-            "excluded": [dict(e) for e in excluded]}
-
-
-def _load_exclusions(df: pd.DataFrame, superseded: int) -> list[dict]:
-    """What the loader left out (ungradable, no reference) and the corrected versions it did not use."""
-    excluded = df.attrs.get("excluded", {})
-    out = []
-    for cond, n in (excluded.get("ungradable") or {}).items():
-        out.append({"who": f"{n} reading(s) in {cond}", "why": "marked 'Image ungradable' (counted apart)"})
-    if excluded.get("no_reference"):
-        out.append({"who": f"{excluded['no_reference']} reading(s)", "why": "case without a reference answer"})
-    if superseded:
-        out.append({"who": f"{superseded} earlier answer version(s)",
-                    "why": "superseded by a correction (the latest version counts)"})
-    return out
-
-
-def largest_crossed(sub: pd.DataFrame, conditions: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(readers, cases) of the largest fully crossed subset: every kept reader read every kept case in
-    every condition. Greedy over readers by how many cases they completed (most first), keeping the
-    prefix with the most reader x case cells (ties: more readers)."""
-    have = sub.groupby(["reader", "case"])["condition"].agg(lambda c: set(map(str, c)))
-    full = have[have.map(lambda s: set(map(str, conditions)) <= s)].reset_index()
-    sets = full.groupby("reader")["case"].agg(set)
-    order = sorted(sets.index, key=lambda r: (-len(sets[r]), str(r)))
-    best, inter, chosen = (-1, 0), None, ([], [])
-    for k, r in enumerate(order, start=1):
-        inter = set(sets[r]) if inter is None else inter & sets[r]
-        score = (k * len(inter), k)
-        if k >= MIN_MRMC_READERS and score >= best:
-            best, chosen = score, (list(order[:k]), sorted(inter))
-    return chosen
-
-
 def _patients(df: pd.DataFrame) -> dict:
     """Whether the analyses cluster on patients: every case has one patient pseudonym and at least one
     patient has more than one case (two eyes). ``{"clustered", "n_patients", "n_multi", "note"}``."""
@@ -247,276 +218,68 @@ def _patients(df: pd.DataFrame) -> dict:
                     "case): cases are clustered in patients"}
 
 
-def _crossed_subset(sub: pd.DataFrame, conditions: list[str], excluded: list[dict]
-                    ) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """The largest fully crossed subset of ``sub`` (one row per reader x condition x case), noting in
-    ``excluded`` the readers and cases it leaves out."""
-    if "step" in sub.columns:  # sequential design: the aided re-read is the aided reading
-        sub = sub.sort_values("step")
-    sub = sub.drop_duplicates(["reader", "condition", "case"], keep="last")
-    readers, cases = largest_crossed(sub, conditions)
-    all_readers = sorted(map(str, sub["reader"].unique()))
-    all_cases = sorted(map(str, sub["case"].unique()))
-    for r in [r for r in all_readers if r not in set(readers)]:
-        n = sub[sub["reader"] == r].drop_duplicates(["case"]).shape[0]
-        excluded.append({"who": f"reader {r}", "why": f"not fully crossed with the others (read {n} of "
-                                                      f"{len(all_cases)} cases; MRMC needs every case in every "
-                                                      "condition)"})
-    dropped = [c for c in all_cases if c not in set(cases)]
-    if dropped:
-        shown = ", ".join(dropped[:8]) + (f" and {len(dropped) - 8} more" if len(dropped) > 8 else "")
-        excluded.append({"who": f"{len(dropped)} case(s): {shown}",
-                         "why": "not read by every kept reader in every condition"})
-    return sub[sub["reader"].isin(readers) & sub["case"].isin(cases)], readers, cases
-
-
-def _long(kept: pd.DataFrame, cluster: bool) -> pd.DataFrame:
-    long = kept.rename(columns={"condition": "modality"})
-    long["modality"] = long["modality"].astype(str)
-    long["truth"] = long["truth"].astype(int)
-    if cluster:
-        long["patient"] = long["patient"].astype(str)
-    return long
-
-
-def _mrmc(df: pd.DataFrame, alpha: float, patients: dict | None = None) -> dict | None:
-    """OR/Hillis MRMC on the largest fully crossed subset: AUC of confidence ratings and percent correct.
-
-    Rating = confidence that the case is abnormal: 50 + confidence/2 when the reader called it abnormal,
-    50 - confidence/2 when normal (``call``); the raw confidence when there is no call. Ordinal primary
-    questions use the grade as the rating against truth = any grade above the lowest. With cases clustered
-    in patients (``patients["clustered"]``) the jackknife leaves out whole patients.
-    """
-
-    excluded: list[dict] = []
-    ordinal = df.attrs.get("primary_kind") == "ordinal" and {"answer_grade", "truth_grade"} <= set(df.columns)
-    if ordinal:
-        ok = df["answer_grade"].notna() & df["truth_grade"].notna()
-        sub = df[ok].copy()
-        sub["rating"], sub["truth"] = sub["answer_grade"], (sub["truth_grade"] >= 1).astype(int)
-        rating = "the reader's grade (ordinal rating); truth = reference grade above the lowest"
-    elif not {"confidence", "truth"} <= set(df.columns):
-        return None
-    else:
-        ok = df["confidence"].notna() & df["truth"].notna()
-        sub = df[ok].copy()
-        if "call" in sub.columns and sub["call"].notna().all():
-            sub["rating"] = np.where(sub["call"] == 1, 50 + sub["confidence"] / 2, 50 - sub["confidence"] / 2)
-            rating = "signed confidence: 50 +/- confidence/2 by the reader's abnormal/normal call"
-        else:
-            sub["rating"] = sub["confidence"]
-            rating = "confidence (0-100) taken as confidence that the case is abnormal"
-    if (~ok).any():
-        excluded.append({"who": f"{int((~ok).sum())} reading(s)", "why": "no rating or no binary reference"})
-    conditions = [str(c) for c in df["condition"].cat.categories]
-    kept, readers, cases = _crossed_subset(sub, conditions, excluded)
-    cluster = bool(patients and patients.get("clustered"))
-    out = {"rating": rating, "n_readers": len(readers), "n_cases": len(cases), "auc": None, "percent_correct": None,
-           "clustered_by": _clustered_by(kept, cluster), "population": _population(kept, excluded)}
-    if len(cases) < MIN_MRMC_CASES or len(readers) < MIN_MRMC_READERS:
-        out["note"] = (f"the largest fully crossed subset has {len(readers)} reader(s) x {len(cases)} case(s); "
-                       f"MRMC needs at least {MIN_MRMC_READERS} readers and {MIN_MRMC_CASES} cases")
-        return out
-    _run_foms(out, mrmc_analysis, _long(kept, cluster), ("auc", "percent_correct"), alpha, cluster)
-    return out
-
-
-def _run_foms(out: dict, analysis, long: pd.DataFrame, foms: tuple[str, ...], alpha: float, cluster: bool) -> None:
-    """``out[fom]`` = the MRMC of each figure of merit (``out[fom + "_error"]`` = why one could not run)."""
-    for fom in foms:
-        try:
-            out[fom] = analysis(long, fom=fom, alpha=alpha, cluster="patient" if cluster else None).to_dict()
-        except ValueError as exc:
-            out[f"{fom}_error"] = str(exc)
-
-
-def _clustered_by(kept: pd.DataFrame, cluster: bool) -> dict | None:
-    """What the jackknife or bootstrap leaves out as one unit, when it is a patient (None: the case)."""
-    if not cluster:
-        return None
-    n = int(kept["patient"].nunique()) if len(kept) else 0
-    return {"unit": "patient", "n_patients": n,
-            "note": f"resampling unit: the patient ({n} patients, all of a patient's cases together)"}
-
-
-def _binary_call(df: pd.DataFrame) -> tuple[pd.DataFrame, str] | None:
-    """Readings with the reader's 0/1 abnormal call and the 0/1 reference, and the rule used (None if the
-    primary question has no abnormal-vs-normal call, e.g. multiple choice)."""
-    if df.attrs.get("primary_kind") == "ordinal" and {"answer_grade", "truth_grade"} <= set(df.columns):
-        sub = df.copy()
-        ok = sub["answer_grade"].notna() & sub["truth_grade"].notna()
-        sub["call"] = np.where(ok, (sub["answer_grade"] >= 1).astype(float), np.nan)
-        sub["truth"] = np.where(ok, (sub["truth_grade"] >= 1).astype(float), np.nan)
-        return sub, "positive = the reader graded above the lowest grade; diseased = reference grade above the lowest"
-    if not {"call", "truth"} <= set(df.columns) or not (df["call"].notna() & df["truth"].notna()).any():
-        return None
-    kind = df.attrs.get("primary_kind", "single_choice")
-    rule = ("positive = the reader answered yes; diseased = reference yes" if kind == "boolean" else
-            "positive = the reader's primary answer is not normal; diseased = the reference is not normal")
-    return df, rule
-
-
-def _mrmc_binary(df: pd.DataFrame, alpha: float, patients: dict | None = None) -> dict | None:
-    """OR/Hillis MRMC of the readers' sensitivity and specificity for the primary question's abnormal call
-    (the reader's binary call against the reference), on the largest fully crossed subset of readers x cases
-    with a call and a reference (the same subset as the AUC MRMC whenever every reading has a rating)."""
-
-    made = _binary_call(df)
-    if made is None:
-        return None
-    frame, rule = made
-    excluded: list[dict] = []
-    ok = frame["call"].notna() & frame["truth"].notna()
-    if (~ok).any():
-        excluded.append({"who": f"{int((~ok).sum())} reading(s)", "why": "no abnormal call or no binary reference"})
-    sub = frame[ok].copy()
-    conditions = [str(c) for c in df["condition"].cat.categories]
-    kept, readers, cases = _crossed_subset(sub, conditions, excluded)
-    cluster = bool(patients and patients.get("clustered"))
-    truth = kept.drop_duplicates("case")["truth"] if len(kept) else pd.Series(dtype=float)
-    out = {"call": rule, "n_readers": len(readers), "n_cases": len(cases),
-           "n_diseased": int((truth == 1).sum()), "n_non_diseased": int((truth == 0).sum()),
-           "design": "largest fully crossed subset (the incomplete-design jackknife is not used)",
-           "sensitivity": None, "specificity": None, "clustered_by": _clustered_by(kept, cluster),
-           "population": _population(kept, excluded)}
-    if len(cases) < MIN_MRMC_CASES or len(readers) < MIN_MRMC_READERS:
-        out["note"] = (f"the largest fully crossed subset has {len(readers)} reader(s) x {len(cases)} case(s); "
-                       f"MRMC needs at least {MIN_MRMC_READERS} readers and {MIN_MRMC_CASES} cases")
-        return out
-    _run_foms(out, binary_mrmc_analysis, _long(kept, cluster), ("sensitivity", "specificity"), alpha, cluster)
-    return out
-
-
-SIZING_READERS = (3, 5, 10, 15, 20)
-SIZING_CASES = (50, 100, 200, 400)
-
-
-def _sizing(mrmc: dict | None, alpha: float) -> dict:
-    """Analytic power (Hillis and Obuchowski; :mod:`study.analysis.stats.mrmc_sizing`) of a next study from this study's
-    AUC MRMC variance components, for the observed AUC difference: a readers x cases grid and the cases
-    needed for 80% power; or ``note`` saying why there is none."""
-
-    auc = (mrmc or {}).get("auc")
-    out: dict = {"grid": None, "cases_for_80": None, "population": (mrmc or {}).get("population")}
-    if not auc:
-        why = (mrmc or {}).get("note") or (mrmc or {}).get("auc_error") or "no AUC MRMC analysis ran for this study"
-        out["note"] = f"no sizing: it needs this study's AUC MRMC variance components ({why})"
-        if out["population"] is None:
-            out["population"] = {"readers": 0, "cases": 0, "readings": 0,
-                                 "excluded": [{"who": "every reading", "why": why}]}
-        return out
-    rrrc, vc = auc["rrrc"], auc["var_components"]
-    comps = rrrc.get("comparisons") or []
-    pick = next((c for c in comps if UNAIDED in c["modalities"]), comps[0] if comps else None)
-    if pick is None or pick.get("diff") is None:
-        out["note"] = "no sizing: the MRMC analysis gave no AUC difference between conditions"
-        return out
-    a, b = pick["modalities"]
-    effect = float(pick["diff"]) if b == UNAIDED else -float(pick["diff"])
-    aided = a if b == UNAIDED else b
-    comp = ORComponents(var_tr=vc["var_tr"], cov1=vc["cov1"], cov2=vc["cov2"], cov3=vc["cov3"],
-                        var_error=vc["var_error"], n_cases=int(auc["n_cases"]), effect=effect,
-                        source="this study's AUC MRMC")
-    n_r, n_c = int(auc["n_readers"]), int(auc["n_cases"])
-    readers = sorted({n_r, *SIZING_READERS})
-    cases = sorted({n_c, *SIZING_CASES})
-    out.update({"effect": effect, "comparison": [aided, UNAIDED], "alpha": alpha, "components": comp.to_dict(),
-                "pilot": {"readers": n_r, "cases": n_c}, "readers": readers, "cases": cases,
-                "clustered": bool(auc.get("cluster"))})
-    if abs(effect) < 1e-12:
-        out["note"] = "no sizing: the observed AUC difference is zero, so every design has power alpha"
-        return out
+def _run(name: str, compute, population_if_not: dict) -> dict:
+    """One section on its own: its result, or ``{"note": why, "population": ...}`` when it cannot run. A
+    ValueError is a reason in words (these data cannot carry the section); anything else is unexpected: logged
+    with its traceback for the server log, and the section says it could not be computed."""
     try:
-        grid = power_grid(comp, effect, readers, cases, alpha=alpha)
-        need = sample_size_table(comp, effect, readers, target=0.8, alpha=alpha, analysis="rrrc")
+        out = compute()
     except ValueError as exc:
-        out["note"] = f"no sizing: {exc}"
-        return out
-    out["grid"] = grid
-    out["cases_for_80"] = need
+        return {"note": str(exc), "population": population_if_not}
+    except Exception:  # noqa: BLE001 - one section's failure must never hide the others
+        log.exception("analysis section %r failed unexpectedly", name)
+        return {"note": f"the {SECTION_NAMES.get(name, name)} could not be computed for these readings (an "
+                        "unexpected problem; the server log has the details)", "population": population_if_not}
     return out
 
 
-def _interaction_p(fit) -> float | None:
-    """Joint Wald chi-square p for all condition x level interaction terms."""
-    terms = [t for t in fit.fixed_effects["term"] if ":" in t]
-    if not terms:
-        return None
-    b = fit.fixed_effects.set_index("term").loc[terms, "estimate"].to_numpy()
-    V = fit.vcov.loc[terms, terms].to_numpy()
-    chi2 = float(b @ np.linalg.solve(V, b))
-    return float(stats.chi2.sf(chi2, len(terms)))
+def _descriptive(df: pd.DataFrame, settings: Settings, base: list[dict]) -> dict:
+    return {"accuracy": descriptive.accuracy_table(df, settings.alpha),
+            "differences": descriptive.bootstrap_differences(df, n_boot=settings.n_boot, seed=settings.seed,
+                                                             alpha=settings.alpha),
+            "sensitivity_specificity": descriptive.sensitivity_specificity(df, settings.alpha),
+            "population": population(df, base)}
 
 
-def _odds_ratios(fit_dict: dict) -> None:
-    """Add odds ratios with their 95% CI to each fixed effect of a GLMM summary."""
-    for fe in fit_dict["fixed_effects"]:
-        fe["odds_ratio"] = math.exp(fe["estimate"])
-        fe["or_ci"] = [math.exp(fe["ci"][0]), math.exp(fe["ci"][1])]
+def _glmm(df: pd.DataFrame, levels: list[str], clustered: bool, base: list[dict]) -> dict:
+    glmm, inter, effects = glmm_section(df, levels, clustered)
+    return {**glmm, "clustered_by": clustered_by(df, clustered), "population": population(df, base),
+            "interaction_p": inter, "effects": effects}
 
 
-def _reading_time(df: pd.DataFrame, levels: list[str], refs, messages: list[str]) -> dict | None:
-    if "seconds" not in df.columns:
-        return None
-    timed = df[df["seconds"].notna() & (df["seconds"] > 0)]
-    if timed.empty:
-        return None
-    excluded = []
-    if len(timed) < len(df):
-        excluded.append({"who": f"{len(df) - len(timed)} reading(s)", "why": "no reading time recorded"})
-    tf = "seconds ~ condition * level" if len(levels) > 1 else "seconds ~ condition"
-    lmm = _unless_it_cannot_run(lambda: fit_lmm_log_time(tf, timed, reference_levels=refs), "reading-time model",
-                                messages)
-    if lmm is None:
-        return None
-    med = timed.groupby(["condition", "level"], observed=True)["seconds"].median().rename("median").reset_index()
-    return {**lmm.to_dict(), "median_seconds": med, "population": _population(timed, excluded)}
+def _ai_interaction(df: pd.DataFrame, alpha: float, base: list[dict]) -> dict:
+    table = ai.switching_table(df)
+    return {"agreement": ai.agreement_with_ai(df, alpha), "switching": table,
+            "switching_summary": ai.switching_summary(table), "kappa": ai.kappa_by_condition(df),
+            "roc": ai.ai_roc(df), "operating_points": ai.reader_operating_points(df), "population": population(df, base)}
 
 
-def _unless_it_cannot_run(compute, what: str, messages: list[str]):
-    """A section that may not apply to these data (a ValueError says why): None, with the reason in ``messages``."""
-    try:
-        return compute()
-    except ValueError as exc:
-        messages.append(f"{what} skipped: {exc}")
-        return None
+def _agreement(df: pd.DataFrame, settings: Settings, base: list[dict], clustered: bool) -> dict:
+    """Quadratic-weighted kappa for an ordinal primary question (``agreement.ordinal_agreement``): against
+    the reference and between readers, by condition and level; the bootstrap resamples patients when the
+    cases are clustered in patients, else cases."""
+    if df.attrs.get("primary_kind") != "ordinal" or not {"answer_grade", "truth_grade"} <= set(df.columns):
+        raise ValueError("quadratic-weighted kappa is for an ordinal primary question (a grade); this study's "
+                         "primary question is not one")
+    graded = df["answer_grade"].notna() & df["truth_grade"].notna()
+    excluded = list(base)
+    if (~graded).any():
+        excluded.append({"who": f"{int((~graded).sum())} reading(s)", "why": "no grade or no reference grade"})
+    out = ordinal_agreement(df, n_boot=settings.n_boot, seed=settings.seed, alpha=settings.alpha,
+                            cluster="patient" if clustered else None).to_dict()
+    out["clustered_by"] = clustered_by(df[graded], clustered)
+    out["population"] = population(df[graded], excluded)
+    return out
 
 
-def _after_study_exclusions(section: dict | None, base: list[dict]) -> dict | None:
-    """List a section's own exclusions after the study-wide ones (``base``)."""
-    if section and section.get("population"):
-        section["population"]["excluded"] = base + section["population"]["excluded"]
-    return section
-
-
-def _glmm_and_effects(df: pd.DataFrame, levels: list[str], clustered: bool = False) -> tuple[dict, dict, dict]:
-    formula = "correct ~ condition * level" if len(levels) > 1 else "correct ~ condition"
-    if clustered:  # cases (photographs) nested in patients, as lme4's (1|patient/case)
-        formula += " + (1|reader) + (1|patient/case)"
-    refs = {"level": levels[0]} if len(levels) > 1 else None
-    fit = fit_glmm(formula, df, reference_levels=refs)
-    glmm = {**fit.to_dict(), "messages": list(fit.messages)}
-    _odds_ratios(glmm)
-    inter, effects = {}, {}
-    aided = aided_conditions(df)
-    for cond in aided:
-        pair = df[df["condition"].isin([UNAIDED, cond])].copy()
-        pair["condition"] = pair["condition"].cat.remove_unused_categories()
-        f = fit if len(aided) == 1 else fit_glmm(formula, pair, reference_levels=refs)
-        rows = ([f.marginal_effects(by="level")] if len(levels) > 1 else []) + [f.marginal_effects(by=None)]
-        me = pd.concat(rows, ignore_index=True)
-        me["level"] = me["level"].astype(str)
-        effects[cond] = me.rename(columns={f"p_{UNAIDED}": "p_unaided", f"p_{cond}": "p_condition"})
-        inter[cond] = _interaction_p(f)
-    return glmm, inter, effects
-
-
-def _fast_read_sensitivity(df: pd.DataFrame, settings: Settings, levels: list[str], refs,
-                           clustered: bool = False) -> dict | None:
+def _fast_read_sensitivity(df: pd.DataFrame, settings: Settings, levels: list[str], clustered: bool,
+                           base: list[dict]) -> dict:
     """The main results again without the reads faster than the study's threshold (``study.domain.flags``)."""
     threshold = settings.fast_read_seconds
-    if not threshold or "seconds" not in df.columns:
-        return None
+    if not threshold:
+        raise ValueError("the study sets no fast-read threshold")
+    if "seconds" not in df.columns:
+        raise ValueError("no reading times were recorded, so fast reads cannot be told apart")
     fast = df["seconds"].map(lambda s: flags.is_fast_read(None if pd.isna(s) else float(s), threshold)).astype(bool)
     out = {"threshold_seconds": threshold, "n_fast": int(fast.sum()),
            "fast_by_reader": {str(r): int(n) for r, n in df[fast].groupby("reader", observed=True).size().items()}}
@@ -524,37 +287,17 @@ def _fast_read_sensitivity(df: pd.DataFrame, settings: Settings, levels: list[st
         out["note"] = f"no reading took less than {threshold:g} s; nothing to leave out"
         return out
     rest = df[~fast].copy()
-    excluded = [{"who": f"{int(fast.sum())} reading(s)", "why": f"faster than {threshold:g} s (fast-read flag)"}]
-    out["population"] = _population(rest, excluded)
-    messages: list[str] = []
+    excluded = base + [{"who": f"{int(fast.sum())} reading(s)", "why": f"faster than {threshold:g} s (fast-read flag)"}]
+    out["population"] = population(rest, excluded)
+    gap = no_comparison(rest)
+    if gap:
+        out["note"] = f"without the fast reads, {gap}"
+        return out
     out["differences"] = descriptive.bootstrap_differences(rest, n_boot=settings.n_boot, seed=settings.seed,
                                                            alpha=settings.alpha)
-    try:
-        glmm, inter, effects = _glmm_and_effects(rest, levels, clustered)
-        out["glmm"], out["glmm_interaction_p"], out["marginal_effects"] = glmm, inter, effects
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        messages.append(f"mixed model without fast reads skipped: {exc}")
-    rt = _reading_time(rest, levels, refs, messages)
-    out["reading_time"] = {k: rt[k] for k in ("formula", "fixed_effects")} if rt else None
-    out["messages"] = messages
-    return out
-
-
-def _agreement(df: pd.DataFrame, settings: Settings, base: list[dict], clustered: bool) -> dict | None:
-    """Quadratic-weighted kappa for an ordinal primary question (``agreement.ordinal_agreement``): against
-    the reference and between readers, by condition and level; the bootstrap resamples patients when the
-    cases are clustered in patients, else cases."""
-
-    if not {"answer_grade", "truth_grade"} <= set(df.columns):
-        return None
-    graded = df["answer_grade"].notna() & df["truth_grade"].notna()
-    excluded = list(base)
-    if (~graded).any():
-        excluded.append({"who": f"{int((~graded).sum())} reading(s)", "why": "no grade or no reference grade"})
-    out = ordinal_agreement(df, n_boot=settings.n_boot, seed=settings.seed, alpha=settings.alpha,
-                            cluster="patient" if clustered else None).to_dict()
-    out["clustered_by"] = _clustered_by(df[graded], clustered)
-    out["population"] = _population(df[graded], excluded)
+    out["glmm"] = _run("glmm", lambda: _glmm(rest, levels, clustered, excluded), out["population"])
+    rt = _run("reading_time", lambda: reading_time_section(rest, levels), out["population"])
+    out["reading_time"] = {k: rt[k] for k in ("formula", "fixed_effects", "fallback") if k in rt} or rt
     return out
 
 
@@ -562,17 +305,20 @@ def _agreement(df: pd.DataFrame, settings: Settings, base: list[dict], clustered
 
 def analyze_frame(df: pd.DataFrame, settings: Settings = DEFAULTS, *, excluded: Sequence[dict] = ()) -> dict:
     """Every analysis on a prepared reads frame (:func:`study.analysis.reads.prepare_reads`), with the
-    exclusions made before it (``excluded``) in every section's population."""
+    exclusions made before it (``excluded``) in every section's population. Each section runs on its own
+    (:func:`_run`): one that cannot run for these data carries ``note`` (why) instead of its result."""
     kind, loader = df.attrs.get("primary_kind", "single_choice"), df.attrs.get("excluded", {})
     levels = [str(x) for x in df["level"].cat.categories]
     sequential = "step" in df.columns and bool((df["step"] == 2).any())
     n_boot, seed, alpha = settings.n_boot, settings.seed, settings.alpha
-    base = list(excluded) + _load_exclusions(df, int(df.attrs.get("superseded", 0)))
+    base = list(excluded) + load_exclusions(df, int(df.attrs.get("superseded", 0)))
+    conditions = [str(c) for c in df["condition"].cat.categories]
     res: dict = {
         "meta": {
             "n_reads": len(df), "n_readers": int(df["reader"].nunique()), "n_cases": int(df["case"].nunique()),
-            "conditions": [str(c) for c in df["condition"].cat.categories], "levels": levels,
-            "reference_condition": UNAIDED, "reference_level": levels[0],
+            "conditions": conditions, "levels": levels, "reference_condition": UNAIDED,
+            "reference_level": levels[0] if levels else None, "comparisons": [
+                {"condition": c, "reference": r, "key": pair_key(c, r)} for c, r in condition_pairs(conditions)],
             "design": "sequential" if sequential else "crossed", "alpha": alpha, "n_boot": n_boot, "seed": seed,
         },
         "messages": [],
@@ -585,42 +331,36 @@ def analyze_frame(df: pd.DataFrame, settings: Settings = DEFAULTS, *, excluded: 
     if loader.get("no_reference"):
         res["messages"].append(f"{loader['no_reference']} reading(s) of cases without a reference answer are "
                                "left out")
-    patients = _patients(df)
+    patients = _patients(df) if len(df) else {"clustered": False, "note": "no readings"}
     clustered = patients["clustered"]
     res["meta"]["patients"] = patients
-    res["agreement"] = _agreement(df, settings, base, clustered) if kind == "ordinal" else None
-    population = _population(df, base)
-    res["descriptive"] = {
-        "accuracy": descriptive.accuracy_table(df, alpha),
-        "differences": descriptive.bootstrap_differences(df, n_boot=n_boot, seed=seed, alpha=alpha),
-        "sensitivity_specificity": descriptive.sensitivity_specificity(df, alpha),
-        "population": population,
-    }
-    refs = {"level": levels[0]} if len(levels) > 1 else None
-    glmm, res["glmm_interaction_p"], res["marginal_effects"] = _glmm_and_effects(df, levels, clustered)
-    res["glmm"] = {**glmm, "clustered_by": _clustered_by(df, clustered), "population": population}
-    res["reading_time"] = _after_study_exclusions(_reading_time(df, levels, refs, res["messages"]), base)
-    res["mrmc"] = _after_study_exclusions(
-        _unless_it_cannot_run(lambda: _mrmc(df, alpha, patients), "MRMC", res["messages"]), base)
-    res["mrmc_binary"] = _after_study_exclusions(
-        _unless_it_cannot_run(lambda: _mrmc_binary(df, alpha, patients), "MRMC of sensitivity and specificity",
-                              res["messages"]), base)
-    res["sizing"] = _sizing(res["mrmc"], alpha)
-    table = ai.switching_table(df)
-    res["ai_interaction"] = {
-        "agreement": ai.agreement_with_ai(df, alpha),
-        "switching": table,
-        "switching_summary": ai.switching_summary(table),
-        "kappa": ai.kappa_by_condition(df),
-        "roc": ai.ai_roc(df),
-        "operating_points": ai.reader_operating_points(df),
-        "population": population,
-    }
-    res["sensitivity"] = {"fast_reads": _after_study_exclusions(
-        _fast_read_sensitivity(df, settings, levels, refs, clustered), base)}
+    everyone = population(df, base)
+    res["descriptive"] = _run("descriptive", lambda: _descriptive(df, settings, base), everyone)
+    gap = no_comparison(df)
+    if gap:
+        res["messages"].append(f"Only the descriptive table is given: {gap}.")
+        for name in (*SECTIONS, *MORE_SECTIONS):
+            if name != "descriptive":
+                res[name] = {"note": gap, "population": everyone}
+        res["glmm_interaction_p"], res["marginal_effects"] = {}, {}
+        res["sensitivity"] = {"fast_reads": {"note": gap, "population": everyone}}
+    else:
+        glmm = _run("glmm", lambda: _glmm(df, levels, clustered, base), everyone)
+        res["glmm_interaction_p"], res["marginal_effects"] = glmm.pop("interaction_p", {}), glmm.pop("effects", {})
+        res["glmm"] = glmm
+        res["reading_time"] = after_study_exclusions(
+            _run("reading_time", lambda: reading_time_section(df, levels), everyone), base)
+        res["mrmc"] = after_study_exclusions(_run("mrmc", lambda: mrmc_section(df, alpha, patients), everyone), base)
+        res["mrmc_binary"] = after_study_exclusions(
+            _run("mrmc_binary", lambda: mrmc_binary_section(df, alpha, patients), everyone), base)
+        res["sizing"] = _run("sizing", lambda: sizing_section(res["mrmc"], alpha, settings.frrc_reference),
+                             res["mrmc"].get("population") or everyone)
+        res["ai_interaction"] = _run("ai_interaction", lambda: _ai_interaction(df, alpha, base), everyone)
+        res["agreement"] = _run("agreement", lambda: _agreement(df, settings, base, clustered), everyone)
+        res["sensitivity"] = {"fast_reads": _run(
+            "fast_reads", lambda: _fast_read_sensitivity(df, settings, levels, clustered, base), everyone)}
     res["software"] = software_versions()
-    res = to_jsonable(res)
-
+    res = withhold_degenerate(to_jsonable(res))
     res["methods"] = methods_text(res)
     res["summary"] = summary_paragraph(res)
     return res

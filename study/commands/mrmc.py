@@ -61,7 +61,13 @@ def _f(x: float, width: int = 12) -> str:
 
 
 def _ci(ci) -> str:
+    if any(x is None or math.isnan(x) for x in ci):
+        return "not estimable (no variance)"
     return f"({ci[0]:.8f}, {ci[1]:.8f})"
+
+
+def _p(p) -> str:
+    return "n/a" if p is None or math.isnan(p) else f"{p:.4g}"
 
 
 _NAMES = {"auc": "AUC", "percent_correct": "Percent correct", "sensitivity": "Sensitivity",
@@ -104,11 +110,12 @@ def format_report(result) -> str:
         add(title)
         stat = f"chi-square({test.ndf}) = {test.chi2:.6f}" if test.chi2 is not None else (
             f"F({test.ndf}, {test.ddf:.4f}) = {test.F:.6f}")
-        add(f"  {stat}, p = {test.p:.6g}")
+        add(f"  {stat}, p = {test.p:.6g}" if not math.isnan(test.p) else
+            "  no test: the variance to test against is zero (every reader's difference is the same)")
         add("  comparison       difference     std error            df   95% CI")
         for cmp in test.comparisons:
             pair = f"{cmp.modalities[0]} - {cmp.modalities[1]}"
-            add(f"  {pair:<14}{_f(cmp.diff, 13)}{_f(cmp.se, 14)}{_f(cmp.df, 14)}   {_ci(cmp.ci)}  p = {cmp.p:.4g}")
+            add(f"  {pair:<14}{_f(cmp.diff, 13)}{_f(cmp.se, 14)}{_f(cmp.df, 14)}   {_ci(cmp.ci)}  p = {_p(cmp.p)}")
         add("  modality         estimate     std error            df   95% CI")
         for mod, est in test.per_modality.items():
             add(f"  {str(mod):<14}{_f(est.fom, 13)}{_f(est.se, 14)}{_f(est.df, 14)}   {_ci(est.ci)}")
@@ -124,7 +131,7 @@ def format_report(result) -> str:
         for cmp in result.bdg["comparisons"]:
             pair = " - ".join(cmp["modalities"])
             add(f"  {pair:<14}{_f(cmp['diff'], 13)}{_f(cmp['se'], 14)}{_f(cmp['df'], 14)}   {_ci(cmp['ci'])}"
-                f"  p = {cmp['p']:.4g}")
+                f"  p = {_p(cmp['p'])}")
         add("  modality         estimate     std error            df   95% CI")
         for mod, est in result.bdg["per_modality"].items():
             add(f"  {mod:<14}{_f(est['fom'], 13)}{_f(est['se'], 14)}{_f(est['df'], 14)}   {_ci(est['ci'])}")

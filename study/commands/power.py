@@ -41,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-cases", type=_ints, default=None, metavar="K1,K2,...")
     parser.add_argument("--target-power", type=float, default=None,
                         help="also print the fewest cases reaching this power at --readers, per analysis")
+    parser.add_argument("--frrc-reference", choices=("f", "chi2"), default="f",
+                        help="FRRC power: refer the statistic to F(1, K-1) (default, as RJafroc's "
+                             "SsPowerGivenJKOrVarComp) or to chi-square(1) (RJafroc 3.6.1, Hillis et al. 2011)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -67,23 +70,23 @@ def run(args: argparse.Namespace) -> int:
 
     comp = _components(args)
     try:
-        res = or_power(comp, args.effect, args.readers, args.cases, args.alpha, args.margin)
+        res = or_power(comp, args.effect, args.readers, args.cases, args.alpha, args.margin, args.frrc_reference)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = {k: {"power": r.power, "ddf": r.ddf, "ncp": r.ncp, "critical_value": r.critical_value, "test": r.test}
            for k, r in res.items()}
     out["settings"] = {"readers": args.readers, "cases": args.cases, "effect": res["rrrc"].effect,
-                       "alpha": args.alpha, "margin": args.margin}
+                       "alpha": args.alpha, "margin": args.margin, "frrc_reference": args.frrc_reference}
     out["components"] = comp.to_dict()
     if args.grid_readers or args.grid_cases:
         grid = power_grid(comp, args.effect, args.grid_readers or [args.readers], args.grid_cases or [args.cases],
-                          args.alpha, args.margin)
+                          args.alpha, args.margin, args.frrc_reference)
         out["grid"] = grid.to_dict(orient="records")
     if args.target_power is not None:
         out["cases_for_power"] = {
             "target": args.target_power, "readers": args.readers,
-            **{k: cases_for_power(comp, args.effect, args.readers, args.target_power, args.alpha, args.margin, k)
-               for k in ANALYSES}}
+            **{k: cases_for_power(comp, args.effect, args.readers, args.target_power, args.alpha, args.margin, k,
+                                  frrc_reference=args.frrc_reference) for k in ANALYSES}}
     if args.json:
         json.dump(out, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")

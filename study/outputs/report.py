@@ -1,17 +1,16 @@
-"""The study report: plotly figures and one self-contained HTML page from the results object.
+"""The study report: one presentation of the results object (:func:`sections`), rendered as a self-contained
+HTML page here and as the analysis page in the app (``pages/investigator_analysis.py``), with plotly figures.
 
-Why the report only renders: the numbers come from ``study.analysis.study_analysis.analyze`` (the study's
-answers) or :func:`analyze_reads` (an outside CSV), the same call the app and the CLI make, so the page in
-the app and the file from ``python -m study analyze`` show the same numbers. Figures carry explicit
-colours and the ``plotly_white`` template: inside the Streamlit process plotly's default template is
-Streamlit's, whose placeholder colours (``#000001``...) would otherwise turn every chart black.
-No Streamlit here.
-
-Results keys: study (name, design, dates, cut-off, snapshot, model card, completion), meta, descriptive,
-glmm, glmm_interaction_p, marginal_effects, reading_time, mrmc, mrmc_binary, sizing, ai_interaction,
-sensitivity, primary, agreement, methods, software, summary, messages; each of descriptive, glmm, mrmc,
-reading_time and ai_interaction has a ``population``, and so do mrmc_binary, sizing and agreement when present
-(with ``clustered_by`` where cases were clustered in patients).
+Why one presentation: the page and the report must show the same sections with the same numbers, so both
+render the list of :class:`Section` built here from the one results object
+(``study.analysis.study_analysis.analyze``, or :func:`analyze_reads` for an outside CSV), the same call the
+app and the CLI make. Proportions appear as percentages and differences as percentage points (the JSON keeps
+proportions); AUC, kappa and odds ratios keep their own scales; model-based figures are named as such beside
+the observed ones; p-values are "< 0.001" at the smallest; an interval that cannot be estimated is shown as
+"not estimable" with the reason, never as a number; every cell is text, so no NaN reaches a reader.
+Figures carry explicit colours and the ``plotly_white`` template: inside the Streamlit process plotly's
+default template is Streamlit's, whose placeholder colours (``#000001``...) would otherwise turn every chart
+black. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import html
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -27,11 +27,11 @@ import pandas as pd
 
 from study.analysis.reads import load_reads
 from study.analysis.study_analysis import Settings, analyze_frame, software_versions, to_jsonable
-from study.analysis.summary import condition_name
+from study.analysis.summary import comparison_name, condition_name, p_phrase, p_text
 from study.domain.timefmt import minute
 
-__all__ = ["analyze_reads", "build_figures", "render_html", "write_report", "software_versions", "to_jsonable",
-           "CONDITION_COLOURS", "TEMPLATE"]
+__all__ = ["CONDITION_COLOURS", "Section", "TEMPLATE", "analyze_reads", "build_figures", "p_text", "population_line",
+           "render_html", "sections", "software_versions", "to_jsonable", "write_report"]
 
 TEMPLATE = "plotly_white"
 # one colour per condition, in the results' condition order (unaided first); real colours, never a template's
@@ -39,6 +39,7 @@ CONDITION_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#93
 SWITCH_COLOURS = {"right_to_right": "#55A868", "wrong_to_wrong": "#C44E52", "wrong_to_right": "#4C72B0",
                   "right_to_wrong": "#DD8452"}
 AI_COLOUR, GREY = "#333333", "#999999"
+NOT_ESTIMABLE = "not estimable"
 
 
 def analyze_reads(reads: pd.DataFrame | str | Path, level_order: Sequence[str] | None = None, n_boot: int = 1000,
@@ -67,47 +68,61 @@ def condition_colours(results: dict) -> dict[str, str]:
     return {c: CONDITION_COLOURS[i % len(CONDITION_COLOURS)] for i, c in enumerate(conds)}
 
 
+def _num(values) -> list:
+    """Plot values with missing ones as None (a gap), never as text."""
+    return [None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v for v in values]
+
+
 def build_figures(results: dict) -> dict:
-    """Plotly figures keyed by id: accuracy, forest, roc, switching, reading_time (when data exist).
+    """Plotly figures keyed by id: accuracy, forest, roc, switching, reading_time (those the results support).
     Every name from the data (levels, conditions, readers) is HTML-escaped (:func:`_esc`)."""
     import plotly.graph_objects as go
 
     colour = condition_colours(results)
     figs = {}
-    acc = pd.DataFrame(results["descriptive"]["accuracy"])
-    fig = go.Figure(layout=dict(template=TEMPLATE))
-    for cond, g in acc.groupby("condition", sort=False):
-        fig.add_bar(x=[_esc(v) for v in g["level"]], y=100 * g["accuracy"], name=_esc(condition_name(cond)),
-                    marker_color=colour.get(cond, GREY),
-                    error_y=dict(type="data", symmetric=False, array=100 * (g["ci_high"] - g["accuracy"]),
-                                 arrayminus=100 * (g["accuracy"] - g["ci_low"]), color=AI_COLOUR))
-    fig.update_layout(title="Accuracy by condition and experience level (Wilson 95% CI)", barmode="group",
-                      yaxis_title="Accuracy (%)", xaxis_title="Experience level")
-    figs["accuracy"] = fig
+    acc = pd.DataFrame((results.get("descriptive") or {}).get("accuracy") or [])
+    if not acc.empty:
+        fig = go.Figure(layout=dict(template=TEMPLATE))
+        for cond, g in acc.groupby("condition", sort=False):
+            fig.add_bar(x=[_esc(v) for v in g["level"]], y=100 * g["accuracy"], name=_esc(condition_name(cond)),
+                        marker_color=colour.get(cond, GREY),
+                        error_y=dict(type="data", symmetric=False, array=100 * (g["ci_high"] - g["accuracy"]),
+                                     arrayminus=100 * (g["accuracy"] - g["ci_low"]), color=AI_COLOUR))
+        fig.update_layout(title="Accuracy by condition and experience level (Wilson 95% CI)", barmode="group",
+                          yaxis_title="Accuracy (%)", xaxis_title="Experience level")
+        figs["accuracy"] = fig
 
-    fig = go.Figure(layout=dict(template=TEMPLATE))
-    for cond, rows in results["marginal_effects"].items():
-        me = pd.DataFrame(rows)
-        fig.add_scatter(x=me["pp_diff"], y=[_esc(f"{lev} ({condition_name(cond)})") for lev in me["level"]],
-                        mode="markers", name=_esc(condition_name(cond)), marker=dict(color=colour.get(cond, GREY), size=9),
-                        error_x=dict(type="data", symmetric=False, array=me["pp_ci_high"] - me["pp_diff"],
-                                     arrayminus=me["pp_diff"] - me["pp_ci_low"], color=colour.get(cond, GREY)),
-                        text=[f"OR {o:.2f} ({lo:.2f} to {hi:.2f})"
-                              for o, lo, hi in zip(me["odds_ratio"], me["or_ci_low"], me["or_ci_high"])])
-    fig.add_vline(x=0, line_dash="dash", line_color=GREY)
-    fig.update_layout(title="AI effect by experience level (mixed model, percentage points, 95% CI)",
-                      xaxis_title="Aided - unaided accuracy (points)")
-    figs["forest"] = fig
+    effects = {k: pd.DataFrame(v) for k, v in (results.get("marginal_effects") or {}).items() if v}
+    effects = {k: e[e["pp_ci_low"].notna()] for k, e in effects.items() if "pp_ci_low" in e}
+    if any(not e.empty for e in effects.values()):
+        fig = go.Figure(layout=dict(template=TEMPLATE))
+        for me in effects.values():
+            if me.empty:
+                continue
+            cond, ref = me["condition"].iloc[0], me["reference"].iloc[0]
+            name = comparison_name(cond, ref)
+            fig.add_scatter(x=me["pp_diff"], y=[_esc(f"{lev} ({name})") for lev in me["level"]], mode="markers",
+                            name=_esc(name), marker=dict(color=colour.get(cond, GREY), size=9),
+                            error_x=dict(type="data", symmetric=False, array=me["pp_ci_high"] - me["pp_diff"],
+                                         arrayminus=me["pp_diff"] - me["pp_ci_low"], color=colour.get(cond, GREY)))
+        fig.add_vline(x=0, line_dash="dash", line_color=GREY)
+        fig.update_layout(title="Effect of each comparison by experience level (mixed model, percentage points, "
+                                "95% CI)", xaxis_title="Difference in model-based accuracy (points)")
+        figs["forest"] = fig
 
-    roc = results["ai_interaction"].get("roc")
-    pts = pd.DataFrame(results["ai_interaction"].get("operating_points") or [])
-    if roc or not pts.empty:
+    ai_res = results.get("ai_interaction") or {}
+    roc = ai_res.get("roc")
+    points = pd.DataFrame(ai_res.get("operating_points") or [])
+    if not points.empty:
+        points = points[points["fpr"].notna() & points["sensitivity"].notna()]
+    if roc or not points.empty:
         fig = go.Figure(layout=dict(template=TEMPLATE))
         if roc:
             fig.add_scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name=f"AI (AUC {roc['auc']:.3f})",
                             line=dict(color=AI_COLOUR))
-        for cond, g in pts.groupby("condition", sort=False) if not pts.empty else []:
-            fig.add_scatter(x=g["fpr"], y=g["sensitivity"], mode="markers", name=_esc(f"readers, {condition_name(cond)}"),
+        for cond, g in points.groupby("condition", sort=False) if not points.empty else []:
+            fig.add_scatter(x=_num(g["fpr"]), y=_num(g["sensitivity"]), mode="markers",
+                            name=_esc(f"readers, {condition_name(cond)}"),
                             marker=dict(color=colour.get(cond, GREY), size=8),
                             text=[_esc(f"{r} ({lev})") for r, lev in zip(g["reader"], g["level"])])
         fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color=GREY), showlegend=False)
@@ -115,7 +130,7 @@ def build_figures(results: dict) -> dict:
                           xaxis_title="1 - specificity", yaxis_title="Sensitivity")
         figs["roc"] = fig
 
-    summ = pd.DataFrame(results["ai_interaction"].get("switching_summary") or [])
+    summ = pd.DataFrame(ai_res.get("switching_summary") or [])
     if not summ.empty:
         fig = go.Figure(layout=dict(template=TEMPLATE))
         x = [_esc(f"{lev} ({condition_name(c)})") for lev, c in zip(summ["level"], summ["aided_condition"])]
@@ -126,8 +141,8 @@ def build_figures(results: dict) -> dict:
                           yaxis_title="Reads")
         figs["switching"] = fig
 
-    rt = results.get("reading_time")
-    if rt and rt.get("median_seconds"):
+    rt = results.get("reading_time") or {}
+    if rt.get("median_seconds"):
         med = pd.DataFrame(rt["median_seconds"])
         fig = go.Figure(layout=dict(template=TEMPLATE))
         for cond, g in med.groupby("condition", sort=False):
@@ -139,18 +154,43 @@ def build_figures(results: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables in words
+# Cells: every value as the text a reader sees
 # ---------------------------------------------------------------------------------------------
 
 
-def _ci(lo, hi, digits: int = 3, scale: float = 1.0) -> str:
-    if lo is None or hi is None:
-        return ""
-    return f"{scale * lo:.{digits}f} to {scale * hi:.{digits}f}"
+def _given(*values) -> bool:
+    return all(v is not None and not (isinstance(v, float) and not math.isfinite(v)) for v in values)
+
+
+def _pct(x) -> str:
+    """A proportion as a percentage: 0.6193 -> '61.9%'."""
+    return f"{100 * x:.1f}%" if _given(x) else ""
+
+
+def _pts(x) -> str:
+    """A difference of proportions in percentage points: 0.0975 -> '+9.8'."""
+    return _signed(100 * x) if _given(x) else ""
+
+
+def _dec(x, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if _given(x) else ""
+
+
+def _signed(x, digits: int = 1) -> str:
+    return f"{round(x, digits) + 0.0:+.{digits}f}" if _given(x) else ""  # + 0.0: no "-0.0"
+
+
+def _interval(lo, hi, cell=_dec) -> str:
+    """'a to b' in the cell's format, or 'not estimable' when the interval is not there."""
+    return f"{cell(lo)} to {cell(hi)}" if _given(lo, hi) else NOT_ESTIMABLE
+
+
+def _count(x) -> str:
+    return str(int(x)) if _given(x) else ""
 
 
 def term_label(term: str, labels: dict | None = None) -> str:
-    """A model term in words: ``condition[T.ai]:level[T.senior]`` -> 'AI-aided x senior'."""
+    """A model term in words: ``condition[T.ai]:level[T.senior]`` -> 'AI-aided x senior readers'."""
     if term == "Intercept":
         return "Intercept (unaided, reference level)"
     parts = []
@@ -165,119 +205,101 @@ def term_label(term: str, labels: dict | None = None) -> str:
     return " x ".join(parts)
 
 
-def glmm_rows(glmm: dict) -> list[dict]:
-    """The GLMM's fixed effects as odds ratios with 95% CIs, terms in words."""
-    return [{"term": term_label(fe["term"]), "odds ratio": fe.get("odds_ratio"),
-             "95% CI": _ci(*(fe.get("or_ci") or (None, None))), "p": p_text(fe["p"])} for fe in glmm["fixed_effects"]]
-
-
-def effect_rows(results: dict) -> list[dict]:
-    """The AI effect per condition and level: points and odds ratios, intervals as intervals."""
-    out = []
-    for cond, rows in results["marginal_effects"].items():
-        for m in rows:
-            out.append({"condition": condition_name(cond), "level": m["level"],
-                        "unaided": m.get("p_unaided"), "aided": m.get("p_condition"),
-                        "difference (points)": round(m["pp_diff"], 1), "95% CI (points)": _ci(m["pp_ci_low"], m["pp_ci_high"], 1),
-                        "odds ratio": m["odds_ratio"], "95% CI (OR)": _ci(m["or_ci_low"], m["or_ci_high"], 2)})
-    return out
-
-
-def mrmc_rows(mrmc: dict | None) -> list[dict]:
-    """AUC per condition (RRRC, 95% CI) and each difference with its p: the MRMC table."""
-    if not mrmc or not mrmc.get("auc") or "rrrc" not in mrmc["auc"]:
-        return []
-    rrrc = mrmc["auc"]["rrrc"]
-    per = rrrc.get("per_modality", {})
-    order = sorted(per, key=lambda m: (m != "unaided", m))  # unaided first, as everywhere in the report
-    rows = [{"comparison": condition_name(m), "AUC": per[m]["fom"], "95% CI": _ci(*per[m]["ci"]), "p": ""}
-            for m in order]
-    for c in rrrc.get("comparisons", []):
-        a, b = c["modalities"]
-        rows.append({"comparison": f"{condition_name(a)} - {condition_name(b)}", "AUC": c["diff"],
-                     "95% CI": _ci(*c["ci"]), "p": p_text(c["p"])})
-    return rows
-
-
-BINARY_NAMES = {"sensitivity": "Sensitivity", "specificity": "Specificity"}
-
-
-def mrmc_binary_rows(section: dict | None) -> list[dict]:
-    """Sensitivity and specificity per condition (RRRC, 95% CI) and each difference with its p: one row per
-    measure and condition or comparison, with the cases that enter the measure."""
-    rows: list[dict] = []
-    for fom, name in BINARY_NAMES.items():
-        res = (section or {}).get(fom)
-        if not res or "rrrc" not in res:
-            continue
-        rrrc = res["rrrc"]
-        per = rrrc.get("per_modality", {})
-        entering = f"{res.get('n_fom_cases')} {'diseased' if fom == 'sensitivity' else 'non-diseased'}"
-        for m in sorted(per, key=lambda m: (m != "unaided", m)):
-            rows.append({"measure": name, "comparison": condition_name(m), "estimate": per[m]["fom"],
-                         "95% CI": _ci(*per[m]["ci"]), "p": "", "cases entering": entering})
-        for c in rrrc.get("comparisons", []):
-            a, b = c["modalities"]
-            rows.append({"measure": name, "comparison": f"{condition_name(a)} - {condition_name(b)}",
-                         "estimate": c["diff"], "95% CI": _ci(*c["ci"]), "p": p_text(c["p"]), "cases entering": entering})
-    return rows
-
-
-def sizing_rows(sizing: dict | None) -> list[dict]:
-    """The power grid (random readers and cases) as a table: one row per number of readers, one column per
-    number of cases, power in percent."""
-    grid = pd.DataFrame((sizing or {}).get("grid") or [])
-    if grid.empty:
-        return []
-    out = []
-    for readers, g in grid.groupby("readers", sort=True):
-        row = {"readers": f"{int(readers)} readers"}
-        for r in g.sort_values("cases").itertuples():
-            row[f"{int(r.cases)} cases"] = f"{100 * r.power_rrrc:.0f}%"
-        out.append(row)
-    return out
-
-
-def sizing_need_rows(sizing: dict | None) -> list[dict]:
-    """Fewest cases for 80% power (random readers and cases) per number of readers."""
-    return [{"readers": r["readers"], "cases for 80% power": "not reachable" if r.get("cases") is None
-             else int(r["cases"]), "power there": "" if r.get("power") is None else f"{100 * r['power']:.1f}%"}
-            for r in (sizing or {}).get("cases_for_80") or []]
-
-
-def sizing_text(sizing: dict | None) -> str:
-    """One sentence on what the grid is, or why there is none."""
-    if not sizing:
+def population_line(pop: dict | None) -> str:
+    """'9 readers, 60 cases, 1080 readings. Left out: reader R3, who ... ; ...' in sentences."""
+    if not pop:
         return ""
-    if not sizing.get("grid"):
-        return sizing.get("note") or "no sizing"
-    a, b = sizing["comparison"]
-    return (f"Power of the two-sided test (alpha {sizing['alpha']:g}, random readers and random cases, Hillis and "
-            f"Obuchowski) of a study with the readers and cases shown, if the true AUC difference "
-            f"{condition_name(a)} - {condition_name(b)} were the one observed here ({sizing['effect']:+.3f}); "
-            f"the variance components are this study's ({sizing['pilot']['readers']} readers x "
-            f"{sizing['pilot']['cases']} cases)" + (", with cases clustered in patients" if sizing.get("clustered")
-                                                     else "") + ". An observed difference is a noisy guide to "
-            "the true one: treat the grid as a rough plan, not a promise.")
-
-
-def agreement_rows(agr: dict | None, key: str) -> list[dict]:
-    """An ordinal agreement table (``vs_reference``, ``differences``, ``between_readers``) in words."""
-    rows = (agr or {}).get(key) or []
-    return in_words(rows) if rows else []
+    line = f"{pop['readers']} readers, {pop['cases']} cases, {pop['readings']} readings"
+    left = [f"{e['who']}: {e['why']}" for e in pop.get("excluded") or []]
+    return line + (". Left out: " + "; ".join(left) + "." if left else ". Nothing left out.")
 
 
 def clustering_line(section: dict | None) -> str:
-    """'Resampling unit: the patient (...)' when a section clustered cases in patients."""
+    """'Cases clustered in patients: resampling unit: the patient (...)' when a section clustered cases."""
     cb = (section or {}).get("clustered_by")
     return f"Cases clustered in patients: {cb['note']}." if cb else ""
+
+
+def _reasons(rows: list[dict]) -> list[str]:
+    """The distinct reasons why some rows have no interval."""
+    return list(dict.fromkeys(r["degenerate"] for r in rows if r.get("degenerate")))
+
+
+# ---------------------------------------------------------------------------------------------
+# The presentation: sections of parts
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the report and the page: ``parts`` are ("text" | "caption" | "note" | "heading", str),
+    ("table", list of rows of text cells) or ("figure", figure key)."""
+
+    key: str
+    title: str
+    parts: tuple[tuple[str, object], ...]
+
+
+class _Parts(list):
+    """A section's parts as they are added; :meth:`of` starts one with its population and, when it did not run,
+    the reason."""
+
+    @classmethod
+    def of(cls, section: dict) -> "_Parts":
+        parts = cls()
+        parts.population(section)
+        parts.note(section.get("note"))
+        return parts
+
+    def text(self, value: str):
+        if value:
+            self.append(("text", value))
+
+    def caption(self, value: str):
+        if value:
+            self.append(("caption", value))
+
+    def note(self, value: str | None):
+        if value:
+            value = value[:1].upper() + value[1:]
+            self.append(("note", value if value.endswith(".") else value + "."))
+
+    def heading(self, value: str):
+        self.append(("heading", value))
+
+    def table(self, rows: list[dict]):
+        self.append(("table", rows))
+
+    def figure(self, key: str, figures: dict):
+        if key in figures:
+            self.append(("figure", key))
+
+    def population(self, section: dict | None):
+        line = population_line((section or {}).get("population"))
+        self.caption(f"Population: {line}" if line else "")
+        self.caption(clustering_line(section))
+
+
+def _accuracy_rows(rows: list[dict]) -> list[dict]:
+    return [{"condition": condition_name(r["condition"]), "level": r["level"], "correct": _count(r["correct"]),
+             "readings": _count(r["n"]), "accuracy": _pct(r["accuracy"]),
+             "95% CI": _interval(r["ci_low"], r["ci_high"], _pct)} for r in rows]
+
+
+def difference_rows(rows: list[dict]) -> list[dict]:
+    """Observed accuracy of each comparison's two conditions and the difference in points (bootstrap CI)."""
+    return [{"comparison": comparison_name(d["condition"], d.get("reference", "unaided")), "level": d["level"],
+             "readers": _count(d.get("readers")),
+             "observed, reference": _pct(d.get("acc_reference")), "observed, condition": _pct(d["acc_condition"]),
+             "difference (points)": _pts(d["difference"]),
+             "95% CI (points)": _interval(d.get("ci_low"), d.get("ci_high"), _pts)} for d in rows]
 
 
 def sens_spec_rows(results: dict) -> list[dict]:
     """Sensitivity and specificity per finding (named in words) and condition, all levels pooled: one row per
     finding and measure, one column per condition."""
     labels = (results.get("study") or {}).get("labels") or {}
-    df = pd.DataFrame(results["descriptive"]["sensitivity_specificity"])
+    df = pd.DataFrame((results.get("descriptive") or {}).get("sensitivity_specificity") or [])
     if df.empty:
         return []
     df = df[df["level"] == "all"]
@@ -286,100 +308,182 @@ def sens_spec_rows(results: dict) -> list[dict]:
         row = {"finding": labels.get(finding, "any finding (abnormal)" if finding == "abnormal"
                                      else str(finding).replace("_", " ")), "measure": measure}
         for r in g.itertuples():
-            row[condition_name(r.condition)] = (f"{100 * r.estimate:.1f}% ({_ci(r.ci_low, r.ci_high, 1, 100)}), "
+            row[condition_name(r.condition)] = (f"{_pct(r.estimate)} ({_interval(r.ci_low, r.ci_high, _pct)}), "
                                                 f"n = {r.n}")
         out.append(row)
     return out
 
 
-def in_words(rows) -> list[dict]:
-    """Any results table with conditions in words and ``ci_low``/``ci_high`` as one '95% CI' interval."""
+def glmm_rows(glmm: dict) -> list[dict]:
+    """The GLMM's fixed effects as odds ratios with 95% CIs, terms in words."""
+    return [{"term": term_label(fe["term"]), "odds ratio": _dec(fe.get("odds_ratio"), 2),
+             "95% CI": _interval(*(fe.get("or_ci") or (None, None)), lambda x: _dec(x, 2)), "p": p_text(fe.get("p"))}
+            for fe in glmm.get("fixed_effects") or []]
+
+
+def effect_rows(results: dict) -> list[dict]:
+    """The model-based effect of each comparison per level: model-based accuracies, points and odds ratios."""
     out = []
-    for r in pd.DataFrame(rows).to_dict(orient="records"):
-        row = {}
-        for k, v in r.items():
-            if k in ("condition", "aided_condition"):
-                row["condition"] = condition_name(v)
-            elif k == "ci_low":
-                row["95% CI"] = _ci(r["ci_low"], r.get("ci_high"))
-            elif k not in ("ci_high", "categories"):
-                row[k.replace("_", " ")] = v
+    several = len((results.get("meta") or {}).get("comparisons") or []) > 1
+    for rows in (results.get("marginal_effects") or {}).values():
+        for m in rows:
+            row = {"comparison": comparison_name(m["condition"], m["reference"]), "level": m["level"],
+                   "model-based, reference": _pct(m.get("model_accuracy_reference")),
+                   "model-based, condition": _pct(m.get("model_accuracy_condition")),
+                   "difference (points)": _signed(m.get("pp_diff")),
+                   "95% CI (points)": _interval(m.get("pp_ci_low"), m.get("pp_ci_high"), _signed),
+                   "odds ratio": _dec(m.get("odds_ratio"), 2),
+                   "95% CI (OR)": _interval(m.get("or_ci_low"), m.get("or_ci_high"), lambda x: _dec(x, 2)),
+                   "p": p_text(m.get("p"))}
+            if several:
+                row["p (Holm)"] = p_text(m.get("p_holm"))
+            out.append(row)
+    return out
+
+
+MRMC_FOMS = {"auc": ("AUC", _dec, lambda x: _signed(x, 3)), "percent_correct": ("Percent correct", _pct, _pts),
+             "sensitivity": ("Sensitivity", _pct, _pts), "specificity": ("Specificity", _pct, _pts)}
+
+
+def mrmc_rows(section: dict | None, foms: Sequence[str]) -> list[dict]:
+    """Each figure of merit per condition (random readers and cases, 95% CI) and each comparison with its p
+    (Holm-adjusted too when there are several)."""
+    rows: list[dict] = []
+    for fom in foms:
+        res = (section or {}).get(fom)
+        if not res or "rrrc" not in res:
+            continue
+        name, cell, diff_cell = MRMC_FOMS[fom]
+        rrrc = res["rrrc"]
+        per = rrrc.get("per_modality", {})
+        entering = {"sensitivity": "diseased", "specificity": "non-diseased"}.get(fom)
+        extra = {"cases entering": f"{res.get('n_fom_cases')} {entering}"} if entering else {}
+        several = len(rrrc.get("comparisons") or []) > 1
+        for m in sorted(per, key=lambda m: (m != "unaided", m)):
+            rows.append({"measure": name, "comparison": condition_name(m), "estimate": cell(per[m]["fom"]),
+                         "95% CI": _interval(*per[m]["ci"], cell), "p": "", **({"p (Holm)": ""} if several else {}),
+                         **extra})
+        for c in rrrc.get("comparisons", []):
+            rows.append({"measure": name, "comparison": comparison_name(*c["modalities"]),
+                         "estimate": diff_cell(c["diff"]),
+                         "95% CI": _interval(*c["ci"], diff_cell), "p": p_text(c.get("p")),
+                         **({"p (Holm)": p_text(c.get("p_holm"))} if several else {}), **extra})
+    return rows
+
+
+def _wald_caption(p: _Parts, section: dict, foms: Sequence[str]) -> None:
+    """Say why an interval can pass 0% or 100% (the OR analysis's intervals are symmetric, t-based)."""
+    bounds = [b for fom in foms for m in (((section.get(fom) or {}).get("rrrc") or {}).get("per_modality") or {}).values()
+              for b in m.get("ci") or [] if b is not None]
+    if any(b < 0 or b > 1 for b in bounds):
+        p.caption("An interval of the OR analysis is symmetric around its estimate; with few readers it can pass 0% "
+                  "or 100%, which says the data cannot pin the value down.")
+
+
+def _mrmc_notes(section: dict, foms: Sequence[str]) -> list[str]:
+    notes = [section.get(f"{fom}_error") for fom in foms]
+    notes += [(section.get(fom) or {}).get("degenerate") for fom in foms]
+    for fom in foms:
+        per = (((section.get(fom) or {}).get("rrrc") or {}).get("per_modality") or {})
+        name, cell, _ = MRMC_FOMS[fom]
+        flat = [f"{condition_name(m)} ({cell(v['fom'])})" for m, v in per.items() if not _given(*v.get("ci") or [None])]
+        if flat:
+            notes.append(f"{name} has no interval in {', '.join(flat)}: every reader's value there is the same and "
+                         "leaving out cases does not change it, so there is no variance to build an interval from")
+    return [n for n in notes if n]
+
+
+def sizing_rows(one: dict) -> list[dict]:
+    """A comparison's power grid (random readers and cases): one row per number of readers, one column per
+    number of cases, power in percent."""
+    grid = pd.DataFrame(one.get("grid") or [])
+    if grid.empty:
+        return []
+    out = []
+    for readers, g in grid.groupby("readers", sort=True):
+        row = {"readers": f"{int(readers)} readers"}
+        for r in g.sort_values("cases").itertuples():
+            row[f"{int(r.cases)} cases"] = _pct(r.power_rrrc).replace(".0%", "%") if _given(r.power_rrrc) else ""
         out.append(row)
     return out
 
 
-def difference_rows(rows: list[dict]) -> list[dict]:
-    return [{"condition": condition_name(d["condition"]), "level": d["level"], "unaided": d["acc_unaided"],
-             "aided": d["acc_condition"], "difference": d["difference"], "95% CI": _ci(d["ci_low"], d["ci_high"])}
-            for d in rows]
+def sizing_need_rows(one: dict) -> list[dict]:
+    """Fewest cases for 80% power (random readers and cases) per number of readers."""
+    return [{"readers": str(r["readers"]), "cases for 80% power": "not reachable" if r.get("cases") is None
+             else str(int(r["cases"])), "power there": _pct(r.get("power"))}
+            for r in one.get("cases_for_80") or []]
 
 
-def accuracy_rows(rows: list[dict]) -> list[dict]:
-    return [{"condition": condition_name(r["condition"]), "level": r["level"], "correct": r["correct"], "n": r["n"],
-             "accuracy": r["accuracy"], "95% CI": _ci(r["ci_low"], r["ci_high"])} for r in rows]
+def sizing_text(sizing: dict, one: dict) -> str:
+    """One sentence on what a comparison's grid is."""
+    a, b = one["comparison"]
+    return (f"Power of the two-sided test (alpha {sizing['alpha']:g}, random readers and random cases, Hillis and "
+            f"Obuchowski) of a study with the readers and cases shown, if the true AUC difference "
+            f"{comparison_name(a, b)} were the one observed here ({one['effect']:+.3f}); the variance components "
+            f"are this study's ({sizing['pilot']['readers']} readers x {sizing['pilot']['cases']} cases)"
+            + (", with cases clustered in patients" if sizing.get("clustered") else "") + ". An observed difference "
+            "is a noisy guide to the true one: treat the grid as a rough plan, not a promise.")
+
+
+def agreement_rows(agr: dict | None, key: str) -> list[dict]:
+    """An ordinal agreement table (``vs_reference``, ``differences``, ``between_readers``) in words."""
+    return in_words((agr or {}).get(key) or [])
+
+
+PERCENT_COLUMNS = {"agreement", "automation_bias_rate", "correction_rate", "sensitivity", "fpr"}
+
+
+def in_words(rows) -> list[dict]:
+    """Any results table with conditions in words, proportions as percentages, ``ci_low``/``ci_high`` as one
+    '95% CI' interval and every value as text."""
+    out = []
+    for r in pd.DataFrame(rows).to_dict(orient="records"):
+        row = {}
+        percent = "agreement" in r
+        for k, v in r.items():
+            if k in ("condition", "aided_condition", "reference"):
+                row[k.replace("aided_", "")] = condition_name(v)
+            elif k == "ci_low":
+                row["95% CI"] = _interval(r["ci_low"], r.get("ci_high"), _pct if percent else _dec)
+            elif k in ("ci_high", "categories", "degenerate"):
+                continue
+            elif k in PERCENT_COLUMNS:
+                row[k.replace("_", " ")] = _pct(v)
+            elif isinstance(v, float):
+                row[k.replace("_", " ")] = "" if not math.isfinite(v) else (
+                    str(int(v)) if v.is_integer() and k.startswith("n") else _dec(v))
+            else:
+                row[k.replace("_", " ")] = "" if v is None else str(v)
+        out.append(row)
+    return out
 
 
 def reading_time_rows(rt: dict | None) -> list[dict]:
-    if not rt:
-        return []
-    return [{"term": term_label(fe["term"]), "estimate (log s)": fe["estimate"], "95% CI": _ci(*fe["ci"]),
-             "p": p_text(fe["p"])} for fe in rt["fixed_effects"]]
+    """The reading-time model's terms as time ratios (exp of the log-seconds effect) with 95% CIs; the intercept
+    is the reference readings' geometric mean time in seconds."""
+    return [{"term": "Geometric mean time, unaided, reference level (seconds)" if fe["term"] == "Intercept" else
+             term_label(fe["term"]), "time ratio": _dec(math.exp(fe["estimate"]), 2),
+             "95% CI": _interval(*[math.exp(x) if _given(x) else None for x in fe["ci"]], lambda x: _dec(x, 2)),
+             "p": p_text(fe.get("p"))} for fe in (rt or {}).get("fixed_effects") or []]
 
 
 def switching_rows(results: dict) -> list[dict]:
-    return [{"condition": condition_name(r["aided_condition"]), "level": r["level"], "pairs": r["n_pairs"],
-             "right -> right": r["right_to_right"], "wrong -> wrong": r["wrong_to_wrong"],
-             "wrong -> right": r["wrong_to_right"], "right -> wrong": r["right_to_wrong"],
-             "automation bias rate": r["automation_bias_rate"], "correction rate": r["correction_rate"]}
-            for r in results["ai_interaction"].get("switching_summary") or []]
+    return [{"condition": condition_name(r["aided_condition"]), "level": r["level"], "pairs": _count(r["n_pairs"]),
+             "right -> right": _count(r["right_to_right"]), "wrong -> wrong": _count(r["wrong_to_wrong"]),
+             "wrong -> right": _count(r["wrong_to_right"]), "right -> wrong": _count(r["right_to_wrong"]),
+             "automation bias rate": _pct(r["automation_bias_rate"]), "correction rate": _pct(r["correction_rate"])}
+            for r in (results.get("ai_interaction") or {}).get("switching_summary") or []]
 
 
 def completion_rows(study: dict) -> list[dict]:
-    return [{"reader": c["reader"], "level": c.get("level"), "readings done": c["done"], "assigned": c["total"],
-             "completed": "yes" if c["complete"] else "no"} for c in study.get("completion") or []]
+    return [{"reader": c["reader"], "level": c.get("level") or "", "readings done": str(c["done"]),
+             "assigned": str(c["total"]), "completed": "yes" if c["complete"] else "no"}
+            for c in study.get("completion") or []]
 
 
-def population_line(pop: dict | None) -> str:
-    """'9 readers, 60 cases, 1080 readings; excluded: reader R3 (why); ...'."""
-    if not pop:
-        return ""
-    line = f"{pop['readers']} readers, {pop['cases']} cases, {pop['readings']} readings"
-    excl = "; ".join(f"{e['who']} ({e['why']})" for e in pop.get("excluded") or [])
-    return line + (f". Excluded: {excl}." if excl else ". Nothing excluded.")
-
-
-# ---------------------------------------------------------------------------------------------
-# HTML
-# ---------------------------------------------------------------------------------------------
-
-
-def p_text(p) -> str:
-    """A p-value as a reader of a paper expects it: three decimals, or "< 0.001" (never 0.000 or 1e-30)."""
-    if p is None or (isinstance(p, float) and not math.isfinite(p)):
-        return ""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _table_html(rows, columns=None, digits=3) -> str:
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return "<p><em>not available</em></p>"
-    if columns:
-        df = df[[c for c in columns if c in df.columns]]
-    return df.to_html(index=False, float_format=lambda x: f"{x:.{digits}f}", na_rep="", border=0, classes="tbl")
-
-
-def _pop_html(section: dict | None) -> str:
-    line = population_line((section or {}).get("population"))
-    cl = clustering_line(section)
-    return (f"<p class='pop'><b>Population:</b> {html.escape(line)}</p>" if line else "") + (
-        f"<p class='pop'>{html.escape(cl)}</p>" if cl else "")
-
-
-def _study_html(results: dict) -> list[str]:
+def _study_facts(results: dict) -> list[dict]:
     st = results.get("study") or {}
-    if not st:
-        return []
 
     def when(value):
         return minute(datetime.fromisoformat(value)) if value else ""
@@ -394,9 +498,218 @@ def _study_html(results: dict) -> list[str]:
              ("Report built", when(st.get("built_at"))),
              ("Model", ", ".join(f"{k} {v}" for k, v in card.items() if k in ("name", "architecture", "version",
                                                                              "input_size", "source", "is_demo")))]
-    items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v)
-    return ["<h2 id='study'>Study</h2>", f"<table class='tbl' id='study-facts'>{items}</table>",
-            "<h3 id='completion'>Reader completion</h3>", _table_html(completion_rows(st))]
+    return [{"item": k, "value": str(v)} for k, v in facts if v]
+
+
+def _descriptive_section(results: dict, figures: dict) -> Section:
+    d = results.get("descriptive") or {}
+    p = _Parts.of(d)
+    p.figure("accuracy", figures)
+    p.table(_accuracy_rows(d.get("accuracy") or []))
+    several = len((results.get("meta") or {}).get("comparisons") or []) > 1
+    p.heading("Differences between conditions (observed accuracy, two-way cluster bootstrap)")
+    diffs = d.get("differences") or []
+    p.table(difference_rows(diffs))
+    for reason in _reasons(diffs):
+        p.note(f"Not estimable: {reason}.")
+    if any(d.get("readers") == 1 for d in diffs):
+        p.caption("Where a level has one reader, its interval reflects case-to-case variation only: one reader "
+                  "cannot show how other readers of that level would do.")
+    if several:
+        p.caption("Each aided condition is compared with unaided, and the aided conditions with each other; the "
+                  "bootstrap intervals are not adjusted for the number of comparisons.")
+    p.heading("Sensitivity and specificity (all levels)")
+    p.table(sens_spec_rows(results))
+    return Section("accuracy", "Accuracy", tuple(p))
+
+
+def _glmm_section(results: dict, figures: dict) -> Section:
+    g = results.get("glmm") or {}
+    p = _Parts.of(g)
+    if g.get("fixed_effects"):
+        sds = ", ".join(f"{k[:-3].replace('case:patient', 'case within patient')} SD {v:.3f}"
+                        for k, v in (g.get("random_effects") or {}).items() if v is not None)
+        p.text(f"Model that ran: {g['formula']}; {sds}. Estimation: {g.get('estimation')}.")
+        if g.get("fallback"):
+            p.note(f"The full model correct ~ condition * level + (1|reader) + (1|case) was not used: {g['fallback']}.")
+        if g.get("separation"):
+            p.note(f"Separated readings: {g['separation']}. Without the priors the estimates would be infinite.")
+        p.table(glmm_rows(g))
+        p.heading("Effect of each comparison by level (model-based)")
+        p.caption("Model-based accuracies are the mixed model's population-averaged predictions (a new reader "
+                  "reading a new case), not the observed percentages of the accuracy table.")
+        rows = effect_rows(results)
+        p.table(rows)
+        p.figure("forest", figures)
+        inter = {k: v for k, v in (results.get("glmm_interaction_p") or {}).items() if v is not None}
+        names = {c["key"]: comparison_name(c["condition"], c["reference"])
+                 for c in (results.get("meta") or {}).get("comparisons") or []}
+        if inter:
+            p.text("Test of a different effect across levels: " + "; ".join(
+                f"{names.get(k, k)} {p_phrase(v)}" for k, v in inter.items()) + ".")
+        for m in g.get("messages") or []:
+            p.caption(f"Fit: {m}.")
+    return Section("glmm", "Mixed-effects logistic model", tuple(p))
+
+
+def _mrmc_section(results: dict, key: str, foms: tuple[str, str], title: str) -> Section:
+    """An MRMC section (``mrmc``: AUC and percent correct; ``mrmc_binary``: sensitivity and specificity)."""
+    mr = results.get(key) or {}
+    p = _Parts.of(mr)
+    if mr.get("call"):
+        p.caption(f"{mr['call']}; {mr['n_diseased']} diseased and {mr['n_non_diseased']} non-diseased cases; "
+                  f"design: {mr['design']}; Obuchowski-Rockette with Hillis df, random readers and cases, jackknife "
+                  "over the cases that enter each measure.")
+    elif mr.get("design"):
+        p.caption(f"Design: {mr['design']}. Rating: {mr.get('rating')}.")
+    p.table(mrmc_rows(mr, foms))
+    _wald_caption(p, mr, foms)
+    for n in _mrmc_notes(mr, foms):
+        p.note(n)
+    if mr.get("n_readers") is not None:
+        title += f", {mr['n_readers']} readers x {mr['n_cases']} cases"
+    return Section("mrmc" if key == "mrmc" else "mrmc-binary", title, tuple(p))
+
+
+def _sizing_section(results: dict) -> Section:
+    sz = results.get("sizing") or {}
+    p = _Parts.of(sz)
+    for one in sz.get("comparisons") or []:
+        p.heading(comparison_name(*one["comparison"]))
+        if not one.get("grid"):
+            p.note(f"No sizing for this comparison: {one.get('note') or 'not available'}.")
+            continue
+        p.caption(sizing_text(sz, one))
+        p.table(sizing_rows(one))
+        p.heading("Fewest cases for 80% power")
+        p.table(sizing_need_rows(one))
+    return Section("sizing", "Sizing a next study (analytic power from this study's AUC MRMC)", tuple(p))
+
+
+def _ai_section(results: dict, figures: dict) -> Section:
+    ai_res = results.get("ai_interaction") or {}
+    p = _Parts.of(ai_res)
+    if not ai_res.get("note"):
+        p.heading("Agreement with the AI's top suggestion")
+        p.table(in_words(ai_res.get("agreement") or []))
+        p.heading("Switching after the AI's suggestion (sequential design)")
+        rows = switching_rows(results)
+        if rows:
+            p.table(rows)
+        else:
+            p.caption("No switching table: the AI's suggestion is shown after an unaided answer to the same case "
+                      "only in a sequential design.")
+        p.figure("switching", figures)
+        p.figure("roc", figures)
+        if "roc" not in figures:
+            p.caption("No ROC curve or reader operating points: they need normal and abnormal cases, with the AI's "
+                      "probabilities for the curve.")
+        p.heading("Fleiss' kappa among readers")
+        kappa = ai_res.get("kappa") or []
+        if kappa and all(r.get("kappa") is None for r in kappa):
+            p.note("No Fleiss' kappa: " + "; ".join(dict.fromkeys(r["note"] for r in kappa if r.get("note"))))
+        else:
+            p.table(in_words(kappa))
+    return Section("ai", "Interaction with the AI", tuple(p))
+
+
+def _reading_time_section(results: dict, figures: dict) -> Section:
+    rt = results.get("reading_time") or {}
+    p = _Parts.of(rt)
+    if rt.get("fixed_effects"):
+        p.text(f"Model that ran: log {rt['formula']} (REML); a time ratio below 1 means faster reading.")
+        if rt.get("fallback"):
+            p.note(f"The full model was not used: {rt['fallback']}.")
+        p.table(reading_time_rows(rt))
+        p.figure("reading_time", figures)
+    return Section("reading-time", "Reading time (linear mixed model of log seconds)", tuple(p))
+
+
+def _fast_reads_section(results: dict) -> Section:
+    sens = ((results.get("sensitivity") or {}).get("fast_reads")) or {}
+    p = _Parts.of(sens)
+    if sens.get("differences") is not None:
+        p.heading("Differences between conditions")
+        p.table(difference_rows(sens["differences"]))
+        glmm = sens.get("glmm") or {}
+        p.heading("Mixed-effects logistic model")
+        p.note(glmm.get("note"))
+        p.table(glmm_rows(glmm))
+        rt = sens.get("reading_time") or {}
+        p.heading("Reading time")
+        p.note(rt.get("note"))
+        p.table(reading_time_rows(rt))
+    threshold = sens.get("threshold_seconds")
+    title = "Sensitivity analysis without fast reads" + (f" (under {threshold:g} s)" if threshold else "")
+    return Section("fast-reads", title, tuple(p))
+
+
+def _agreement_section(results: dict) -> Section:
+    agr = results.get("agreement") or {}
+    p = _Parts.of(agr)
+    if agr.get("vs_reference") is not None:
+        ci = agr.get("ci") or {}
+        unit = "patients" if ci.get("resampled") == "patient" else "cases"
+        p.caption(f"Percentile bootstrap intervals resampling {unit}" + (
+            f" ({ci['n_units']} {unit}, {ci['n_boot']} replicates)" if ci.get("n_boot") else "") + ".")
+        for key, name in (("vs_reference", "Against the reference"),
+                          ("differences", f"Differences between conditions (bootstrap over {unit})"),
+                          ("between_readers", "Between readers (mean pairwise)"),
+                          ("mean_grade_distance", "Mean grade distance")):
+            p.heading(name)
+            p.table(agreement_rows(agr, key))
+    return Section("qwk", "Agreement: quadratic-weighted kappa (ordinal primary question)", tuple(p))
+
+
+def sections(results: dict, figures: dict | None = None) -> list[Section]:
+    """Every section of the report and the page, in order, from one results object."""
+    figures = build_figures(results) if figures is None else figures
+    study = results.get("study") or {}
+    out = [Section("summary", "Summary", (("text", results.get("summary", "")),))]
+    if study:
+        out.append(Section("study", "Study", (("table", _study_facts(results)), ("heading", "Reader completion"),
+                                             ("table", completion_rows(study)))))
+    out += [_descriptive_section(results, figures), _glmm_section(results, figures),
+            _mrmc_section(results, "mrmc", ("auc", "percent_correct"),
+                          "MRMC (Obuchowski-Rockette, Hillis): AUC and percent correct"),
+            _mrmc_section(results, "mrmc_binary", ("sensitivity", "specificity"),
+                          "MRMC of sensitivity and specificity (abnormal call)"),
+            _sizing_section(results), _ai_section(results, figures),
+            _reading_time_section(results, figures), _fast_reads_section(results), _agreement_section(results)]
+    ung = ((results.get("primary") or {}).get("excluded") or {}).get("ungradable") or {}
+    if ung:
+        out.append(Section("ungradable", "Ungradable readings", (("table", [
+            {"condition": condition_name(k), "ungradable readings": str(v)} for k, v in ung.items()]),)))
+    out.append(Section("methods", "Methods", (("text", results.get("methods", "")),)))
+    out.append(Section("software", "Software", (("table", [{"package": k, "version": str(v)}
+                                                           for k, v in (results.get("software") or {}).items()]),)))
+    notes = list(results.get("messages") or [])
+    if notes:
+        out.append(Section("notes", "Notes", tuple(("caption", n) for n in notes)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------
+
+
+def _table_html(rows) -> str:
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return "<p><em>not available</em></p>"
+    return df.to_html(index=False, na_rep="", border=0, classes="tbl", escape=True)
+
+
+def _part_html(kind: str, value, divs: dict) -> str:
+    if kind == "table":
+        return _table_html(value)
+    if kind == "figure":
+        return divs.get(value, "")
+    if kind == "heading":
+        return f"<h3>{html.escape(value)}</h3>"
+    css = {"caption": " class='pop'", "note": " class='note'"}.get(kind, "")
+    return f"<p{css}>{html.escape(value)}</p>"
 
 
 def render_html(results: dict, figures: dict | None = None, title: str = "ReVision reader study: analysis report") -> str:
@@ -408,97 +721,19 @@ def render_html(results: dict, figures: dict | None = None, title: str = "ReVisi
             for i, (key, fig) in enumerate(figures.items())}
     name = (results.get("study") or {}).get("name")
     title = f"{title}: {name}" if name else title
-    glmm = results["glmm"]
-    sw = "".join(f"<li>{html.escape(k)} {html.escape(str(v))}</li>" for k, v in results["software"].items())
-    msgs = results.get("messages", []) + glmm.get("messages", [])
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}.tbl{border-collapse:collapse;font-size:13px}"
-        ".tbl td,.tbl th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}.pop{color:#444}</style>"
-        "</head><body>",
+        ".tbl td,.tbl th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}.pop{color:#444}"
+        ".note{background:#f4f6fa;padding:4px 8px}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<h2>Summary</h2><p id='summary'>{html.escape(results['summary'])}</p>",
-        *_study_html(results),
-        "<h2 id='accuracy'>Accuracy</h2>", _pop_html(results["descriptive"]), divs.get("accuracy", ""),
-        _table_html(accuracy_rows(results["descriptive"]["accuracy"])),
-        "<h3>Aided - unaided (two-way cluster bootstrap)</h3>",
-        _table_html(difference_rows(results["descriptive"]["differences"])),
-        "<h3>Sensitivity and specificity (all levels)</h3>", _table_html(sens_spec_rows(results)),
-        f"<h2 id='glmm'>Mixed-effects logistic model</h2>{_pop_html(glmm)}<p>{html.escape(glmm['formula'])}; "
-        + html.escape(", ".join(f"{k[:-3].replace('case:patient', 'case within patient')} SD {v:.3f}"
-                                for k, v in glmm["random_effects"].items() if v is not None)) + "</p>",
-        _table_html(glmm_rows(glmm)),
-        "<h3>AI effect by level</h3>", _table_html(effect_rows(results)), divs.get("forest", ""),
     ]
-    inter = {k: v for k, v in (results.get("glmm_interaction_p") or {}).items() if v is not None}
-    if inter:
-        parts.append("<p>Test of a different AI effect across levels: " + "; ".join(
-            f"{html.escape(condition_name(k))} p = {v:.3g}" for k, v in inter.items()) + "</p>")
-    mr = results.get("mrmc")
-    if mr:
-        parts += [f"<h2 id='mrmc'>MRMC (Obuchowski-Rockette, Hillis), {mr['n_readers']} readers x {mr['n_cases']} "
-                  "cases</h2>", _pop_html(mr)]
-        parts.append(_table_html(mrmc_rows(mr), digits=3) if mr.get("auc") else
-                     f"<p>{html.escape(mr.get('note') or mr.get('auc_error') or 'not available')}</p>")
-    sb = results.get("mrmc_binary")
-    if sb:
-        parts += [f"<h2 id='mrmc-binary'>MRMC of sensitivity and specificity (abnormal call), {sb['n_readers']} "
-                  f"readers x {sb['n_cases']} cases</h2>", _pop_html(sb),
-                  f"<p>{html.escape(sb['call'])}; {sb['n_diseased']} diseased and {sb['n_non_diseased']} "
-                  "non-diseased cases; Obuchowski-Rockette with Hillis df, random readers and cases, jackknife over "
-                  "the cases that enter each measure.</p>"]
-        rows = mrmc_binary_rows(sb)
-        notes = [sb.get(k) for k in ("note", "sensitivity_error", "specificity_error") if sb.get(k)]
-        parts.append(_table_html(rows) if rows else "")
-        parts += [f"<p>{html.escape(n)}</p>" for n in notes] or ([] if rows else ["<p>not available</p>"])
-    sz = results.get("sizing")
-    if sz:
-        parts += ["<h2 id='sizing'>Sizing a next study (analytic power from this study's AUC MRMC)</h2>", _pop_html(sz),
-                  f"<p>{html.escape(sizing_text(sz))}</p>"]
-        if sz.get("grid"):
-            parts += ["<h3>Power by readers and cases</h3>", _table_html(sizing_rows(sz)),
-                      "<h3>Fewest cases for 80% power</h3>", _table_html(sizing_need_rows(sz))]
-    ai_res = results["ai_interaction"]
-    parts += ["<h2 id='ai'>Interaction with the AI</h2>", _pop_html(ai_res),
-              "<h3>Agreement with the AI's top suggestion</h3>", _table_html(in_words(ai_res["agreement"])),
-              "<h3 id='switching'>Switching (sequential design)</h3>", _table_html(switching_rows(results)),
-              divs.get("switching", ""), divs.get("roc", ""),
-              "<h3>Fleiss' kappa among readers</h3>", _table_html(in_words(ai_res["kappa"]))]
-    if results.get("reading_time"):
-        parts += ["<h2 id='reading-time'>Reading time (LMM of log seconds)</h2>", _pop_html(results["reading_time"]),
-                  _table_html(reading_time_rows(results["reading_time"])), divs.get("reading_time", "")]
-    sens = ((results.get("sensitivity") or {}).get("fast_reads")) or None
-    if sens:
-        parts.append(f"<h2 id='fast-reads'>Sensitivity analysis without fast reads (under "
-                     f"{sens['threshold_seconds']:g} s)</h2>")
-        if sens.get("population"):
-            parts += [_pop_html(sens), "<h3>Aided - unaided</h3>", _table_html(difference_rows(sens["differences"]))]
-            if sens.get("glmm"):
-                parts += ["<h3>Mixed-effects logistic model</h3>", _table_html(glmm_rows(sens["glmm"]))]
-            if sens.get("reading_time"):
-                parts += ["<h3>Reading time</h3>", _table_html(reading_time_rows(sens["reading_time"]))]
-        else:
-            parts.append(f"<p>{html.escape(sens.get('note', ''))}</p>")
-    agr = results.get("agreement")
-    if agr:
-        ci = agr.get("ci") or {}
-        unit = "patients" if ci.get("resampled") == "patient" else "cases"
-        how = (f"Percentile bootstrap intervals resampling {unit}" + (f" ({ci['n_units']} {unit}, {ci['n_boot']} "
-                                                                     "replicates)" if ci.get("n_boot") else ""))
-        parts += ["<h2 id='qwk'>Quadratic-weighted kappa (ordinal primary question)</h2>", _pop_html(agr),
-                  f"<p>{html.escape(how)}.</p>",
-                  "<h3>Against the reference</h3>", _table_html(agreement_rows(agr, "vs_reference")),
-                  f"<h3>Aided - unaided (bootstrap over {unit})</h3>", _table_html(agreement_rows(agr, "differences")),
-                  "<h3>Between readers (mean pairwise)</h3>", _table_html(agreement_rows(agr, "between_readers")),
-                  "<h3>Mean grade distance</h3>", _table_html(agreement_rows(agr, "mean_grade_distance"))]
-    ung = ((results.get("primary") or {}).get("excluded") or {}).get("ungradable") or {}
-    if ung:
-        parts += ["<h2 id='ungradable'>Ungradable readings</h2>",
-                  _table_html([{"condition": condition_name(k), "ungradable": v} for k, v in ung.items()])]
-    parts += [f"<h2>Methods</h2><p id='methods'>{html.escape(results['methods'])}</p>",
-              f"<h2>Software</h2><ul>{sw}</ul>"]
-    if msgs:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in msgs) + "</ul>")
+    for sec in sections(results, figures):
+        parts.append(f"<h2 id='{sec.key}'>{html.escape(sec.title)}</h2>")
+        if sec.key in ("summary", "methods"):  # one paragraph each, addressable
+            parts.append(f"<p id='{sec.key}'>{html.escape(results.get(sec.key, ''))}</p>")
+            continue
+        parts += [_part_html(kind, value, divs) for kind, value in sec.parts]
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -8,6 +8,7 @@ app's results JSON equals the CLI's.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,15 @@ from study.outputs.report import render_html
 from study.storage import db
 from study.storage.models import Answer, Assignment
 
-__all__ = ["Cutoff", "answers_stored", "cutoff", "export_bytes", "report_html", "results", "results_json"]
+__all__ = ["AnalysisError", "Cutoff", "answers_stored", "cutoff", "export_bytes", "report_html", "results",
+           "results_json"]
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisError(Exception):
+    """Why the analysis as a whole could not run, in words for the investigator (no data, a cut-off that leaves
+    nothing); the sections of an analysis that ran carry their own reasons."""
 
 
 def answers_stored(factory: sessionmaker[Session], study_id: int) -> int:
@@ -36,10 +45,18 @@ def answers_stored(factory: sessionmaker[Session], study_id: int) -> int:
 
 
 def results(factory: sessionmaker[Session], study_id: int, cutoff: Cutoff = Cutoff()) -> dict:
-    """The study's results object (``study.analysis.study_inputs.analyze_study``, default settings)."""
+    """The study's results object (``study.analysis.study_inputs.analyze_study``, default settings).
 
-    with db.reading(factory) as session:
-        return analyze_study(session, study_id, cutoff)
+    Raises :class:`AnalysisError` with a sentence for the page; an unexpected failure is logged with its
+    traceback (the server log) and the page gets a sentence without it."""
+    try:
+        with db.reading(factory) as session:
+            return analyze_study(session, study_id, cutoff)
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
+        log.exception("the analysis of study %s failed unexpectedly", study_id)
+        raise AnalysisError("an unexpected problem stopped it; the server log has the details") from exc
 
 
 def results_json(res: dict) -> str:

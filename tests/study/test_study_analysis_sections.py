@@ -73,14 +73,15 @@ def test_sections_with_their_populations_independent_cases(make_study, Session, 
 
     sz = res["sizing"]
     _check_population(sz)
-    assert sz["effect"] == pytest.approx(res["mrmc"]["auc"]["rrrc"]["comparisons"][0]["diff"])
+    one = sz["comparisons"][0]  # one grid per comparison of conditions
+    assert one["effect"] == pytest.approx(res["mrmc"]["auc"]["rrrc"]["comparisons"][0]["diff"])
     assert sz["pilot"] == {"readers": 4, "cases": 12}
-    grid = sz["grid"]
+    grid = one["grid"]
     assert {(g["readers"], g["cases"]) for g in grid} >= {(4, 12), (10, 100), (20, 400)}
     assert all(0 < g["power_rrrc"] <= 1 for g in grid)
     by = {(g["readers"], g["cases"]): g["power_rrrc"] for g in grid}
     assert by[(20, 400)] >= by[(4, 12)]  # more readers and cases, more power
-    assert res["agreement"] is None  # not an ordinal primary question
+    assert "ordinal primary question" in res["agreement"]["note"]  # says why there is no kappa
 
     text = res["methods"]
     assert "sensitivity and specificity" in text and "Hillis and Obuchowski" in text
@@ -136,7 +137,7 @@ def test_ordinal_agreement_section_resamples_patients(Session, db_url, tmp_path)
     sb = res["mrmc_binary"]  # the abnormal call of an ordinal question: a grade above the lowest
     assert sb is not None and "above the lowest" in sb["call"]
     for name in MORE_SECTIONS:
-        assert res[name] is not None and set(res[name]["population"]) == POP
+        assert "note" not in res[name] and set(res[name]["population"]) == POP
     page = render_html(res)
     part = page[page.index("id='qwk'"):]
     assert "Population:" in part[:2000] and "Between readers" in part and "resampling patients" in part

@@ -67,8 +67,8 @@ def test_app_results_equal_cli_results_and_partial_reader_keeps_mrmc(live_study,
     assert set(sb["population"]) == set(sz["population"]) == {"readers", "cases", "readings", "excluded"}
     assert sb["n_readers"] == 5 and sb["sensitivity"] and sb["specificity"]
     assert any(e["who"] == f"reader {partial}" and "not fully crossed" in e["why"] for e in sb["population"]["excluded"])
-    assert sz["pilot"] == {"readers": 5, "cases": 12} and sz["grid"]
-    assert app["agreement"] is None and app["meta"]["patients"]["clustered"] is False  # no grades, no patients
+    assert sz["pilot"] == {"readers": 5, "cases": 12} and sz["comparisons"][0]["grid"]
+    assert "ordinal" in app["agreement"]["note"] and app["meta"]["patients"]["clustered"] is False  # no grades
 
     completion = {c["reader"]: c for c in app["study"]["completion"]}
     assert completion[partial] == {"reader": partial, "level": completion[partial]["level"], "done": 3, "total": 24,
@@ -97,7 +97,7 @@ def test_cutoff_completed_readers_and_time(live_study, Session, db_url, tmp_path
     js = tmp_path / "done.json"  # the CLI's cut-off flags make the same call
     assert main(["analyze", "--db", db_url, "--study", "Contract", "--completed-only", "--json", str(js)]) == 0
     assert json.loads(js.read_text()) == json.loads(analysis.results_json(done))
-    with pytest.raises(ValueError, match="no answers are left after the data cut-off"):
+    with pytest.raises(analysis.AnalysisError, match="no answers are left after the data cut-off"):
         analysis.results(Session, sid, Cutoff(until=START - timedelta(days=1)))
 
     until = START + timedelta(days=2)  # session 1 only: session 2 comes after the 28-day washout

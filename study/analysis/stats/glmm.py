@@ -19,6 +19,13 @@ Inference is Wald z (as ``summary.glmerMod``).
 Patients with several photographs (two eyes): ``(1|patient/case)`` fits cases nested in patients,
 as lme4 does, as a third intercept factor; checked against glmer in tests/test_glmm.py and for CI
 coverage in bench/bench_cluster_coverage.py.
+
+Separation (a cell of readings all correct or all wrong) sends a maximum-likelihood estimate to
+infinity. ``fixef_prior`` (:data:`BLME_NORMAL`) then adds independent normal priors on the fixed
+effects and maximises the penalised Laplace likelihood (the posterior mode), which is what
+``blme::bglmer(..., fixef.prior = normal, cov.prior = NULL)`` does (Chung et al. 2013; the default
+SDs 10 for the intercept and 2.5 for the other coefficients follow Gelman et al. 2008). The
+covariance is then 2 x the inverse Hessian of the penalised deviance, prior curvature included.
 """
 
 from __future__ import annotations
@@ -39,7 +46,10 @@ from study.analysis.stats._result import Z95, MixedModelResult, wald_table
 from study.analysis.stats.lmm import fit_lmm_log_time  # noqa: F401  (re-exported: same study, same API)
 from study.analysis.stats.simulated_study import simulate_reader_study  # noqa: F401  (re-exported)
 
-__all__ = ["GLMMResult", "fit_glmm", "fit_lmm_log_time", "simulate_reader_study"]
+__all__ = ["BLME_NORMAL", "GLMMResult", "fit_glmm", "fit_lmm_log_time", "simulate_reader_study"]
+
+# blme's default normal fixed-effect prior for bglmer: SD 10 on the intercept, 2.5 on every other term
+BLME_NORMAL = (10.0, 2.5)
 
 @dataclass(kw_only=True)
 class GLMMResult(MixedModelResult):
@@ -49,6 +59,7 @@ class GLMMResult(MixedModelResult):
     deviance: float
     n_groups: dict[str, int]
     vcov_method: str
+    fixef_prior: tuple[float, float] | None = None  # (intercept SD, other SD) of normal priors; None = ML
     _design: MixedDesign | None = field(default=None, repr=False)
     _theta: np.ndarray | None = field(default=None, repr=False)
     _beta: np.ndarray | None = field(default=None, repr=False)
@@ -56,15 +67,38 @@ class GLMMResult(MixedModelResult):
 
     def to_dict(self) -> dict:
         """JSON-serialisable summary (plain floats, no numpy types)."""
-        return {**self._summary("binomial GLMM (logit), Laplace approximation"),
+        model = "binomial GLMM (logit), Laplace approximation" + (
+            "" if self.fixef_prior is None else ", normal priors on the fixed effects (posterior mode)")
+        return {**self._summary(model),
                 "n_groups": {k: int(v) for k, v in self.n_groups.items()},
                 "loglik": float(self.loglik),
-                "vcov_method": self.vcov_method}
+                "vcov_method": self.vcov_method,
+                "fixef_prior_sd": None if self.fixef_prior is None else [float(v) for v in self.fixef_prior]}
 
-    def marginal_effects(self, by: str | None = "experience", condition: str = "condition", n_quad: int = 40) -> pd.DataFrame:
-        """The AI effect within each level of ``by``: odds ratio and percentage points.
+    def design_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """Fixed-effect design rows of new data (categorical columns take the model's levels)."""
+        d = self._design
+        if d is None:
+            raise ValueError("this result was not produced by fit_glmm; no design to predict from")
+        frame = frame.copy()
+        for col in frame.columns:
+            if col in d.data and isinstance(d.data[col].dtype, pd.CategoricalDtype):
+                frame[col] = pd.Categorical(frame[col], categories=d.data[col].cat.categories)
+        return np.asarray(patsy.build_design_matrices([d.design_info], frame)[0])
 
-        Odds ratio: exp of the aided-minus-unaided contrast of the linear predictor, CI from that
+    def wald_test(self, L: np.ndarray) -> tuple[float, int, float]:
+        """Joint Wald chi-square test of L beta = 0 (rows of L linearly independent): (chi2, df, p)."""
+        L = np.atleast_2d(np.asarray(L, float))
+        b, V = L @ self._beta, L @ self.vcov.to_numpy() @ L.T
+        chi2 = float(b @ np.linalg.solve(V, b))
+        return chi2, L.shape[0], float(stats.chi2.sf(chi2, L.shape[0]))
+
+    def marginal_effects(self, by: str | None = "experience", condition: str = "condition", n_quad: int = 40,
+                         treat=None, ref=None) -> pd.DataFrame:
+        """The effect of ``treat`` against ``ref`` (two arms of ``condition``) within each level of ``by``: odds
+        ratio and percentage points. With two arms they default to the second against the first.
+
+        Odds ratio: exp of the treat-minus-ref contrast of the linear predictor, CI from that
         linear combination of beta and ``vcov``. Percentage points: population-averaged
         probabilities, i.e. expit(x'beta + b) integrated over b ~ N(0, sum of the random-effect
         variances) by Gauss-Hermite (a new reader reading a new case), averaged over the observed
@@ -77,10 +111,13 @@ class GLMMResult(MixedModelResult):
         data = d.data
         if condition not in data or not isinstance(data[condition].dtype, pd.CategoricalDtype):
             raise ValueError(f"{condition!r} is not a categorical term of the model")
-        ref, *others = list(data[condition].cat.categories)
-        if len(others) != 1:
-            raise ValueError(f"{condition!r} must have exactly two levels for an aided-vs-unaided effect")
-        treat = others[0]
+        arms = list(data[condition].cat.categories)
+        if treat is None and ref is None:
+            if len(arms) != 2:
+                raise ValueError(f"{condition!r} has {len(arms)} arms: name the two to compare (treat, ref)")
+            ref, treat = arms
+        if treat not in arms or ref not in arms or treat == ref:
+            raise ValueError(f"treat and ref must be two different arms of {condition!r} among {arms}")
         if by is not None and by not in data:
             raise ValueError(f"{by!r} is not a column used by the model; have {list(data.columns)}")
         levels = list(data[by].cat.categories) if by is not None and isinstance(data[by].dtype, pd.CategoricalDtype) else (
@@ -147,6 +184,7 @@ def fit_glmm(
     data: pd.DataFrame,
     groups=("reader", "case"),
     reference_levels: dict | None = None,
+    fixef_prior: tuple[float, float] | None = None,
 ) -> GLMMResult:
     """Fit ``correct ~ condition * experience + (1|reader) + (1|case)`` by Laplace ML.
 
@@ -154,13 +192,15 @@ def fit_glmm(
     nests cases (photographs, e.g. two eyes) in patients, as in lme4, and its factors are reported
     as ``patient`` and ``case:patient``. ``condition`` is
     referenced at ``unaided``; other factors at ``reference_levels[col]`` or their first level
-    alphabetically. Raises ``ValueError`` for missing columns, a one-level factor or a non-0/1
-    outcome.
+    alphabetically. ``fixef_prior`` = (intercept SD, other SD) of independent normal priors on the
+    fixed effects (:data:`BLME_NORMAL`; the fit is then the posterior mode, as blme's bglmer);
+    None = maximum likelihood, as glmer. Raises ``ValueError`` for missing columns, a one-level
+    factor or a non-0/1 outcome.
     """
     formula, data, names = _expand_nested(formula, data)
     d = build_design(formula, data, groups, reference_levels, binary_response=True)
     st = CrossedStructure(d.codes, [len(lv) for lv in d.levels])
-    fit = _LaplaceFit(d.y, d.X, st)
+    fit = _LaplaceFit(d.y, d.X, st, _prior_precision(d.terms, fixef_prior))
     with _single_thread_blas():
         res = fit.run()
     K = st.K
@@ -173,19 +213,29 @@ def fit_glmm(
         groups=shown,
         fixed_effects=fe,
         random_effect_sds={g: float(abs(t)) for g, t in zip(shown, theta)},
-        loglik=-0.5 * res["deviance"],
-        deviance=res["deviance"],
+        loglik=-0.5 * (res["deviance"] - res["penalty"]),
+        deviance=res["deviance"] - res["penalty"],
         converged=res["converged"],
         n_obs=len(d.y),
         n_groups={g: len(lv) for g, lv in zip(shown, d.levels)},
         vcov=pd.DataFrame(V, index=d.terms, columns=d.terms),
         vcov_method=res["vcov_method"],
+        fixef_prior=None if fixef_prior is None else (float(fixef_prior[0]), float(fixef_prior[1])),
         messages=res["messages"] + ([f"dropped {d.n_dropped} rows with missing values"] if d.n_dropped else []),
         _design=d,
         _theta=np.abs(theta),
         _beta=beta,
         _vcov_full=res["vcov_full"],
     )
+
+
+def _prior_precision(terms: list[str], sds: tuple[float, float] | None) -> np.ndarray:
+    """1 / SD^2 per fixed effect (0 = flat): the intercept's SD first, the other terms' second."""
+    if sds is None:
+        return np.zeros(len(terms))
+    if min(sds) <= 0:
+        raise ValueError(f"prior standard deviations must be positive, got {sds}")
+    return np.array([1 / sds[0] ** 2 if t == "Intercept" else 1 / sds[1] ** 2 for t in terms])
 
 
 _RE_NESTED = re.compile(r"\(\s*1\s*\|\s*([A-Za-z_][A-Za-z0-9_.]*)\s*/\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
@@ -242,9 +292,11 @@ class _LaplaceFit:
     dozen PIRLS solves instead of hundreds with finite differences.
     """
 
-    def __init__(self, y, X, st: CrossedStructure):
+    def __init__(self, y, X, st: CrossedStructure, prior_precision: np.ndarray | None = None):
         self.y, self.X, self.st = y, X, st
         self.K, self.p = st.K, X.shape[1]
+        # normal priors on beta add beta' P beta to the deviance (0 = maximum likelihood)
+        self.prec = np.zeros(self.p) if prior_precision is None else np.asarray(prior_precision, float)
         self.v = np.zeros(st.q)
         self.pirls_ok = True
         self.messages: list[str] = []
@@ -287,7 +339,7 @@ class _LaplaceFit:
         mu = expit(eta)
         F = st.factor(mu * (1 - mu), theta)
         self._cache = (theta.copy(), beta.copy(), v, eta, mu, F)
-        return pdev + F.logdet
+        return pdev + F.logdet + float(beta @ (self.prec * beta))
 
     def gradient(self, theta, beta) -> np.ndarray:
         """d(Laplace deviance)/d(theta, beta) at the modes of the last ``laplace_deviance`` call."""
@@ -310,6 +362,7 @@ class _LaplaceFit:
         dEta = D + st.zlam_mat(F.solve(R), theta)
         grad = -2.0 * (D.T @ r) + (dw * h) @ dEta
         grad[:K] += 2.0 * (G @ w)
+        grad[K:] += 2.0 * self.prec * beta
         return grad
 
     def fun_grad(self, x):
@@ -325,14 +378,16 @@ class _LaplaceFit:
         w = mu * (1 - mu)
         F = self._cache[5]
         C = st.lamzt_mat(w[:, None] * X, theta)
-        return np.linalg.inv(X.T @ (w[:, None] * X) - C.T @ F.solve(C))
+        return np.linalg.inv(X.T @ (w[:, None] * X) + np.diag(self.prec) - C.T @ F.solve(C))
 
     def _glm_start(self):
+        """The (penalised) logistic regression's betas: IRLS, with the prior's ridge when there is one."""
         beta = np.zeros(self.p)
         for _ in range(25):
             mu = expit(self.X @ beta)
             w = mu * (1 - mu)
-            step = np.linalg.solve(self.X.T @ (w[:, None] * self.X), self.X.T @ (self.y - mu))
+            step = np.linalg.solve(self.X.T @ (w[:, None] * self.X) + np.diag(self.prec),
+                                   self.X.T @ (self.y - mu) - self.prec * beta)
             beta = beta + step
             if np.max(np.abs(step)) < 1e-10:
                 break
@@ -416,9 +471,11 @@ class _LaplaceFit:
             self.messages.append("PIRLS did not converge for some (theta, beta)")
         if np.any(x[:K] <= 1e-4):
             self.messages.append("a random-effect SD is at the boundary 0 (singular fit)")
+        beta = x[K:]
         return {
             "x": x,
             "deviance": float(dev),
+            "penalty": float(beta @ (self.prec * beta)),
             "converged": converged,
             "vcov_beta": vcov_beta,
             "vcov_full": vcov_full,

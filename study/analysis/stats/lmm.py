@@ -54,6 +54,9 @@ def fit_lmm_log_time(
         y = np.log(y)
     X = d.X
     n, p = X.shape
+    if n <= p or np.ptp(y) == 0:
+        raise ValueError(f"{n} reading time(s) cannot carry a model with {p} fixed effects and a residual variance"
+                         if n <= p else "every reading took the same time: there is no variation to model")
     st = CrossedStructure(d.codes, [len(lv) for lv in d.levels])
     ones = np.ones(n)
     XtX, Xty = X.T @ X, X.T @ y

@@ -12,7 +12,11 @@ output for the Van Dyke data is reproduced exactly:
 * RRRC denominator ``MS(T*R) + r * max(Cov2 - Cov3, 0)`` (Hillis 2007) with Hillis's ddf;
 * the same truncation in ``Var(T*R)`` (hence ``Var(R)``) and in the FRRC denominator, as RJafroc
   does (Hillis 2011). OR-DBM MRMC 2.51 prints untruncated ``Var(T*R)``/``Var(R)`` and MRMCaov an
-  untruncated FRRC denominator; all agree whenever ``Cov2 >= Cov3``.
+  untruncated FRRC denominator; all agree whenever ``Cov2 >= Cov3``;
+* no claim from a variance that is zero: when a test's denominator or a standard error is zero (below
+  ``SE_TOL``, rounding noise: every reader's difference identical and the cases adding no variance), its
+  F, interval and p-value are undefined (NaN; null in ``to_dict``), never an interval of zero width with
+  p = 0. The other programs divide by the rounding noise there.
 
 The figure of merit is pluggable (:data:`FIGURES_OF_MERIT`): it only has to give the reader x
 modality values and their leave-one-case-out values; the OR machinery is the same for all. Binary
@@ -58,6 +62,7 @@ __all__ = [
 ]
 
 COVARIANCE_METHODS = ("jackknife", "delong", "unbiased")
+SE_TOL = 1e-9  # figures of merit lie in [0, 1]: a standard error below this is rounding noise, i.e. zero
 _KEYS = ("reader", "modality", "case")
 
 
@@ -437,14 +442,15 @@ class ORTest:
 
 
 def _ratio(num: float, den: float) -> float:
-    if den > 0:
-        return num / den
-    return math.inf if num > 0 else math.nan
+    """num / den, undefined (NaN) when the denominator variance is zero (rounding noise included)."""
+    return num / den if den > SE_TOL**2 else math.nan
 
 
 def _satterthwaite(total: float, ms: float, df: float) -> float:
     """Hillis ddf ``total**2 / (ms**2 / df)``; infinite when the mean square is exactly 0."""
-    return _ratio(total**2, ms**2 / df) if total > 0 else math.nan
+    if not total > 0:
+        return math.nan
+    return total**2 / (ms**2 / df) if ms > 0 else math.inf
 
 
 def _f_sf(F: float, ndf: int, ddf: float) -> float:
@@ -457,9 +463,13 @@ def _f_sf(F: float, ndf: int, ddf: float) -> float:
 
 
 def _interval(est: float, se: float, df: float, alpha: float) -> tuple[tuple[float, float], float, float]:
+    """(CI, statistic, two-sided p) of an estimate with ``se`` on ``df`` degrees of freedom; all undefined
+    when ``se`` is zero (no variance to test against)."""
+    if not se > SE_TOL:
+        return (math.nan, math.nan), math.nan, math.nan
     dist = stats.norm if math.isinf(df) else stats.t(df)
     q = float(dist.ppf(1 - alpha / 2)) if not math.isnan(df) else math.nan
-    stat = est / se if se > 0 else (math.copysign(math.inf, est) if est else math.nan)
+    stat = est / se
     p = float(2 * dist.sf(abs(stat))) if not math.isnan(df) and not math.isnan(stat) else math.nan
     return (est - q * se, est + q * se), stat, p
 
@@ -551,6 +561,7 @@ def _comparison_dict(c: Comparison) -> dict:
         "ci": [_num(v) for v in c.ci],
         "stat": _num(c.stat),
         "p": _num(c.p),
+        "estimable": bool(c.se > SE_TOL),
     }
     if c.reader is not None:
         out["reader"] = _key(c.reader)

@@ -3,15 +3,19 @@
 Why analytic as well as :func:`study.analysis.stats.glmm_power.power_table`: investigators planning an MRMC
 study size it from a pilot's Obuchowski-Rockette variance components and quote the Hillis and
 Obuchowski power for random readers and random cases (RRRC), fixed readers (FRRC) and fixed cases
-(RRFC). This module reproduces RJafroc 3.6.1 on the Van Dyke data (tests/test_sizing.py).
+(RRFC). This module reproduces RJafroc on the Van Dyke data (tests/test_sizing.py).
 
 Pilot components (Var(T*R), Cov1, Cov2, Cov3, Var(error) from ``K*`` pilot cases) are carried to a
 pivotal study with ``J`` readers and ``K`` cases by scaling the error terms by ``K*/K``:
 
 * RRRC: den = max(Var(T*R), 0) + K*/K (Var - Cov1 + (J - 1) max(Cov2 - Cov3, 0)); Hillis ddf
   den^2 (J - 1) / (max(Var(T*R), 0) + K*/K (Var - Cov1 - max(Cov2 - Cov3, 0)))^2;
-* FRRC: den = K*/K (Var - Cov1 + (J - 1) max(Cov2 - Cov3, 0)); chi-square (ddf infinite; RJafroc
-  before 2.0 used F(1, K - 1), which gives 0.795 instead of the published 0.801 in the FRRC example);
+* FRRC: den = K*/K (Var - Cov1 + (J - 1) max(Cov2 - Cov3, 0)), referred by default to F(1, K - 1), as
+  RJafroc's ``SsPowerGivenJKOrVarComp`` (RJafroc 1.x-2.x and Chakraborty's book: Van Dyke, J = 10, effect
+  -0.0438: K = 133, power 0.8011167); ``frrc_reference="chi2"`` refers it to chi-square(1) (ddf infinite),
+  as RJafroc 3.6.1's renamed ``SsPowerGivenJKOrVarCom`` does after Hillis et al. 2011, Table 2 (K = 131,
+  power 0.80091813). F(1, K - 1) never gives more power than chi-square(1), so the default plans at least as
+  many cases;
 * RRFC: den = max(Var(T*R), 0) + K*/K (Var - Cov1 - max(Cov2 - Cov3, 0)); ddf = J - 1;
 
 with noncentrality J d^2 / (2 den) for the F(1, ddf) test of equal figures of merit at ``alpha``.
@@ -36,6 +40,7 @@ __all__ = ["ANALYSES", "ORComponents", "SizingResult", "cases_for_power", "or_po
            "power_grid", "sample_size_table"]
 
 ANALYSES = ("rrrc", "frrc", "rrfc")
+FRRC_REFERENCES = ("f", "chi2")  # F(1, K - 1) (default, RJafroc's SsPowerGivenJKOrVarComp) or chi-square(1)
 
 
 @dataclass(frozen=True)
@@ -113,12 +118,16 @@ def or_power(
     cases: int,
     alpha: float = 0.05,
     margin: float | None = None,
+    frrc_reference: str = "f",
 ) -> dict[str, SizingResult]:
     """Power for RRRC, FRRC and RRFC (keys of :data:`ANALYSES`) of a study with ``readers`` x ``cases``.
 
     ``effect`` is the true difference in figure of merit (AI-assisted minus comparator with a
-    margin); None uses the pilot's observed effect, as RJafroc does.
+    margin); None uses the pilot's observed effect, as RJafroc does. ``frrc_reference``: "f" refers
+    the FRRC statistic to F(1, K - 1), "chi2" to chi-square(1) (:data:`FRRC_REFERENCES`).
     """
+    if frrc_reference not in FRRC_REFERENCES:
+        raise ValueError(f"frrc_reference must be one of {FRRC_REFERENCES}, got {frrc_reference!r}")
     comp = components
     if effect is None:
         if comp.effect is None:
@@ -133,7 +142,7 @@ def or_power(
     err_minus = scale * (comp.var_error - comp.cov1 - c23)
     dens = {
         "rrrc": (tr + err_plus, (tr + err_plus) ** 2 * (J - 1) / (tr + err_minus) ** 2),
-        "frrc": (err_plus, math.inf),
+        "frrc": (err_plus, float(int(cases) - 1) if frrc_reference == "f" else math.inf),
         "rrfc": (tr + err_minus, float(J - 1)),
     }
     out = {}
@@ -172,12 +181,13 @@ def power_grid(
     cases: Sequence[int],
     alpha: float = 0.05,
     margin: float | None = None,
+    frrc_reference: str = "f",
 ) -> pd.DataFrame:
     """Readers x cases table: columns readers, cases, and power_/ddf_/ncp_ for each analysis."""
     rows = []
     for j in readers:
         for k in cases:
-            res = or_power(components, effect, int(j), int(k), alpha, margin)
+            res = or_power(components, effect, int(j), int(k), alpha, margin, frrc_reference)
             row = {"readers": int(j), "cases": int(k)}
             for name, r in res.items():
                 row.update({f"power_{name}": r.power, f"ddf_{name}": r.ddf, f"ncp_{name}": r.ncp})
@@ -194,6 +204,7 @@ def cases_for_power(
     margin: float | None = None,
     analysis: str = "rrrc",
     max_cases: int = 100_000,
+    frrc_reference: str = "f",
 ) -> int | None:
     """Smallest number of cases reaching ``target`` power (RJafroc's ``SsSampleSizeKGivenJ``); None if
     even ``max_cases`` do not (for RRRC and RRFC, Var(T*R) puts a ceiling on power at fixed J).
@@ -206,7 +217,7 @@ def cases_for_power(
         raise ValueError(f"target power must be between 0 and 1, got {target!r}")
 
     def power(k: int) -> float:
-        return or_power(components, effect, readers, k, alpha, margin)[analysis].power
+        return or_power(components, effect, readers, k, alpha, margin, frrc_reference)[analysis].power
 
     lo, hi = 2, max_cases
     if power(hi) < target:
@@ -230,12 +241,14 @@ def sample_size_table(
     alpha: float = 0.05,
     margin: float | None = None,
     analysis: str = "rrrc",
+    frrc_reference: str = "f",
 ) -> pd.DataFrame:
     """For each number of readers, the fewest cases reaching ``target`` and the power there (RJafroc's
     ``SsPowerTable``); cases and power missing (NaN) where no number of cases suffices with so few readers."""
     rows = []
     for j in readers:
-        k = cases_for_power(components, effect, int(j), target, alpha, margin, analysis)
-        power = None if k is None else or_power(components, effect, int(j), k, alpha, margin)[analysis].power
+        k = cases_for_power(components, effect, int(j), target, alpha, margin, analysis, frrc_reference=frrc_reference)
+        power = None if k is None else or_power(components, effect, int(j), k, alpha, margin,
+                                                frrc_reference)[analysis].power
         rows.append({"readers": int(j), "cases": k, "power": power, "analysis": analysis})
     return pd.DataFrame(rows, columns=["readers", "cases", "power", "analysis"])
