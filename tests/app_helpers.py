@@ -98,6 +98,15 @@ def rendered_text(at) -> str:
 
 # ------------------------------------------------------------------ the real app server and browser
 
+# the reading page's Submit button (a plain button keyed submit_<assignment id>: the form keeps drafts)
+SUBMIT_SELECTOR = '[class*="st-key-submit_"] button'
+
+
+def submit_button(at):
+    """The reading page's Submit button in an AppTest run."""
+    return next(b for b in at.button if str(b.key or "").startswith("submit_"))
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-gpu"]

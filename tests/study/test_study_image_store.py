@@ -84,9 +84,12 @@ def test_orientation_6_jpeg_round_trip_and_upright_derivatives(Session, tmp_path
         assert np.array_equal(_px(load_image(precompute._image_path(case, store))), _px(upright))
         shown = cases.display_files(st.id, case.image_ref, store_root)
         assert shown.full.name == f"{case.image_sha256}.o6.full.jpg" and (shown.width, shown.height) == (32, 48)
-        page = case_display(st.id, case.image_ref)  # the reading page's links, in the configured store
+        key = image_links.signing_key(Session)
+        page = case_display(key, st.id, case.image_ref, reader_id=7, code_version=1)  # in the configured store
         assert (page.width, page.height) == (32, 48)
-        assert image_links.resolve(page.full_url.rsplit("/", 1)[1], store_root) == shown.full
+        link = image_links.verify(key, page.full_url.rsplit("/", 1)[1])
+        assert (link.reader_id, link.code_version) == (7, 1)
+        assert cases.study_store(link.study_id, store_root) / link.file_name == shown.full
         for f in (shown.screen, shown.full):
             im = Image.open(f)
             assert im.size == (32, 48) and not im.getexif() and "icc_profile" not in im.info
