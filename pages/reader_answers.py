@@ -80,7 +80,7 @@ def _save(answer_id: int, questions: tuple) -> None:
         st.session_state.pop("fix_pick", None)
 
 
-photo = reader.own_photo(mine.study_id, chosen.image_ref)
+photo = reader.own_photo(mine.study_id, chosen.image_ref, mine.store_root)
 left, right = st.columns([2, 3])
 if photo is not None:
     left.image(str(photo), caption=f"Case {chosen.position}", width="stretch")
