@@ -67,6 +67,8 @@ def require_role(wanted: str) -> None:
     """Stop the page unless this browser session is signed in as ``wanted`` (defence in depth: the
     navigation already hides other roles' pages)."""
     if role() != wanted:
+        if wanted == "reader" and role() is None and st.session_state.get(LANDING) == "reader_signin":
+            st.switch_page("pages/reader_signin.py")  # signed out meanwhile: the sign-in page says why
         st.error(f"This page is for signed-in {wanted}s only.")
         st.stop()
 

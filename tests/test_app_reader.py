@@ -200,3 +200,43 @@ def test_a_reader_added_after_the_design_sees_no_readings_yet_not_study_complete
     assert not at.exception
     assert "No readings have been assigned to you yet" in text
     assert "Study complete" not in text
+
+
+def test_a_revoked_reader_pressing_submit_gets_a_clear_page_and_nothing_is_stored(study_db):
+    """Revoked (or reissued) while the case is open: the next press says why, no Streamlit error, no answer."""
+    from study.domain import reader_operations
+
+    url, _, codes = study_db(design="crossover", n_cases=4)
+    at = consent(signed_in(codes[0]))
+    reader_id = at.session_state["reader_id"]
+    radios = at.radio
+    radios[0].set_value("amd")
+    radios[-1].set_value("No")
+    at.number_input[0].set_value(70)
+    factory = db.session_factory(db.make_engine(url))
+    with factory() as s:
+        reader_operations.revoke_code(s, reader_id, actor="investigator:lead", reason="left the study")
+    submit_button(at).click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "role" not in at.session_state
+    assert any("access code was withdrawn" in w.value and "your answers are saved" in w.value for w in at.warning)
+    assert any(t.value == "Reader sign-in" for t in at.title)
+    assert count(url, Answer) == 0
+
+
+def test_a_new_browser_session_shows_the_draft_of_the_open_case(study_db):
+    """What a reader ticked is kept as they go; after a reload or a new sign-in the form starts from it."""
+    url, _, codes = study_db(design="crossover", n_cases=4)
+    at = consent(signed_in(codes[0]))
+    at.radio[0].set_value("glaucoma").run()
+    at.number_input[0].set_value(42).run()
+    assert not any("were kept" in c.value for c in at.caption)  # nothing to restore in the first session
+    again = signed_in(codes[0])  # a new browser session (a reload, or signing in again)
+    assert not again.exception, again.exception
+    assert any("Your answers to this case so far were kept" in c.value for c in again.caption)
+    assert again.radio[0].value == "glaucoma" and again.number_input[0].value == 42
+    assert again.radio[-1].value is None  # what was not ticked stays unanswered
+    assert count(url, Answer) == 0
+    answer(again, "glaucoma")
+    assert count(url, Answer) == 1

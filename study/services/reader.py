@@ -206,10 +206,11 @@ def own_answers(factory: sessionmaker[Session], reader_id: int) -> OwnAnswers:
 
 
 def correct_own_answer(factory: sessionmaker[Session], reader_id: int, answer_id: int, new_answer: dict,
-                       reason: str, idempotency_key: str | None = None):
+                       reason: str, idempotency_key: str | None = None, session_id: int | None = None):
     """Store a correction of one of the reader's current-session answers: a new version with the reason
-    (audited); returns the workflow's ``SubmitResult``. Raises ``AnswerInvalid``, ``WorkflowError`` or
-    ``ValueError`` when it is refused."""
+    (audited); returns the workflow's ``SubmitResult``. Raises ``AnswerInvalid``, ``WorkflowError`` (its
+    :class:`SessionEnded` once the page's session has ended) or ``ValueError`` when it is refused."""
+    _require_session(factory, session_id, reader_id)
     with factory() as session:
         result = own.correct_own_answer(session, reader_id, answer_id, new_answer, reason, idempotency_key)
         session.commit()
