@@ -85,6 +85,13 @@ def check(value, field: str, max_chars: int | None, *, multiline: bool = False, 
     return text
 
 
+def shown(value, limit: int = 60) -> str:
+    """A value quoted for a message, shortened, with any character the rules refuse written as an escape
+    (a message never echoes a megabyte, a bidirectional override or a NUL)."""
+    text = ascii(value) if isinstance(value, str) and char_problem(value) else repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + "...'"
+
+
 TEXT_COLUMN_MAX_CHARS = 1_000_000  # a Text column without a length (a study's TOML, a reason): a generous cap
 
 
