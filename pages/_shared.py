@@ -6,6 +6,7 @@ open_clip architecture) with ``REVISION_APP_CHECKPOINT`` selects another (the te
 """
 import io
 import math
+import re
 import warnings
 
 import streamlit as st
@@ -288,7 +289,14 @@ def plain(text) -> str:
         escape |= i == digits_end > lead and ch in ".)"
         escape |= ch == "." and "".join(chars[max(0, i - 3):i]).lower() == "www"
         out.append("\\" + ch if escape else ch)
-    return "".join(out)
+    return _NO_AUTOLINK.sub("\\1" + WORD_JOINER, "".join(out))
+
+
+# Streamlit's Markdown turns URLs and e-mail addresses into links *after* parsing (GFM autolink literals on
+# the text), so escaping their characters is not enough: a zero-width word joiner after "http:", "https:",
+# "www" and before "@" breaks the patterns it looks for, and shows nothing.
+WORD_JOINER = "\u2060"
+_NO_AUTOLINK = re.compile(r"((?:https?|ftp|mailto)\\:|www(?=\\\.)|(?=\\@))", re.IGNORECASE)  # on plain()'s escapes
 
 
 PLAYGROUND_LONGEST = 2048      # decoded side for the playground: the demo model reads 256 px, IG saliency too

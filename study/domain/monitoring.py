@@ -25,11 +25,11 @@ from study.domain.rules import Progress, latest_version_subquery, progress_by, s
 from study.domain.studies import get_study, study_config
 from study.storage.models import AIOutput, Answer, Assignment, AuditEvent, Case, Reader, Study, WashoutOverride, utcnow
 
-SIGN_IN_FAILURES = ("reader.sign_in_failed", "reader.sign_in_locked", "reader.sign_in_refused")
+SIGN_IN_FAILURES = ("reader.sign_in_failed", "reader.sign_in_throttled")  # (sign_in_locked/_refused: before issue 20)
 
 
 READER_EVENTS = ("reader.added", "reader.signed_in", "reader.consented", "reader.revoked", "reader.code_issued",
-                 "reader.revoke_requested", "reader.reissue_requested", "washout.overridden")
+                 "reader.revoke_requested", "reader.reissue_requested", "washout.overridden", "reader.session_ended")
 
 
 @dataclass(frozen=True)
@@ -204,12 +204,12 @@ class ReaderDetail:
     sessions: list[dict]  # per session: done, total, fast reads, median seconds, first shown, last activity, override
     answers: list[dict]  # every answer version, oldest first
     events: list[dict]  # sign-ins, consent, code changes, overrides (audit rows), newest first
-    prefix_failures: list[dict]  # failed/locked/refused sign-ins against this reader's current code prefix
+    prefix_failures: list[dict]  # failed and slowed-down sign-ins against this reader's current code prefix
 
 
 def reader_detail(session: Session, reader_id: int, now: datetime | None = None) -> ReaderDetail:
     """Everything about one reader for the investigator: progress per session, answers with their versions
-    and corrections, and the sign-in and lockout events."""
+    and corrections, and the sign-in events (sessions, failures, waits)."""
 
     reader = reader_by_id(session, reader_id)
     study = session.get(Study, reader.study_id)
