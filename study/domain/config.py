@@ -132,6 +132,9 @@ class StudyConfig:
     questions: tuple[Question, ...]
     levels: tuple[ExperienceLevel, ...]
     corrections_allowed: bool = False
+    # [study] unaided_corrections_after_ai: may an unaided answer still be corrected once the reader has been
+    # shown the session's first AI-assisted reading? No by default (the AI could change the unaided answer)
+    unaided_corrections_after_ai: bool = False
     checkpoint: str | None = None
     seed: int | None = None
     findings: tuple[str, ...] = field(default=())
@@ -183,6 +186,7 @@ class StudyConfig:
         return {
             "name": self.name, "label_set": self.label_set, "model": self.model, "checkpoint": self.checkpoint,
             "seed": self.seed, "corrections_allowed": self.corrections_allowed, "findings": list(self.findings),
+            "unaided_corrections_after_ai": self.unaided_corrections_after_ai,
             "design": {"type": self.design.type, "washout_days": self.design.washout_days,
                        "arms": list(self.design.arms)},
             "questions": [q.to_dict() for q in self.questions],
@@ -198,6 +202,7 @@ class StudyConfig:
         design = d["design"]
         return cls(name=d["name"], label_set=d["label_set"], model=d["model"], checkpoint=d.get("checkpoint"),
                    seed=d.get("seed"), corrections_allowed=bool(d["corrections_allowed"]),
+                   unaided_corrections_after_ai=bool(d.get("unaided_corrections_after_ai", False)),
                    findings=tuple(d.get("findings", ())),
                    design=DesignConfig(design["type"], int(design["washout_days"]), tuple(design["arms"])),
                    questions=tuple(Question.from_dict(q) for q in d["questions"]),
@@ -216,7 +221,8 @@ DEFAULT_LEVELS = (ExperienceLevel("junior", below=5), ExperienceLevel("intermedi
 _ALLOWED = {
     "": {"study", "questions", "question", "experience", "design", "ai", "monitor"},
     "monitor": {"fast_read_seconds", "stalled_days"},
-    "study": {"name", "label_set", "model", "checkpoint", "seed", "corrections_allowed", "allow_ungradable"},
+    "study": {"name", "label_set", "model", "checkpoint", "seed", "corrections_allowed", "allow_ungradable",
+              "unaided_corrections_after_ai"},
     "ai": {"saliency", "saliency_steps"},
     "questions": {"findings", "confidence", "referral"},
     "experience": {"level"},
@@ -558,6 +564,9 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31):
         problems.append(f"[study] seed: must be a whole number in [0, 2^31), got {seed!r}")
     corrections = _bool(study, "study", "corrections_allowed", False, problems)
+    after_ai = _bool(study, "study", "unaided_corrections_after_ai", False, problems)
+    if after_ai and not corrections:
+        problems.append("[study] unaided_corrections_after_ai: only applies where corrections_allowed = true")
     allow_ungradable = _bool(study, "study", "allow_ungradable", False, problems)
     saliency = ai_table.get("saliency", DEFAULT_SALIENCY)
     if saliency not in SALIENCY_METHODS:
@@ -589,6 +598,7 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
         raise StudyConfigError(problems, source)
     return StudyConfig(name=name.strip(), label_set=label_set_name, model=model, checkpoint=checkpoint,
                        seed=seed, corrections_allowed=corrections, design=design_cfg, questions=qs, levels=levels,
+                       unaided_corrections_after_ai=after_ai,
                        findings=tuple(k for k, _ in findings), allow_ungradable=allow_ungradable,
                        saliency=saliency, saliency_steps=steps, custom_questions=custom,
                        fast_read_seconds=DEFAULT_FAST_READ_SECONDS if fast_read is None else float(fast_read),

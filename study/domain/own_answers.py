@@ -83,8 +83,10 @@ def own_answers(session: Session, reader_id: int) -> OwnAnswers:
     firsts = {p: k for k, p in enumerate(sorted(session.scalars(select(Assignment.position).where(
         Assignment.reader_id == reader.id, Assignment.session == number))), start=1)}
     followed = workflow.locked_after_ai(session, [row[0] for row in rows])
+    blocked = set() if config.unaided_corrections_after_ai else workflow.locked_by_aided_block(session, [r[0] for r in rows])
     for aid, sess, position, condition, step, image_ref, answer_id, version, payload, submitted in rows:
-        locked = (f"locked: {workflow.LOCKED_AFTER_AI}" if aid in followed else None)
+        locked = (f"locked: {workflow.LOCKED_AFTER_AI}" if aid in followed else
+                  f"locked: {workflow.LOCKED_BY_AIDED_BLOCK}" if aid in blocked else None)
         out.append(OwnReading(assignment_id=aid, answer_id=answer_id, session=sess, position=firsts[position],
                               reading=CONDITION_WORDS.get(condition, condition), step=step, version=version,
                               answer=tuple(describe_answer(questions, payload)), payload=dict(payload),

@@ -82,6 +82,22 @@ def consent_summary(factory: sessionmaker[Session], reader_id: int) -> str:
         session.rollback()
     if not counts:
         return "No readings have been assigned to you yet: please contact the study team."
+    return _session_plan(config, counts) + " " + corrections_rule(config)
+
+
+def corrections_rule(config) -> str:
+    """What the reader may correct, in words (the consent page states it; ``study.domain.workflow.correct``
+    enforces it)."""
+    if not config.corrections_allowed:
+        return "Answers cannot be changed once submitted."
+    if config.unaided_corrections_after_ai:
+        return ("You can correct an answer of your current session, with a reason (each version is kept), "
+                "including your unaided answers after the AI-assisted readings begin.")
+    return ("You can correct an answer of your current session, with a reason (each version is kept), until the "
+            "session's first AI-assisted reading: from then on your unaided answers of that session are locked.")
+
+
+def _session_plan(config, counts) -> str:
     total = sum(n for _, n in counts)
     if len(counts) == 1:
         text = f"This study has one session of {total} readings."
