@@ -823,6 +823,21 @@ def _member_text(name: str) -> str:
     return name if len(name) <= 200 and name.isprintable() else _show(name, 200)
 
 
+def _without_folder(exc: ManifestError, folder: Path, source: str) -> ManifestError:
+    """``exc`` with the server's temporary folder taken out of every problem (a path in it becomes the
+    member's path inside the ZIP): an uploader must never see where the server unpacks."""
+    prefixes = sorted({str(folder) + os.sep, os.path.realpath(folder) + os.sep}, key=len, reverse=True)
+
+    def clean(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, "")
+        return text
+
+    problems = [replace(p, reason=clean(p.reason)) if isinstance(p, (Problem, FolderProblem)) else p
+                for p in exc.problems]
+    return ManifestError(source, problems, exc.total, exc.images_checked)
+
+
 def _zip_refusal(source: str, where: str, reason: str) -> ManifestError:
     return ManifestError(source, [FolderProblem(where, reason)])
 
@@ -879,6 +894,9 @@ def _check_zip(zf: zipfile.ZipFile, source: str, limits: ImportLimits) -> tuple[
         problems.add(FolderProblem(".", f"{len(manifests)} manifest.csv files ({', '.join(_member_text(n) for n, _ in manifests[:5])}"
                                         f"{', ...' if len(manifests) > 5 else ''}): keep exactly one, with image "
                                         "paths relative to its folder"))
+    elif not files and not problems.total:
+        problems.add(FolderProblem(".", "the ZIP is empty: zip the folder that holds manifest.csv (columns case_id, "
+                                        "image_path, label) and the images"))
     elif not manifests and not problems.total:
         problems.add(FolderProblem(".", "the ZIP has no manifest.csv: put manifest.csv (columns case_id, "
                                         "image_path, label) at the ZIP's root, beside the images"))
@@ -974,9 +992,12 @@ def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, nam
                 except OSError as exc:
                     raise _zip_refusal(name, ".", f"cannot be unpacked ({exc.strerror or exc}): a file and a folder with "
                                                   "the same name, or the server is out of space") from None
-                return import_manifest(session, sid, manifest, store_root=store_root, actor=actor,
-                                       truth_columns=truth_columns, limits=limits,
-                                       source=f"{name}: {manifest_name}")
+                try:
+                    return import_manifest(session, sid, manifest, store_root=store_root, actor=actor,
+                                           truth_columns=truth_columns, limits=limits,
+                                           source=f"{name}: {manifest_name}")
+                except ManifestError as exc:  # say where in the ZIP, never where on the server
+                    raise _without_folder(exc, root, f"{name}: {manifest_name}") from None
         finally:
             fp.close()
 

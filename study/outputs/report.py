@@ -393,7 +393,7 @@ def _study_html(results: dict) -> list[str]:
              ("Data snapshot (sha256 of the answers used)", st.get("snapshot_sha256")),
              ("Report built", when(st.get("built_at"))),
              ("Model", ", ".join(f"{k} {v}" for k, v in card.items() if k in ("name", "architecture", "version",
-                                                                             "input_size", "source", "is_demo")))]
+                                                                             "input_size", "is_demo")))]  # no server path
     items = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v)
     return ["<h2 id='study'>Study</h2>", f"<table class='tbl' id='study-facts'>{items}</table>",
             "<h3 id='completion'>Reader completion</h3>", _table_html(completion_rows(st))]
