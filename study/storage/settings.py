@@ -38,6 +38,7 @@ SESSION_HOURS_ENV = "REVISION_SESSION_HOURS"
 SESSION_IDLE_ENV = "REVISION_SESSION_IDLE_MINUTES"
 DECODE_BUDGET_ENV = "REVISION_DECODE_BUDGET"
 DECODE_CONCURRENCY_ENV = "REVISION_DECODE_CONCURRENCY"
+PLAYGROUND_UPLOAD_ENV = "REVISION_PLAYGROUND_UPLOAD_MB"
 
 
 class SecretsUnreadable(ValueError):
@@ -176,6 +177,12 @@ def decode_limits() -> tuple[Setting | None, Setting | None]:
     (checked by ``revision_core``'s caller, ``pages/_shared``)."""
     return (lookup(DECODE_BUDGET_ENV, "server", "decode_budget"),
             lookup(DECODE_CONCURRENCY_ENV, "server", "decode_concurrency"))
+
+
+def playground_upload_mb() -> Setting | None:
+    """``REVISION_PLAYGROUND_UPLOAD_MB`` / ``[server] playground_upload_mb``: the largest photograph a visitor
+    may upload to the public playground, in MB (checked by ``pages/_shared``; default 30)."""
+    return lookup(PLAYGROUND_UPLOAD_ENV, "server", "playground_upload_mb")
 
 
 def real_samples_folder(environ: Mapping[str, str] | None = None, secrets_path: Path | None = None) -> Path | None:
