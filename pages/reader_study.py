@@ -163,17 +163,18 @@ with right:
     elif item.shown_at < started:
         st.caption("Nothing was saved for this case before you left: please answer it again.")
 
+    args = (st.session_state["reader_id"], item.assignment_id, item.questions)
+
     @st.fragment
     def answer_form() -> None:
         # outside an st.form, in a fragment: each change reruns only this part and is kept as a draft
-        args = (st.session_state["reader_id"], item.assignment_id, item.questions)
+        if st.session_state.pop("advance", False):
+            st.rerun(scope="app")  # the next case (or the sign-in page, when the session ended)
         with st.container(key="answer_form"):
             draw_draft_form(item.questions, item.assignment_id, allow_ungradable, draft and draft[0],
                             on_change=lambda: _keep_draft(*args))
             label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
             st.button(label, type="primary", key=f"submit_{item.assignment_id}", on_click=_submit, args=(*args, key))
-        if st.session_state.pop("advance", False):
-            st.rerun(scope="app")  # the next case (or the sign-in page, when the session ended)
         if st.session_state.get("answer_error"):
             st.error(st.session_state.pop("answer_error"))
 
