@@ -14,15 +14,14 @@ from PIL import Image
 
 from pages._shared import (
     classifier_or_stop,
-    drop_upload,
     load_upload_reduced,
     model_banner,
     plain,
-    playground_upload_mb,
     probability_chart,
     real_samples_folder,
     require_public_demo,
 )
+from pages._uploads import drop_upload, playground_upload_mb
 from revision_core import samples as gallery_mod
 from revision_core.imageio import ImageLoadError, image_sha256
 from revision_core.saliency import METHOD_NAMES, METHODS, describe_params, explain

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pages._shared import DecodeBudget, decode_estimate, load_upload_reduced
+from pages._shared import load_upload_reduced
+from pages._uploads import DecodeBudget, decode_estimate
 from revision_core.imageio import ImageLoadError
 
 
@@ -81,10 +82,10 @@ def test_the_estimate_covers_a_16_bit_photograph_and_a_jpeg_at_reduced_size():
     ("REVISION_PLAYGROUND_UPLOAD_MB", "big", "REVISION_PLAYGROUND_UPLOAD_MB must be a whole number, at least 1"),
 ])
 def test_a_bad_setting_names_itself(monkeypatch, env, value, words):
-    from pages import _shared
+    from pages import _shared, _uploads
 
-    monkeypatch.setattr(_shared, "_budget", None)
+    monkeypatch.setattr(_uploads, "_budget", None)
     monkeypatch.setenv(env, value)
     with pytest.raises(ValueError, match=words):
         _shared.check_server_settings()
-    monkeypatch.setattr(_shared, "_budget", None)
+    monkeypatch.setattr(_uploads, "_budget", None)

@@ -174,14 +174,14 @@ def session_lifetime() -> tuple[Setting | None, Setting | None]:
 def decode_limits() -> tuple[Setting | None, Setting | None]:
     """(``REVISION_DECODE_BUDGET`` / ``[server] decode_budget``, ``REVISION_DECODE_CONCURRENCY`` /
     ``[server] decode_concurrency``): the memory all uploads being decoded at once may take, and how many
-    (checked by ``revision_core``'s caller, ``pages/_shared``)."""
+    (checked by ``pages/_uploads``)."""
     return (lookup(DECODE_BUDGET_ENV, "server", "decode_budget"),
             lookup(DECODE_CONCURRENCY_ENV, "server", "decode_concurrency"))
 
 
 def playground_upload_mb() -> Setting | None:
     """``REVISION_PLAYGROUND_UPLOAD_MB`` / ``[server] playground_upload_mb``: the largest photograph a visitor
-    may upload to the public playground, in MB (checked by ``pages/_shared``; default 30)."""
+    may upload to the public playground, in MB (checked by ``pages/_uploads``; default 30)."""
     return lookup(PLAYGROUND_UPLOAD_ENV, "server", "playground_upload_mb")
 
 
