@@ -194,7 +194,8 @@ def aided_and_unaided(factory) -> tuple[int, list]:
 
 
 def test_corrections_screen_shows_no_ai_and_no_truth_and_saves_a_version(env):
-    url, factory, codes = env(design="multi_arm", arms=["unaided", "ai"])
+    # the unaided answer is corrected after the session's aided readings began: this study allows it
+    url, factory, codes = env(design="multi_arm", arms=["unaided", "ai"], unaided_corrections_after_ai=True)
     rid, items = aided_and_unaided(factory)
     assert {i.condition for i in items} == {"unaided", "ai"}
     at = as_reader(rid)
