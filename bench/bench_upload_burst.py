@@ -53,6 +53,7 @@ def burst(tmp: Path, uploads: int, env: dict[str, str]) -> dict:
             pages = []
             for _ in range(uploads):
                 page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+                page.set_default_timeout(180_000)  # a busy machine
                 page.goto(f"{base}/demo_playground")
                 expect(page.get_by_text("Model playground").first).to_be_visible(timeout=120_000)
                 page.get_by_text("Upload", exact=True).click()
