@@ -215,7 +215,7 @@ def test_a_revoked_reader_pressing_submit_gets_a_clear_page_and_nothing_is_store
     at.number_input[0].set_value(70)
     factory = db.session_factory(db.make_engine(url))
     with factory() as s:
-        reader_operations.revoke_code(s, reader_id, actor="investigator:lead", reason="left the study")
+        committed(reader_operations.revoke_code, s, reader_id, actor="investigator:lead", reason="left the study")
     submit_button(at).click()
     at.run()
     assert not at.exception, at.exception

@@ -182,11 +182,12 @@ def test_photograph_route_serves_signed_links_only(photo_server):
     from study.domain import image_links
     from study.domain.cases import display_files
     from study.domain.reader_sessions import code_version
+    from study.services.reader import link_key
     from study.storage.models import Case, Reader
 
     base, url, _ = photo_server
     factory = db.session_factory(db.make_engine(url))
-    key = image_links.signing_key(factory)  # the key the server keeps in the database, as this process finds it
+    key = link_key(factory)  # the key the server keeps in the database, as this process finds it
     with factory() as s:
         case = s.scalars(select(Case)).first()
         reader = s.scalars(select(Reader)).first()

@@ -386,6 +386,7 @@ def test_live_while_readers_hold_codes_before_the_design_is_built(tmp_path):
 
     with factory() as s:
         reader, _code = add_reader(s, ids["study"], display_name="Dr Early", years_experience=3)
+        s.commit()
     assert _live(url, factory)  # a code is out, the design is not built
     with factory() as s:
         revoke(s, reader.id)

@@ -22,13 +22,11 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from study.storage import settings
 from study.storage.models import ServerKey
@@ -59,10 +57,6 @@ class ImageLink:
     code_version: int
 
 
-_keys: dict[str, bytes] = {}
-_keys_lock = threading.Lock()
-
-
 def configured_secret() -> bytes | None:
     """The key of the setting, when set; :class:`ImageSecretError` when it is shorter than 32 bytes."""
     found = settings.image_secret()
@@ -76,32 +70,15 @@ def configured_secret() -> bytes | None:
     return value
 
 
-def signing_key(factory: sessionmaker[Session]) -> bytes:
-    """The key photograph links are signed with: the setting, else the database's (made on first use), read
-    once per process and database. Call it outside any open transaction (it may write)."""
-    configured = configured_secret()
-    if configured is not None:
-        return configured
-    bind = factory.kw.get("bind")
-    url = bind.url.render_as_string(hide_password=True) if bind is not None else ""
-    with _keys_lock:
-        if url in _keys:
-            return _keys[url]
-    for _ in range(3):
-        with factory() as session:
-            value = session.scalar(select(ServerKey.value).where(ServerKey.name == KEY_NAME))
-            if value is None:
-                session.add(ServerKey(name=KEY_NAME, value=secrets.token_hex(32)))
-                try:
-                    session.commit()
-                except IntegrityError:  # another server made it first: read theirs
-                    session.rollback()
-                continue
-        key = bytes.fromhex(value)
-        with _keys_lock:
-            _keys[url] = key
-        return key
-    raise RuntimeError("could not read or store the photograph link key")
+def stored_key(session: Session) -> bytes:
+    """The key kept in the database for every server, added (flushed; the caller commits) when there is none
+    yet. Two servers adding it at once: one insert fails on the unique name, and that caller reads again."""
+    value = session.scalar(select(ServerKey.value).where(ServerKey.name == KEY_NAME))
+    if value is None:
+        value = secrets.token_hex(32)
+        session.add(ServerKey(name=KEY_NAME, value=value))
+        session.flush()
+    return bytes.fromhex(value)
 
 
 def _b64(data: bytes) -> str:

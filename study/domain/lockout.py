@@ -14,7 +14,7 @@ user name was typed, so the waits do not tell a configured name from any other),
 so many free failures, then a wait doubling from ``base`` seconds up to ``cap``. A try waits the longest of
 its scopes' waits. Failures are forgotten :data:`WINDOW` after a scope's last failure.
 
-Why the try is counted *before* the credential is checked (:func:`reserve`) and settled after
+Why the try is counted, and committed, *before* the credential is checked (:func:`reserve`) and settled after
 (:func:`clear` on success): argon2 takes tens of milliseconds and must not run inside a write transaction
 (on SQLite that would hold up every reader's submit), and counting first means a burst of parallel tries,
 from one process or several, sees ever longer waits. A try whose process dies before settling stays
@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from study.storage.models import SignInCounter
 
@@ -112,29 +111,24 @@ class Reservation:
         return max(self.failures, key=lambda s: curve(s).delay(self.failures[s]))
 
 
-def reserve(factory: sessionmaker[Session], scopes: list[str], now: datetime) -> Reservation:
+def reserve(session: Session, scopes: list[str], now: datetime) -> Reservation:
     """Count this try as a failure in every scope and in :data:`GLOBAL` (undone by :func:`clear` when it
-    succeeds) and return how long it must wait: the longest wait of its scopes."""
+    succeeds) and return how long it must wait: the longest wait of its scopes. The caller commits at once,
+    before the wait and the check, and reads again on an IntegrityError (another process made a scope's
+    row first)."""
     scopes = list(dict.fromkeys([*scopes, GLOBAL]))
-    for attempt in range(3):
-        try:
-            with factory() as session:
-                rows = _rows(session, scopes)
-                for scope in scopes:
-                    if scope not in rows:
-                        rows[scope] = SignInCounter(scope=scope, failures=0, window_start=now, updated_at=now)
-                        session.add(rows[scope])
-                    _expire(rows[scope], now)
-                before = {scope: rows[scope].failures for scope in scopes}
-                for scope in scopes:
-                    rows[scope].failures += 1
-                    rows[scope].updated_at = now
-                session.commit()
-                return Reservation(max(curve(s).delay(n) for s, n in before.items()), before)
-        except IntegrityError:  # another process inserted the same scope first: read it again
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    rows = _rows(session, scopes)
+    for scope in scopes:
+        if scope not in rows:
+            rows[scope] = SignInCounter(scope=scope, failures=0, window_start=now, updated_at=now)
+            session.add(rows[scope])
+        _expire(rows[scope], now)
+    before = {scope: rows[scope].failures for scope in scopes}
+    for scope in scopes:
+        rows[scope].failures += 1
+        rows[scope].updated_at = now
+    session.flush()
+    return Reservation(max(curve(s).delay(n) for s, n in before.items()), before)
 
 
 def settle_failure(session: Session, now: datetime) -> None:
@@ -162,10 +156,3 @@ def unlock(session: Session, scopes: list[str] | None) -> list[str]:
     if found:
         session.execute(delete(SignInCounter).where(SignInCounter.scope.in_(found)))
     return found
-
-
-def failures(factory: sessionmaker[Session], scopes: list[str], now: datetime) -> dict[str, int]:
-    """The failures counted now in each of ``scopes`` (read only; for the investigator and the tests)."""
-    with factory() as session:
-        rows = session.scalars(select(SignInCounter).where(SignInCounter.scope.in_(scopes)))
-        return {r.scope: (r.failures if now - r.updated_at < WINDOW else 0) for r in rows}

@@ -11,12 +11,14 @@ exceptions a page catches
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from study.domain import audit, drafts, image_links, reader_screen, reader_sessions, workflow
@@ -34,7 +36,7 @@ from study.storage.models import AIDED_CONDITIONS, AuditEvent, Reader, Study, ut
 
 __all__ = ["AnswerInvalid", "CONSENT_ACTION", "LinkInvalid", "MAX_REASON", "OwnAnswers", "OwnReading", "ReaderState",
            "SessionEnded", "WorkflowError", "case_display", "consent_summary", "correct_own_answer", "describe_answer",
-           "eye_label", "has_consented", "is_aided", "load_draft", "own_answers", "own_photo", "photograph",
+           "eye_label", "has_consented", "is_aided", "link_key", "load_draft", "own_answers", "own_photo", "photograph",
            "reader_state", "record_consent", "save_draft", "submit_answer"]
 
 
@@ -143,13 +145,42 @@ def submit_answer(factory: sessionmaker[Session], reader_id: int, assignment_id:
     return db.run_with_retry(factory, submit)
 
 
+_keys: dict[str, bytes] = {}
+_keys_lock = threading.Lock()
+
+
+def link_key(factory: sessionmaker[Session]) -> bytes:
+    """The key photograph links are signed with (``study.domain.image_links``): ``[server] image_secret`` when
+    set, else the database's, made by the first server that needs it; read once per process and database.
+    Call it outside any open transaction (it may write)."""
+    configured = image_links.configured_secret()
+    if configured is not None:
+        return configured
+    bind = factory.kw.get("bind")
+    url = bind.url.render_as_string(hide_password=True) if bind is not None else ""
+    with _keys_lock:
+        if url in _keys:
+            return _keys[url]
+    for attempt in range(3):
+        try:
+            with factory() as session:
+                key = image_links.stored_key(session)
+                session.commit()
+            break
+        except IntegrityError:  # another server stored it first: read theirs
+            if attempt == 2:
+                raise
+    with _keys_lock:
+        return _keys.setdefault(url, key)
+
+
 def case_display(factory: sessionmaker[Session], state: ReaderState, image_ref: str,
                  next_image_ref: str | None = None) -> CaseDisplay:
     """Links to the case photograph (and the next one, to prefetch) for this reader and their code: they stop
     working when the code is revoked or reissued (``study.domain.image_links``)."""
     if state.code_version is None:
         raise SessionEnded(reader_sessions.ENDED["revoked"])
-    return reader_screen.case_display(image_links.signing_key(factory), state.study_id, image_ref, next_image_ref,
+    return reader_screen.case_display(link_key(factory), state.study_id, image_ref, next_image_ref,
                                       reader_id=state.reader_id, code_version=state.code_version,
                                       store_root=state.store_root)
 
@@ -158,7 +189,7 @@ def photograph(factory: sessionmaker[Session], token: str) -> Path:
     """The display file a photograph link names (``server.py``'s ``/case-image`` route): :class:`LinkInvalid`
     unless it is signed, current and its reader still holds the code it was made for; FileNotFoundError
     when the file is not in the study's store."""
-    link = image_links.verify(image_links.signing_key(factory), token)
+    link = image_links.verify(link_key(factory), token)
     with db.reading(factory) as session:
         reader = session.get(Reader, link.reader_id)
         study = session.get(Study, link.study_id)

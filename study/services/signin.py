@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from study.domain import audit, client_address, image_links, lockout, reader_sessions
@@ -182,7 +183,7 @@ def _guarded_sign_in(factory: sessionmaker[Session], scopes: list[str], now: dat
     first, wait what the scopes call for (audited), run ``check`` (argon2) outside any write transaction,
     then clear the scopes and run ``on_success``, or audit the failure. ``kind`` prefixes the audit actions;
     ``detail`` goes into each row."""
-    reservation = lockout.reserve(factory, scopes, now)
+    reservation = _reserve(factory, scopes, now)
     if reservation.delay > 0:
         with factory() as session:
             audit.record(session, actor="anonymous", action=f"{kind}.sign_in_throttled", entity=entity,
@@ -206,6 +207,21 @@ def _guarded_sign_in(factory: sessionmaker[Session], scopes: list[str], now: dat
                             "waited_seconds": reservation.delay, **detail})
         session.commit()
         return _Attempt(None, None, reservation.delay)
+
+
+def _reserve(factory: sessionmaker[Session], scopes: list[str], now: datetime) -> lockout.Reservation:
+    """Count the try in its own committed transaction (study.domain.lockout.reserve), reading again when
+    another process made one of its scopes' rows first."""
+    for attempt in range(3):
+        try:
+            with factory() as session:
+                reservation = lockout.reserve(session, scopes, now)
+                session.commit()
+                return reservation
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def unlock(factory: sessionmaker[Session], scopes: list[str] | None, *, actor: str, reason: str,

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from study.domain import reader_operations, reader_sessions, workflow
 from study.services import reader as reader_service, signin
 from study.storage.models import Answer, AnswerDraft, AuditEvent, ReaderSession, utcnow
-from tests.study.helpers import VALID_ANSWER
+from tests.study.helpers import VALID_ANSWER, committed
 
 
 def _signed_in(Session, code: str, now=None) -> signin.SignInResult:
@@ -53,11 +53,11 @@ def test_revoking_or_reissuing_ends_every_open_session_at_its_next_interaction(S
     token = signin.claim_session(Session, first.ticket)
     reader_service.record_consent(Session, rid, "v1")
     with Session() as s:
-        item = workflow.next_item(s, rid)
+        item = committed(workflow.next_item, s, rid)
         if how == "revoke":
-            reader_operations.revoke_code(s, rid, actor="investigator:lead", reason="left the hospital")
+            committed(reader_operations.revoke_code, s, rid, actor="investigator:lead", reason="left the hospital")
         else:
-            new_code = reader_operations.reissue_code(s, rid, actor="investigator:lead", reason="code shared")
+            new_code = committed(reader_operations.reissue_code, s, rid, actor="investigator:lead", reason="code shared")
     for session_id in (first.session_id, second.session_id):
         checked = signin.check_reader_session(Session, session_id)
         assert not checked.ok and checked.ended == reason
@@ -109,7 +109,7 @@ def test_drafts_are_kept_per_reading_and_never_become_answers(Session, make_stud
     res = _signed_in(Session, code)
     reader_service.record_consent(Session, rid, "v1")
     with Session() as s:
-        item = workflow.next_item(s, rid)
+        item = committed(workflow.next_item, s, rid)
     ids = [q["id"] for q in item.questions]
     draft = {"primary_diagnosis": "amd", "confidence": 55, "unknown_question": "x", "referral": None}
     assert reader_service.save_draft(Session, res.session_id, rid, item.assignment_id, draft, ids)
@@ -127,5 +127,5 @@ def test_drafts_are_kept_per_reading_and_never_become_answers(Session, make_stud
     assert not reader_service.save_draft(Session, res.session_id, rid, item.assignment_id, draft, ids)  # answered
     signin.sign_out_reader(Session, res.session_id)
     with Session() as s:
-        nxt = workflow.next_item(s, rid)
+        nxt = committed(workflow.next_item, s, rid)
     assert not reader_service.save_draft(Session, res.session_id, rid, nxt.assignment_id, draft, ids)  # signed out

@@ -19,7 +19,7 @@ from study.outputs import audit_export
 from study.services import signin
 from study.storage.models import Answer, AuditEvent, Reader, WashoutOverride
 from tests.study.helpers import CARD, VALID_ANSWER
-from tests.study.helpers import committed
+from tests.study.helpers import answer_history, committed
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 ACTOR = "investigator:lead"
@@ -354,7 +354,7 @@ def test_unaided_answers_close_at_the_sessions_first_aided_reading_unless_the_st
             assert [r.locked for r in mine.readings] == [f"locked: {workflow.LOCKED_BY_AIDED_BLOCK}"] * 2
             with pytest.raises(workflow.AnswerLocked, match="AI-assisted readings of this session have begun"):
                 committed(own_answers.correct_own_answer, s, rid, fixed.answer_id, again, "after seeing the AI")
-            assert len(workflow.answer_history(s, r1.assignment_id)) == 2
+            assert len(answer_history(s, r1.assignment_id)) == 2
         else:
             assert [r.locked for r in mine.readings] == [None, None]
             assert committed(own_answers.correct_own_answer, s, rid, r2.answer_id, again, "allowed").version == 2

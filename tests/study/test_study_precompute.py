@@ -127,6 +127,7 @@ def test_one_store_root_for_the_command_line_and_the_servers(tmp_path, tiny_mode
         for name in ("Configured", "Elsewhere"):
             t = study_toml(name=name)
             studies.create_study(s, parse_text(t), t)
+        s.commit()
     configured, elsewhere = tmp_path / "configured-store", tmp_path / "elsewhere"
     monkeypatch.setenv("REVISION_STORE_ROOT", str(configured))
     assert main(["import-cases", str(tmp_path / "m.csv"), "--db", url, "--study", "Configured"]) == 0
@@ -137,6 +138,7 @@ def test_one_store_root_for_the_command_line_and_the_servers(tmp_path, tiny_mode
         study = studies.get_study(s, "Elsewhere")
         assert study.store_root == str(elsewhere.resolve())
         report = precompute.precompute(s, study.id, loaded=tiny_model)  # no --store: the study knows its root
+        s.commit()
         assert report.stored == 2 and not report.failed
         with pytest.raises(ValueError, match="keeps its photographs under .*: give --store"):
             precompute.precompute(s, study.id, loaded=tiny_model, store_root=configured)

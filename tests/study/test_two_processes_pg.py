@@ -214,7 +214,7 @@ def test_unaided_items_carry_no_ai_from_either_process_and_links_name_photograph
             assert path.parent == cases.study_store(sid, store)
             assert path.name[:64] in photographs and path.read_bytes() != SALIENCY
     assert all(f.name[:64] in photographs for f in cases.study_store(sid, store).iterdir())  # no AI file to serve
-    key = image_links.signing_key(factory)
+    key = reader_service.link_key(factory)
     with pytest.raises(ValueError):
         image_links.image_url(key, sid, "saliency.png", reader_id=reader_id, code_version=1)
     forged = served[0]["links"][0].rsplit(".", 1)[0] + "." + "A" * 43
@@ -222,6 +222,6 @@ def test_unaided_items_carry_no_ai_from_either_process_and_links_name_photograph
         reader_service.photograph(factory, forged.removeprefix(image_links.ROUTE + "/"))
     # revoking the reader's code ends their links, on every server
     with factory() as s:
-        readers.revoke(s, reader_id)
+        committed(readers.revoke, s, reader_id)
     with pytest.raises(image_links.LinkInvalid, match="withdrawn"):
         reader_service.photograph(factory, served[0]["links"][0].removeprefix(image_links.ROUTE + "/"))
