@@ -10,12 +10,17 @@ Study mode (``study.domain.study_mode``, setting ``[app] public_demo``): the dem
 anyone, so in "auto" they are left out of the navigation while any study has a reader with unaided
 readings left (each demo page checks too: ``pages/_shared.require_public_demo``); visitors then land on
 the reader sign-in page (a reload too). A reader who pauses lands on the reader sign-in page in any mode.
+
+A reader's session lives in the database (``pages/_shared.check_reader_session``, every run): a reload or
+another server finds it by the HttpOnly session cookie, and a session ended elsewhere (sign-out, a withdrawn
+code, expiry) signs this browser out with the reason.
 """
 import sys
 
 import streamlit as st
 
-from pages._shared import LANDING, public_demo_enabled, role, sign_out
+from pages._shared import (LANDING, check_reader_session, check_server_settings, public_demo_enabled, role,
+                           session_cookie_scripts, sign_out)
 from study.domain.study_mode import PublicDemoSettingError, public_demo_setting
 
 st.set_page_config(page_title="ReVision Reader Study", page_icon=":material/visibility:", layout="wide")
@@ -25,9 +30,16 @@ demo = [
     st.Page("pages/demo_evaluation.py", title="Model evaluation", icon=":material/show_chart:"),
     st.Page("pages/demo_try_study.py", title="Try the study", icon=":material/science:"),
 ]
-current = role()
 try:
     public_demo_setting()  # an invalid value stops every page, for every role: a deployment error to fix
+    check_server_settings()  # trusted proxies, session lifetime, photograph-link key: the same
+except ValueError as exc:
+    print(f"[revision] {exc}", file=sys.stderr, flush=True)
+    st.error(f"Configuration error: {exc}")
+    st.stop()
+check_reader_session()
+current = role()
+try:
     show_demo = current is None and public_demo_enabled()
 except PublicDemoSettingError as exc:
     print(f"[revision] {exc}", file=sys.stderr, flush=True)
@@ -63,5 +75,6 @@ else:
 if current == "investigator":
     st.sidebar.caption(f"Signed in as investigator **{st.session_state.get('investigator_user', '?')}**")
     st.sidebar.button("Sign out", on_click=sign_out, key="sign_out")
+session_cookie_scripts()
 # a reader has one page and its own "Pause and sign out" button: no sidebar, the photograph gets the width
 st.navigation(pages, position="hidden" if current == "reader" else "sidebar").run()

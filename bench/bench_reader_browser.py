@@ -40,7 +40,7 @@ WARMUP = 2
 CLICK_TO_PHOTO = """
 async () => {
   const before = window.__caseViewer.painted ? window.__caseViewer.painted.id : null;
-  const btn = document.querySelector('[data-testid="stFormSubmitButton"] button');
+  const btn = document.querySelector('[class*="st-key-submit_"] button');
   const heading = [...document.querySelectorAll('h3')].map(h => h.textContent).join('|');
   let headingAt = null;
   const seen = new MutationObserver(() => {

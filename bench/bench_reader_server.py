@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _app_server import load_note, make_big_study, pct  # noqa: E402
 
+from tests.app_helpers import submit_button  # noqa: E402
 from tests.study.helpers import VALID_ANSWER  # noqa: E402
 from tests.study.helpers import committed
 
@@ -46,7 +47,7 @@ def page_latencies(url: str, code: str, n: int) -> tuple[list[float], list[str]]
         at.radio[0].set_value("amd")
         at.radio[-1].set_value("No")
         at.number_input[0].set_value(70)  # confidence: no default
-        [b for b in at.button if b.proto.is_form_submitter][0].click()
+        submit_button(at).click()
         t0 = time.perf_counter()
         at.run()
         dt = time.perf_counter() - t0

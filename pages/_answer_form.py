@@ -89,3 +89,60 @@ def collect_answer(questions, assignment_id: int, allow_ungradable: bool = False
         if value is not None:
             answer[q["id"]] = value
     return answer
+
+
+def draft_from_widgets(questions, assignment_id: int, allow_ungradable: bool = False, state=None) -> dict:
+    """What the widgets hold now, as plain values by question id (unvalidated): a draft to keep."""
+    state = st.session_state if state is None else state
+    draft: dict = {}
+    if allow_ungradable and state.get(widget_key(assignment_id, UNGRADABLE)):
+        draft[UNGRADABLE] = True
+    for q in questions:
+        value = state.get(widget_key(assignment_id, q["id"]))
+        if value is None:
+            continue
+        if q["kind"] == "boolean":
+            value = value == "Yes"
+        elif q["kind"] == "multi_choice":
+            value = list(value)
+        draft[q["id"]] = value
+    return draft
+
+
+def draw_draft_form(questions, assignment_id: int, allow_ungradable: bool, draft: dict | None, on_change) -> None:
+    """The answer widgets outside an ``st.form``, starting from ``draft`` (what the reader had ticked or typed
+    before a reload; nothing else is pre-filled), each change calling ``on_change()`` so that it is kept."""
+    draft = draft or {}
+    if allow_ungradable:
+        st.checkbox("Image ungradable", key=widget_key(assignment_id, UNGRADABLE), on_change=on_change,
+                    value=bool(draft.get(UNGRADABLE)),
+                    help="Tick when the photograph cannot be graded; the other questions are then skipped.")
+    for q in questions:
+        key, kind, label = widget_key(assignment_id, q["id"]), q["kind"], _label(q)
+        labels = {k: plain(v) for k, v in (q.get("options") or ())}
+        helptext = None if q.get("required", True) else "Optional"
+        saved = draft.get(q["id"])
+        common = dict(key=key, help=helptext, on_change=on_change)
+        if kind in ("single_choice", "ordinal"):
+            keys = list(labels)
+            horizontal = kind == "ordinal" and all(len(v) <= SHORT_LABEL for v in labels.values())
+            st.radio(label, keys, format_func=labels.get, index=keys.index(saved) if saved in keys else None,
+                     horizontal=horizontal, **common)
+        elif kind == "multi_choice":
+            st.multiselect(label, list(labels), format_func=labels.get,
+                           default=[v for v in saved or () if v in labels] or None, **common)
+        elif kind in ("number", "integer"):
+            low, high, step = _numbers(q)
+            value = saved if isinstance(saved, (int, float)) and not isinstance(saved, bool) else None
+            if value is not None:
+                value = type(step)(value) if step is not None else float(value)
+                if (low is not None and value < low) or (high is not None and value > high):
+                    value = None
+            st.number_input(label, min_value=low, max_value=high, step=step, value=value,
+                            placeholder="not answered", **common)
+        elif kind == "text":
+            st.text_area(label, max_chars=q.get("max_length"), value=saved if isinstance(saved, str) else "",
+                         **common)
+        elif kind == "boolean":
+            st.radio(label, ["Yes", "No"], index=None if not isinstance(saved, bool) else (0 if saved else 1),
+                     horizontal=True, **common)

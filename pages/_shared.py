@@ -6,12 +6,15 @@ open_clip architecture) with ``REVISION_APP_CHECKPOINT`` selects another (the te
 """
 import io
 import math
+import re
 import warnings
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from pages._uploads import PLAYGROUND_LONGEST, DecodeBudget, decode_budget, decode_estimate, playground_upload_mb
 from study.domain import study_mode
+from study.services import signin
 from study.storage import db, settings
 
 # A ``pages/`` folder next to app.py makes Streamlit treat every file in it as a page (the old
@@ -49,7 +52,7 @@ def classifier(spec: str | None = None):
 
 @st.cache_resource(show_spinner=False)
 def _database(url: str):
-    return db.open_database(url)[1]
+    return db.shared_factory(url)  # the same engine as server.py's routes
 
 
 def database():
@@ -66,14 +69,116 @@ def require_role(wanted: str) -> None:
     """Stop the page unless this browser session is signed in as ``wanted`` (defence in depth: the
     navigation already hides other roles' pages)."""
     if role() != wanted:
+        if wanted == "reader" and role() is None and st.session_state.get(LANDING) == "reader_signin":
+            st.switch_page("pages/reader_signin.py")  # signed out meanwhile: the sign-in page says why
         st.error(f"This page is for signed-in {wanted}s only.")
         st.stop()
 
 
 def sign_out() -> None:
+    """Sign this browser out; a reader's sign-out ends every session of theirs (every tab, every server) and
+    the next run removes the session cookie."""
+    session_id = st.session_state.get(READER_SESSION)
+    if session_id is not None:
+        signin.sign_out_reader(database(), session_id)
+    _clear()
+    if session_id is not None:
+        st.session_state[CLEAR_COOKIE] = True
+
+
+def _clear() -> None:
     for key in list(st.session_state.keys()):
-        if key != "signin_throttle":  # the lockout survives a sign-out in the same browser session
+        if key not in ("signin_throttle", "investigator_throttle"):  # the throttle survives a sign-out
             del st.session_state[key]
+
+
+# --- the reader's session: kept across reloads, servers and dropped connections (issue 20) ----------------
+
+READER_SESSION = "reader_session_id"  # session_state: the reader's session row (study.domain.reader_sessions)
+TICKET = "reader_session_ticket"  # its one-time ticket, until the browser has exchanged it for the cookie
+NOTICE = "signed_out_notice"  # why a reader was signed out, for the reader sign-in page
+CLEAR_COOKIE = "clear_session_cookie"
+RESUMED = "reader_resumed"  # this browser session took over a reader's session (a reload, another server)
+_COOKIE_CHECKED = "session_cookie_checked"
+
+
+def check_server_settings() -> None:
+    """Raise ValueError for an invalid sign-in, session or upload setting (app.py shows it and stops)."""
+    signin.check_settings()
+    decode_budget()
+    playground_upload_mb()
+
+
+def client_address() -> str:
+    """This browser's address for the sign-in throttle: the connection's, or behind a trusted proxy the one
+    it forwarded (``[server] trusted_proxies``)."""
+    return signin.client_address_of(st.context.ip_address, st.context.headers.get("X-Forwarded-For"))
+
+
+def signed_in_reader(reader_id: int, session_id: int, ticket: str | None) -> None:
+    """After a successful sign-in: this browser is the reader's, and its next run hands over the cookie."""
+    st.session_state[ROLE] = "reader"
+    st.session_state["reader_id"] = reader_id
+    st.session_state[READER_SESSION] = session_id
+    if ticket:
+        st.session_state[TICKET] = ticket
+
+
+def end_reader_browser_session(notice: str | None) -> None:
+    """The reader's session has ended elsewhere (sign-out in another tab, a withdrawn code, expiry): this
+    browser goes back to the reader sign-in page, which says why."""
+    _clear()
+    st.session_state[LANDING] = "reader_signin"
+    st.session_state[CLEAR_COOKIE] = True
+    if notice:
+        st.session_state[NOTICE] = notice
+
+
+def check_reader_session() -> None:
+    """Every run (app.py): a signed-in reader's session must still be live in the database, else this browser
+    is signed out with the reason; a visitor whose cookie names a live session is the reader again (a reload,
+    a dropped connection, another server behind the proxy)."""
+    factory = database()
+    if role() == "reader":
+        session_id = st.session_state.get(READER_SESSION)
+        checked = signin.check_reader_session(factory, session_id) if session_id is not None else None
+        if checked is None or not checked.ok:
+            end_reader_browser_session(checked.message if checked else None)
+        elif checked.claimed:
+            st.session_state.pop(TICKET, None)
+        return
+    token = st.context.cookies.get(signin.COOKIE)
+    if role() is not None or not token or st.session_state.get(_COOKIE_CHECKED) == token[:16]:
+        return
+    st.session_state[_COOKIE_CHECKED] = token[:16]  # one look per cookie and browser session
+    checked = signin.resume_reader_session(factory, token)
+    if checked is not None and checked.ok:
+        signed_in_reader(checked.reader_id, checked.session_id, None)
+        st.session_state[RESUMED] = True
+    elif checked is not None and checked.ended not in (None, "signed_out"):
+        st.session_state[NOTICE] = checked.message
+        st.session_state[LANDING] = "reader_signin"
+        st.session_state[CLEAR_COOKIE] = True
+
+
+COOKIE_CSS = "<style>.st-key-session_cookie { display: none; }</style>"
+
+
+def session_cookie_scripts() -> None:
+    """Hand the session cookie over (post the one-time ticket to ``/session/claim``) or remove it
+    (``/session/end``): the server sets it HttpOnly, so no script of the page can read it."""
+    ticket = st.session_state.get(TICKET)
+    clear = st.session_state.pop(CLEAR_COOKIE, False)
+    if not ticket and not clear:
+        return
+    if ticket:  # a URL-safe random text made by the server: nothing a user typed
+        script = (f"fetch({signin.CLAIM_ROUTE!r}, {{method: 'POST', body: {ticket!r}, credentials: 'same-origin',"
+                  " cache: 'no-store'}).catch(() => {});")
+    else:
+        script = (f"fetch({signin.END_ROUTE!r}, {{method: 'POST', credentials: 'same-origin', cache: 'no-store'}})"
+                  ".catch(() => {});")
+    with st.container(key="session_cookie"):
+        st.html(COOKIE_CSS + f"<script>{script}</script>", unsafe_allow_javascript=True)
 
 
 def classifier_or_stop():
@@ -136,6 +241,8 @@ header[data-testid="stHeader"] { display: none; }
 /* while the next case is drawn, nothing of the previous one stays on screen: no old AI panel beside a new
    photograph, no old heading above it (the page reruns only on Submit and Pause) */
 [data-testid="stElementContainer"][data-stale="true"] { visibility: hidden; }
+/* ... except the answer form while only it reruns (each change is kept as a draft): it must not blink */
+.st-key-answer_form [data-testid="stElementContainer"][data-stale="true"] { visibility: visible; }
 .stMainBlockContainer h3 { padding: 0 0 0.1rem 0; }
 </style>
 """
@@ -185,15 +292,21 @@ def plain(text) -> str:
         escape |= i == digits_end > lead and ch in ".)"
         escape |= ch == "." and "".join(chars[max(0, i - 3):i]).lower() == "www"
         out.append("\\" + ch if escape else ch)
-    return "".join(out)
+    return _NO_AUTOLINK.sub("\\1" + WORD_JOINER, "".join(out))
 
 
-PLAYGROUND_LONGEST = 2048      # decoded side for the playground: the demo model reads 256 px, IG saliency too
+# Streamlit's Markdown turns URLs and e-mail addresses into links *after* parsing (GFM autolink literals on
+# the text), so escaping their characters is not enough: a zero-width word joiner after "http:", "https:",
+# "www" and before "@" breaks the patterns it looks for, and shows nothing.
+WORD_JOINER = "\u2060"
+_NO_AUTOLINK = re.compile(r"((?:https?|ftp|mailto)\\:|www(?=\\\.)|(?=\\@))", re.IGNORECASE)  # on plain()'s escapes
+
+
 PLAYGROUND_MAX_PIXELS = 50_000_000  # header check before decoding (as an import): refused above this
 
 
 def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = PLAYGROUND_LONGEST,
-                        max_pixels: int = PLAYGROUND_MAX_PIXELS):
+                        max_pixels: int = PLAYGROUND_MAX_PIXELS, budget: DecodeBudget | None = None):
     """An uploaded photograph as 8-bit RGB with its longest side at most ``longest``, decoded within a
     pixel budget (the public playground: anyone can upload, and the server is one process for everyone).
 
@@ -205,6 +318,10 @@ def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = 
     small result is converted to RGB; a 16-bit 7000 x 7000 PNG costs about 120 MB for a moment instead of
     1.1 GB. DICOM and anything PIL cannot open goes through ``load_image`` (same budget) and is then shrunk.
     EXIF orientation is applied and no metadata is kept. Raises ``ImageLoadError`` with a user-facing message.
+
+    Every decode first reserves its estimated memory from the server's :class:`DecodeBudget` (``budget``,
+    default :func:`decode_budget`): at most so many bytes and so many decodes at once across every session,
+    so a burst of uploads waits its turn instead of taking gigabytes; one that alone needs more is refused.
     """
 
     from PIL import Image
@@ -218,6 +335,7 @@ def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = 
         img.info = {}
         return img
 
+    budget = decode_budget() if budget is None else budget
     im = None
     if not imageio._is_dicom(data):
         try:
@@ -227,13 +345,24 @@ def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = 
         except Exception:  # noqa: BLE001 - load_image below gives the user-facing message
             im = None
     if im is None or im.size[0] * im.size[1] > max_pixels:
-        return _shrunk(imageio.load_image(data, max_pixels=max_pixels, name=name))  # refuses / DICOM path
+        with budget.reserve(decode_estimate(None, len(data), longest), name):  # refuses / DICOM path
+            return _shrunk(imageio.load_image(data, max_pixels=max_pixels, name=name))
+    if im.format == "JPEG":
+        im.draft(im.mode, (longest, longest))  # DCT scaling only; the mode stays (and the size shrinks)
+    with budget.reserve(decode_estimate(im, len(data), longest), name):
+        return _decode_reduced(im, data, name, longest, max_pixels, _shrunk)
+
+
+def _decode_reduced(im, data: bytes, name: str | None, longest: int, max_pixels: int, _shrunk):
+    """The body of :func:`load_upload_reduced` once its memory is reserved."""
+    from PIL import Image
+
+    from revision_core import imageio
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im.seek(0)
-            if im.format == "JPEG":
-                im.draft(im.mode, (longest, longest))  # DCT scaling only; the mode stays
             im.load()
             orientation = imageio._orientation(im)
     except Exception:  # noqa: BLE001 - truncated or damaged: load_image explains it (same budget)
@@ -249,6 +378,8 @@ def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = 
             except (ValueError, NotImplementedError):  # any other mode: convert at full size, then shrink
                 im = imageio._to_rgb8(im, name or "upload").reduce(factor)
     return _shrunk(imageio._fresh(imageio._to_rgb8(imageio.apply_orientation(im, orientation), name or "upload")))
+
+
 
 
 # --- study mode (issue 11): the public demo pages only while no study has unaided readings left -------
@@ -279,7 +410,8 @@ def require_public_demo() -> None:
 
 
 def sign_out_to_reader_signin() -> None:
-    """A reader's sign-out (pause): the session is cleared as by :func:`sign_out`, and this browser
-    session's default page becomes the reader sign-in page (app.py), so the next run lands there."""
+    """A reader's sign-out (pause): the session is cleared as by :func:`sign_out` (every session of the reader
+    ends), and this browser session's default page becomes the reader sign-in page (app.py)."""
     sign_out()
     st.session_state[LANDING] = "reader_signin"
+    st.session_state[NOTICE] = "You signed out; your answers are saved. Sign in with the same code to go on."

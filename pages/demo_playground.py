@@ -21,6 +21,7 @@ from pages._shared import (
     real_samples_folder,
     require_public_demo,
 )
+from pages._uploads import drop_upload, playground_upload_mb
 from revision_core import samples as gallery_mod
 from revision_core.imageio import ImageLoadError, image_sha256
 from revision_core.saliency import METHOD_NAMES, METHODS, describe_params, explain
@@ -72,14 +73,25 @@ source = st.radio("Photograph", SOURCES, horizontal=True, key="pg_source")
 image = sha = probs = None
 truth_lines, real = [], False
 if source == "Upload":
-    upload = st.file_uploader("Colour fundus photograph (JPEG, PNG, TIFF or DICOM)", key="pg_upload")
+    turn = st.session_state.setdefault("pg_upload_turn", 0)
+    upload = st.file_uploader("Colour fundus photograph (JPEG, PNG, TIFF or DICOM)", key=f"pg_upload_{turn}",
+                              max_upload_size=playground_upload_mb())
     if upload is not None:
         try:
-            # bounded: header pixel check, then reduced decoding to 2048 px at most (the model reads far less)
-            image = load_upload_reduced(upload.getvalue(), name=upload.name)
-            sha, real = image_sha256(image), True
+            # bounded: header pixel check, a share of the server's decode budget, then reduced decoding to
+            # 2048 px at most (the model reads far less)
+            with st.spinner("Decoding the photograph ..."):
+                st.session_state["pg_uploaded"] = (upload.name, load_upload_reduced(upload.getvalue(), name=upload.name))
+            drop_upload(upload)  # its bytes go now, not when the visitor leaves
+            st.session_state["pg_upload_turn"] = turn + 1  # a fresh uploader, that points at nothing dropped
+            st.rerun()
         except ImageLoadError as exc:
             st.error(plain(exc))  # the message names the uploaded file: plain text
+    if "pg_uploaded" in st.session_state:
+        uploaded_name, image = st.session_state["pg_uploaded"]
+        sha, real = image_sha256(image), True
+        st.caption(f"Uploaded: {plain(uploaded_name)} (kept at {image.size[0]} x {image.size[1]} px; "
+                   "upload another to replace it)")
 elif source == "Synthetic case by number":
     seed = st.number_input("Sample number", min_value=0, max_value=10_000, value=7, step=1, key="pg_seed")
     image, sha, case = _synthetic(int(seed))

@@ -67,7 +67,7 @@ if detail.events:
     st.dataframe(_events(detail.events), hide_index=True, width="stretch")
 else:
     st.caption("None yet.")
-st.markdown("**Failed sign-ins and lockouts with this reader's code prefix**")
+st.markdown("**Failed and slowed-down sign-ins with this reader's code prefix**")
 st.caption("Wrong codes are counted by the code's first group (the part stored in clear), so another reader "
            "with the same first group would show here too; tries against an earlier, replaced code are not.")
 if detail.prefix_failures:

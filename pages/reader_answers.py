@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._answer_form import UNGRADABLE, collect_answer, draw_answer_form, widget_key
-from pages._shared import database, plain, require_role
+from pages._shared import READER_SESSION, database, end_reader_browser_session, plain, require_role
 from study.domain import timefmt
 from study.services import reader
 
@@ -70,7 +70,10 @@ def _save(answer_id: int, questions: tuple) -> None:
     key = st.session_state.setdefault(f"fix_idem_{answer_id}", uuid.uuid4().hex)
     try:
         result = reader.correct_own_answer(factory, reader_id, answer_id, answer,
-                                           st.session_state.get(f"{form_id}_reason", ""), key)
+                                           st.session_state.get(f"{form_id}_reason", ""), key,
+                                           st.session_state.get(READER_SESSION))
+    except reader.SessionEnded as exc:  # signed out elsewhere, or the code was withdrawn: nothing was stored
+        end_reader_browser_session(str(exc))
     except reader.AnswerInvalid as exc:
         st.session_state["fix_error"] = "Please complete the form: " + "; ".join(exc.problems)
     except (reader.WorkflowError, ValueError) as exc:
@@ -80,7 +83,7 @@ def _save(answer_id: int, questions: tuple) -> None:
         st.session_state.pop("fix_pick", None)
 
 
-photo = reader.own_photo(mine.study_id, chosen.image_ref)
+photo = reader.own_photo(mine.study_id, chosen.image_ref, mine.store_root)
 left, right = st.columns([2, 3])
 if photo is not None:
     left.image(str(photo), caption=f"Case {chosen.position}", width="stretch")

@@ -7,22 +7,26 @@ field at all; the AI panel and the saliency overlay are drawn only for an ``Aide
 viewer's photograph link names the case photograph only (``study.domain.image_links``), never an AI output.
 """
 import uuid
+from datetime import datetime, timezone
 
 import streamlit as st
 
 from components.case_viewer import case_viewer
-from pages._answer_form import collect_answer, draw_answer_form
-from pages._shared import (database, finding_names, plain, reading_room_style, require_role,
-                           sign_out_to_reader_signin)
-from study.services.reader import (AnswerInvalid, case_display, consent_summary, describe_answer, eye_label,
-                                   is_aided, reader_state, record_consent, submit_answer)
-from study.domain.timefmt import local
+from pages._answer_form import collect_answer, draft_from_widgets, draw_draft_form
+from pages._shared import (READER_SESSION, database, end_reader_browser_session, finding_names, plain,
+                           reading_room_style, require_role, sign_out_to_reader_signin)
+from study.services.reader import (AnswerInvalid, SessionEnded, WorkflowError, case_display, consent_summary,
+                                   describe_answer, eye_label, is_aided, load_draft, reader_state, record_consent,
+                                   save_draft, submit_answer)
+from study.domain.timefmt import local, minute
 
 CONSENT_VERSION = "2026-12"
 require_role("reader")
 reading_room_style()
 factory = database()
 state = reader_state(factory, st.session_state["reader_id"])
+session_id = st.session_state.get(READER_SESSION)
+started = st.session_state.setdefault("browser_session_started", datetime.now(timezone.utc))
 
 
 def pause_button(where: str) -> None:
@@ -59,7 +63,7 @@ if not state.consented:
                          key="consent_box")
     # a callback: the consent is stored before the next run, which draws the first case directly
     st.button("Start reading", type="primary", disabled=not agreed, key="consent_start", on_click=record_consent,
-              args=(factory, st.session_state["reader_id"], CONSENT_VERSION))
+              args=(factory, st.session_state["reader_id"], CONSENT_VERSION, session_id))
     pause_button("consent")
     st.stop()
 
@@ -96,7 +100,7 @@ else:
 head = st.columns([5, 1.3], vertical_alignment="center")
 left, right = st.columns([5, 3], gap="small")
 with left, st.container(key="viewer_column"):  # drawn first: the photograph is what the reader waits for
-    display = case_display(state.study_id, item.image_ref, item.next_image_ref)
+    display = case_display(factory, state, item.image_ref, item.next_image_ref)
     overlay = item.ai.saliency_png if aided else None
     case_viewer(key=f"viewer_{item.assignment_id}", screen_url=display.screen_url, full_url=display.full_url,
                 width=display.width, height=display.height, prefetch=display.prefetch,
@@ -135,17 +139,46 @@ with right:
         # a callback runs before the next script run, so that run draws the next item directly
         answer = collect_answer(questions, assignment_id, allow_ungradable)
         try:
-            submit_answer(factory, reader_id, assignment_id, answer, idempotency_key)
+            submit_answer(factory, reader_id, assignment_id, answer, idempotency_key, session_id)
         except AnswerInvalid as exc:
             st.session_state["answer_error"] = "Please complete the form: " + "; ".join(exc.problems)
+            return
+        except SessionEnded as exc:  # signed out elsewhere, or the code was withdrawn: nothing was stored
+            end_reader_browser_session(str(exc))
+        except WorkflowError as exc:
+            st.session_state["answer_error"] = str(exc)
+            return
+        st.session_state["advance"] = True
 
-    with st.form(f"answer_{item.assignment_id}", border=False):
-        draw_answer_form(item.questions, item.assignment_id, allow_ungradable)
-        label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
-        st.form_submit_button(label, type="primary", on_click=_submit,
-                              args=(st.session_state["reader_id"], item.assignment_id, item.questions, key))
-    if st.session_state.get("answer_error"):
-        st.error(st.session_state.pop("answer_error"))
+    def _keep_draft(reader_id: int, assignment_id: int, questions: tuple) -> None:
+        save_draft(factory, session_id, reader_id, assignment_id,
+                   draft_from_widgets(questions, assignment_id, allow_ungradable), [q["id"] for q in questions])
+
+    draft_key = f"draft_{item.assignment_id}"
+    if draft_key not in st.session_state:  # once per case and browser session: after a reload, what was typed
+        st.session_state[draft_key] = load_draft(factory, st.session_state["reader_id"], item.assignment_id)
+    draft = st.session_state[draft_key]
+    if draft is not None:
+        st.caption(f"Your answers to this case so far were kept ({minute(draft[1])}).")
+    elif item.shown_at < started:
+        st.caption("Nothing was saved for this case before you left: please answer it again.")
+
+    args = (st.session_state["reader_id"], item.assignment_id, item.questions)
+
+    @st.fragment
+    def answer_form() -> None:
+        # outside an st.form, in a fragment: each change reruns only this part and is kept as a draft
+        if st.session_state.pop("advance", False):
+            st.rerun(scope="app")  # the next case (or the sign-in page, when the session ended)
+        with st.container(key="answer_form"):
+            draw_draft_form(item.questions, item.assignment_id, allow_ungradable, draft and draft[0],
+                            on_change=lambda: _keep_draft(*args))
+            label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
+            st.button(label, type="primary", key=f"submit_{item.assignment_id}", on_click=_submit, args=(*args, key))
+        if st.session_state.get("answer_error"):
+            st.error(st.session_state.pop("answer_error"))
+
+    answer_form()
     if sequential_step1:
         st.caption("Your unaided answer is locked when you continue; the model output follows on the next screen.")
     answers_link()  # below the form: the heading row, and so the photograph's height, stay as they are

@@ -10,6 +10,7 @@ command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !requireNamespac
     || need+=(r-cran-blme)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # end-to-end browser tests (tests/test_e2e_browser.py)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)   # two servers behind a proxy (tests/study/test_two_servers_browser.py)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "study.commands.reissue"),
     "override-washout": ("open a reader's next session before the washout ends, with a reason (audited)",
                          "study.commands.override_washout"),
+    "unlock": ("lift the sign-in waits after wrong tries: the investigator (default), --reader, --address or --all; "
+               "with a reason (audited)", "study.commands.unlock"),
     "audit": ("export the study's audit trail as formula-safe CSV, filtered by actor, action, reader, dates",
               "study.commands.audit"),
 }

@@ -98,6 +98,36 @@ def rendered_text(at) -> str:
 
 # ------------------------------------------------------------------ the real app server and browser
 
+def open_reader_session(url: str, reader_id: int) -> int:
+    """A live session for a reader (what a sign-in opens), for tests that start a page as that reader: every
+    run of a reader's page checks it (pages/_shared.check_reader_session)."""
+    from study.domain import reader_sessions
+    from study.storage.models import Reader, utcnow
+
+    factory = db.session_factory(db.make_engine(url))
+    with factory() as s:
+        row, _ticket = reader_sessions.open_session(s, s.get(Reader, reader_id), client="test", now=utcnow(),
+                                                    lifetime=reader_sessions.Lifetime())
+        s.commit()
+        return row.id
+
+
+def as_signed_in_reader(at, url: str, reader_id: int):
+    """Put ``at`` (an AppTest before its first run) in a reader's signed-in browser session."""
+    at.session_state["role"], at.session_state["reader_id"] = "reader", reader_id
+    at.session_state["reader_session_id"] = open_reader_session(url, reader_id)
+    return at
+
+
+# the reading page's Submit button (a plain button keyed submit_<assignment id>: the form keeps drafts)
+SUBMIT_SELECTOR = '[class*="st-key-submit_"] button'
+
+
+def submit_button(at):
+    """The reading page's Submit button in an AppTest run."""
+    return next(b for b in at.button if str(b.key or "").startswith("submit_"))
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-gpu"]
@@ -133,11 +163,16 @@ def streamlit_server(log_dir: Path, env: dict[str, str]):
                     time.sleep(0.3)
             yield f"http://127.0.0.1:{port}", proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a server process this test started: politely, then for good after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def launch_chromium(playwright):

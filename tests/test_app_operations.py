@@ -3,6 +3,7 @@ the next session, the audit trail with filters, the case browser, reader detail,
 reader's corrections screen (never the reference, never any AI output)."""
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from study.storage import db
 from study.domain import readers, workflow
 from study.storage.models import Answer, Assignment, AuditEvent
-from tests.app_helpers import APP, CARD, make_study, rendered_text
+from tests.app_helpers import APP, CARD, as_signed_in_reader, make_study, rendered_text
 from tests.study.helpers import answer_history
 from tests.study.helpers import committed
 
@@ -46,7 +47,7 @@ def investigator(page: str) -> AppTest:
 
 def as_reader(reader_id: int, page: str = "pages/reader_answers.py") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["role"], at.session_state["reader_id"] = "reader", reader_id
+    as_signed_in_reader(at, os.environ["REVISION_DB_URL"], reader_id)
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
@@ -193,7 +194,8 @@ def aided_and_unaided(factory) -> tuple[int, list]:
 
 
 def test_corrections_screen_shows_no_ai_and_no_truth_and_saves_a_version(env):
-    url, factory, codes = env(design="multi_arm", arms=["unaided", "ai"])
+    # the unaided answer is corrected after the session's aided readings began: this study allows it
+    url, factory, codes = env(design="multi_arm", arms=["unaided", "ai"], unaided_corrections_after_ai=True)
     rid, items = aided_and_unaided(factory)
     assert {i.condition for i in items} == {"unaided", "ai"}
     at = as_reader(rid)

@@ -19,7 +19,7 @@ from study.domain.answers import answers_table
 from study.jobs.precompute import store_ai_output
 from study.domain.readers import add_reader
 from study.domain.studies import create_study
-from tests.app_helpers import APP, CARD, PROBS
+from tests.app_helpers import APP, CARD, PROBS, submit_button
 from tests.test_app_reader import consent, signed_in
 from tests.study.helpers import committed
 
@@ -54,7 +54,7 @@ def dr_study(tmp_path, monkeypatch):
 
 
 def _submit(at: AppTest) -> AppTest:
-    [b for b in at.button if b.proto.is_form_submitter][0].click()
+    submit_button(at).click()
     return at.run()
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from study.storage import db
 from study.domain import workflow
 from study.storage.models import Answer, AuditEvent, Reader
-from tests.app_helpers import CARD, CHROMIUM, launch_chromium, make_study, streamlit_server
+from tests.app_helpers import CARD, CHROMIUM, SUBMIT_SELECTOR, launch_chromium, make_study, streamlit_server
 from tests.study.helpers import committed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
             page.locator('input[type="number"]').first.fill("70")  # confidence has no default
             page.locator('input[type="number"]').first.press("Tab")
             mark = len(frames)
-            page.locator('[data-testid="stFormSubmitButton"] button').click()
+            page.locator(SUBMIT_SELECTOR).click()
         expect(page.get_by_text("Study complete")).to_be_visible(timeout=30_000)
         page.screenshot(path=OUT / "e2e_4_complete.png")
         browser.close()

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 
 from study.storage import db
 from study.storage.models import Answer
-from tests.app_helpers import (CARD, CHROMIUM, answer_default_protocol, launch_chromium, make_photo_study,
-                               streamlit_server, study_photos, viewer_view_changes)
+from tests.app_helpers import (CARD, CHROMIUM, SUBMIT_SELECTOR, answer_default_protocol, launch_chromium,
+                               make_photo_study, streamlit_server, study_photos, viewer_view_changes)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"
@@ -30,7 +30,6 @@ VIEWPORTS = [(1440, 900), (1024, 768), (1180, 820)]
 AI_MARKERS = ["AI suggestion", "It can be wrong", "0.8731", "87%", CARD["version"], CARD["name"], "Grad-CAM",
               "data:image/png"]
 
-LINK_SECRET = "e2e-link-secret"  # the server's signing key, so this process can sign links it accepts
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium; "
@@ -48,8 +47,7 @@ def photo_server(tmp_path):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     url, store, ids, codes = make_photo_study(tmp_path, study_photos(tmp_path, 3)[0], design="multi_arm",
                                               arms=["unaided", "ai", "ai_saliency"], n_readers=len(VIEWPORTS))
-    env = {"REVISION_DB_URL": url, "REVISION_STORE_ROOT": str(store), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only",
-           "REVISION_IMAGE_SECRET": LINK_SECRET}
+    env = {"REVISION_DB_URL": url, "REVISION_STORE_ROOT": str(store), "REVISION_INVESTIGATOR_PASSWORD": "e2e-only"}
     with streamlit_server(tmp_path, env) as (base, _proc):
         yield base, url, codes
 
@@ -171,7 +169,7 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
                     page.screenshot(path=OUT / f"station_{tag}_overlay.png")
                 answer_default_protocol(page)
                 mark = len(received)
-                page.locator('[data-testid="stFormSubmitButton"] button').click()
+                page.locator(SUBMIT_SELECTOR).click()
             expect(page.get_by_text("Study complete")).to_be_visible(timeout=30_000)
             context.close()
         browser.close()
@@ -180,30 +178,37 @@ def test_reading_station_layout_leaks_and_viewer(photo_server):
         assert s.scalar(select(func.count()).select_from(Answer)) == 3 * len(VIEWPORTS)
 
 
-def test_photograph_route_serves_signed_links_only(photo_server, monkeypatch):
+def test_photograph_route_serves_signed_links_only(photo_server):
     from study.domain import image_links
-    from study.domain.image_links import image_url
+    from study.domain.cases import display_files
+    from study.domain.reader_sessions import code_version
+    from study.services.reader import link_key
+    from study.storage.models import Case, Reader
 
-    monkeypatch.setattr(image_links, "_SECRET", LINK_SECRET.encode())
     base, url, _ = photo_server
     factory = db.session_factory(db.make_engine(url))
-    from study.storage.models import Case
-
+    key = link_key(factory)  # the key the server keeps in the database, as this process finds it
     with factory() as s:
         case = s.scalars(select(Case)).first()
-        study_id, ref = case.study_id, case.image_ref
-    from study.domain.cases import display_files
+        reader = s.scalars(select(Reader)).first()
+        study_id, ref, reader_id, version = case.study_id, case.image_ref, reader.id, code_version(reader)
+
+    def link(study: int, name: str, rid: int = reader_id, v: int = version) -> str:
+        return base + image_links.image_url(key, study, name, reader_id=rid, code_version=v)
 
     files = display_files(study_id, ref, Path(url.removeprefix("sqlite:///")).parent / "store")
-    good = base + image_url(study_id, files.screen.name)
+    good = link(study_id, files.screen.name)
     with urllib.request.urlopen(good) as resp:
         assert resp.headers["Content-Type"] == "image/jpeg"
         assert "immutable" in resp.headers["Cache-Control"] and "private" in resp.headers["Cache-Control"]
         assert resp.read()[:2] == b"\xff\xd8"
     forged = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
-    other_study = base + image_url(study_id + 1, files.screen.name)
-    for bad, refused in ((forged, {403}), (base + "/case-image/..%2F..%2Fetc%2Fpasswd", {400, 403}),
-                         (other_study, {404})):
+    for bad, refused in ((forged, {403}), (base + "/case-image/..%2F..%2Fetc%2Fpasswd", {400, 403, 404}),
+                         (base + "/case-image/abc.%C3%A9", {403}),  # not ASCII: a short 403, no traceback
+                         (link(study_id + 1, files.screen.name), {403}),  # another study: not this reader's
+                         (link(study_id, files.screen.name, v=version + 1), {403})):  # another code version
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(bad)
         assert err.value.code in refused, bad
+        body = err.value.read().decode()
+        assert "Traceback" not in body and "/tmp" not in body and len(body) < 200, body

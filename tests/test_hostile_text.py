@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from pages._shared import load_upload_reduced, plain
+from pages._shared import WORD_JOINER, load_upload_reduced, plain
 from revision_core.imageio import ImageLoadError
 from tests.app_helpers import APP, REPO_ROOT, make_study, rendered_text
 
@@ -66,7 +66,17 @@ def commonmark_literal(markdown: str) -> str | None:
 def test_plain_leaves_no_markdown_and_shows_the_text(text):
     shown = commonmark_literal(plain(text))
     assert shown is not None, plain(text)
-    assert shown == re.sub(r"[\r\n]", " ", text)  # line breaks become spaces: no new Markdown block
+    # line breaks become spaces (no new Markdown block); a zero-width word joiner breaks URLs and addresses,
+    # which Streamlit would otherwise turn into links after parsing (GFM autolink literals)
+    assert shown.replace(WORD_JOINER, "") == re.sub(r"[\r\n]", " ", text)
+    assert not re.search(r"(?i)https?://|www\.|\w@\w", shown)
+
+
+@pytest.mark.parametrize("text", ["Study http://evil.example/x", "see www.evil.example", "mail a@b.org",
+                                  "HTTPS://X.ORG and ftp://y"])
+def test_plain_breaks_every_autolink(text):
+    shown = commonmark_literal(plain(text))
+    assert shown.replace(WORD_JOINER, "") == text and not re.search(r"(?i)(https?|ftp)://|www\.|\w@\w", shown)
 
 
 def test_the_literal_check_catches_live_markdown():
@@ -89,7 +99,7 @@ def test_reader_page_shows_a_hostile_study_name_as_text(tmp_path, monkeypatch):
     at.switch_page("pages/reader_study.py").run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == [plain(TRACKER)]  # consent page
-    assert commonmark_literal(at.title[0].value) == TRACKER
+    assert commonmark_literal(at.title[0].value).replace(WORD_JOINER, "") == TRACKER
     assert "127.0.0.1:9/track.png" not in rendered_text(at)  # no unescaped URL anywhere in what was sent
     at.checkbox(key="consent_box").check().run()
     at.button(key="consent_start").click().run()
@@ -145,7 +155,7 @@ def test_a_16_bit_7000_px_png_costs_far_less_than_a_gigabyte(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     size, mode, peak_mb = out.stdout.strip().splitlines()[-1].rsplit(" ", 2)
-    assert size == "(1750, 1750)" and mode == "RGB"
+    assert size == "(1000, 1000)" and mode == "RGB"  # kept at most 1024 px a side (issue 20: sessions keep it)
     assert int(peak_mb) < 300, f"peak memory grew by {peak_mb} MB"  # full decode to RGB: about 1,100 MB
 
 

@@ -375,3 +375,20 @@ def test_browser_a_visitor_gets_no_prediction_while_a_study_is_live(tmp_path, ti
     traffic = "\n".join(f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in frames)
     for marker in ("Demo model", "Model: ", "probability (suggestion)", "not for clinical use"):
         assert marker not in traffic, marker
+
+
+def test_live_while_readers_hold_codes_before_the_design_is_built(tmp_path):
+    """Issue 20: readers with codes but no assignments yet will have unaided readings: the demo stays off."""
+    url, ids, codes = make_study(tmp_path, design="crossover", n_cases=2, n_readers=0)
+    factory = db.session_factory(db.make_engine(url))
+    assert not _live(url, factory)  # no reader yet
+    from study.domain.readers import add_reader, revoke
+
+    with factory() as s:
+        reader, _code = add_reader(s, ids["study"], display_name="Dr Early", years_experience=3)
+        s.commit()
+    assert _live(url, factory)  # a code is out, the design is not built
+    with factory() as s:
+        revoke(s, reader.id)
+        s.commit()
+    assert not _live(url, factory)

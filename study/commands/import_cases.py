@@ -27,7 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_db_option(parser)
     add_study_option(parser)
     parser.add_argument("--store", metavar="DIR", default=None,
-                        help="root of the image store (default: data/store under the repository)")
+                        help="root of the image store (default: REVISION_STORE_ROOT or [server] store_root, as the "
+                             "servers use it, else data/store under the repository); a study keeps the root of its "
+                             "first import")
     add_actor_option(parser)
 
 

@@ -11,7 +11,8 @@ from study.commands._common import add_db_option, add_study_option, open_session
 def configure(parser: argparse.ArgumentParser) -> None:
     add_db_option(parser)
     add_study_option(parser)
-    parser.add_argument("--store", metavar="DIR", default=None, help="root of the image store (default: data/store)")
+    parser.add_argument("--store", metavar="DIR", default=None,
+                        help="root of the image store (default: where the study's import put its photographs)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch and per commit (default 16)")
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
 

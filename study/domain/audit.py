@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from study.storage import text as stored_text
 from study.storage.models import AuditEvent, utcnow
 
 
@@ -56,4 +57,6 @@ def require_reason(reason: Any) -> str:
         raise ValueError("a reason is required: it goes into the audit trail with your name")
     if len(reason) > MAX_REASON:
         raise ValueError(f"the reason is {len(reason)} characters long; at most {MAX_REASON}")
+    if (why := stored_text.char_problem(reason, multiline=True)) is not None:
+        raise ValueError(f"the reason {why}")
     return reason.strip()

@@ -301,8 +301,24 @@ def add_case(session: Session, study_id: int, case_key: str, image_ref: str, ref
 
 
 def study_store(study_id: int, root: str | Path | None = None) -> Path:
-    """The folder holding a study's images (``<root>/study-<id>/<sha256>.jpg``, ``.png``, derivatives)."""
-    return Path(root or STORE_ROOT) / f"study-{study_id}"
+    """The folder holding a study's images (``<root>/study-<id>/<sha256>.jpg``, ``.png``, derivatives); ``root``
+    defaults to the configured store root (``study.storage.settings.store_root``), else :data:`STORE_ROOT`, for
+    the servers and the command line alike."""
+    return Path(root or settings.store_root() or STORE_ROOT) / f"study-{study_id}"
+
+
+def store_root_of(study: Study, root: str | Path | None = None) -> Path:
+    """Where ``study``'s photographs are: the root its first import recorded (``Study.store_root``), else
+    ``root``, else the configured default. A ``root`` other than the recorded one is refused (ValueError):
+    one study's photographs live under one root, whichever server or command looks for them."""
+    given = Path(root or settings.store_root() or STORE_ROOT).resolve()
+    if study.store_root:
+        recorded = Path(study.store_root)
+        if root is not None and given != recorded:
+            raise ValueError(f"study {study.name!r} keeps its photographs under {recorded}: give --store {recorded} "
+                             "or leave --store out")
+        return recorded
+    return given
 
 
 def stored_ref(sha: str, orientation: int, suffix: str) -> str:
@@ -786,7 +802,7 @@ def import_manifest(session: Session, study_id: int, manifest: str | Path, *, st
         source = source or str(manifest)
         rows = _read_manifest(manifest, allowed, limits, source)
         existing = _existing(session, study.id)
-        with _Staging(study_store(study.id, store_root), limits.max_pixels) as staging:
+        with _Staging(study_store(study.id, store_root_of(study, store_root)), limits.max_pixels) as staging:
             problems, parsed, checked = _check_rows(rows, _Base(manifest.parent, not paths_outside), config.findings,
                                                     existing, staging, truth_columns=extra, limits=limits)
             if problems.total:
@@ -805,6 +821,21 @@ def _size_text(n: int) -> str:
 def _member_text(name: str) -> str:
     """A member name for a message: as is when short and printable, else quoted and shortened."""
     return name if len(name) <= 200 and name.isprintable() else _show(name, 200)
+
+
+def _without_folder(exc: ManifestError, folder: Path, source: str) -> ManifestError:
+    """``exc`` with the server's temporary folder taken out of every problem (a path in it becomes the
+    member's path inside the ZIP): an uploader must never see where the server unpacks."""
+    prefixes = sorted({str(folder) + os.sep, os.path.realpath(folder) + os.sep}, key=len, reverse=True)
+
+    def clean(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, "")
+        return text
+
+    problems = [replace(p, reason=clean(p.reason)) if isinstance(p, (Problem, FolderProblem)) else p
+                for p in exc.problems]
+    return ManifestError(source, problems, exc.total, exc.images_checked)
 
 
 def _zip_refusal(source: str, where: str, reason: str) -> ManifestError:
@@ -863,6 +894,9 @@ def _check_zip(zf: zipfile.ZipFile, source: str, limits: ImportLimits) -> tuple[
         problems.add(FolderProblem(".", f"{len(manifests)} manifest.csv files ({', '.join(_member_text(n) for n, _ in manifests[:5])}"
                                         f"{', ...' if len(manifests) > 5 else ''}): keep exactly one, with image "
                                         "paths relative to its folder"))
+    elif not files and not problems.total:
+        problems.add(FolderProblem(".", "the ZIP is empty: zip the folder that holds manifest.csv (columns case_id, "
+                                        "image_path, label) and the images"))
     elif not manifests and not problems.total:
         problems.add(FolderProblem(".", "the ZIP has no manifest.csv: put manifest.csv (columns case_id, "
                                         "image_path, label) at the ZIP's root, beside the images"))
@@ -958,9 +992,12 @@ def import_zip(session: Session, study_id: int, data: bytes | str | Path, *, nam
                 except OSError as exc:
                     raise _zip_refusal(name, ".", f"cannot be unpacked ({exc.strerror or exc}): a file and a folder with "
                                                   "the same name, or the server is out of space") from None
-                return import_manifest(session, sid, manifest, store_root=store_root, actor=actor,
-                                       truth_columns=truth_columns, limits=limits,
-                                       source=f"{name}: {manifest_name}")
+                try:
+                    return import_manifest(session, sid, manifest, store_root=store_root, actor=actor,
+                                           truth_columns=truth_columns, limits=limits,
+                                           source=f"{name}: {manifest_name}")
+                except ManifestError as exc:  # say where in the ZIP, never where on the server
+                    raise _without_folder(exc, root, f"{name}: {manifest_name}") from None
         finally:
             fp.close()
 
@@ -975,6 +1012,8 @@ def _store_cases(session: Session, study, parsed: list[dict], staging: _Staging,
     try:
         session.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
         ensure_cases_open(session, study)  # again: the first answer may have come while the images were checked
+        if not study.store_root:  # the study records where its photographs are, for every server and command
+            study.store_root = str(staging.store.parent)  # (the audit trail, shown in the app, names no server path)
         for p in parsed:
             added.append(add_case(session, study.id, p["case_id"], p["ref"], p["labels"],
                                   image_sha256=STORED_REF.match(p["ref"])["sha"], eye=p["eye"],
@@ -1097,7 +1136,7 @@ def import_folder(session: Session, study_id: int, folder: str | Path, *, store_
             return FolderProblem(name(row), f"{_FOLDER_COLUMN.get(column, column)}: {reason}")
 
         existing = _existing(session, study.id)
-        with _Staging(study_store(study.id, store_root), limits.max_pixels) as staging:
+        with _Staging(study_store(study.id, store_root_of(study, store_root)), limits.max_pixels) as staging:
             # the rows share the problem budget with the layout: at max_problems no image is decoded
             row_limits = replace(limits, max_problems=max(0, limits.max_problems - problems.total))
             row_problems, parsed, checked = _check_rows(rows, folder, config.findings, existing, staging, name=name,

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from revision_core.saliency_methods import METHODS
+from study.storage import text as stored_text
+from study.storage.models import Reader, Study
 
 DESIGNS = ("sequential", "crossover", "multi_arm")
 KINDS = ("single_choice", "multi_choice", "ordinal", "number", "text", "boolean")
@@ -40,7 +42,14 @@ DEFAULT_SALIENCY = "integrated_gradients"
 LEGACY_SALIENCY = "gradcam"  # what precompute used before [ai] saliency existed (stored configs without it)
 DEFAULT_SALIENCY_STEPS = 32
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Bounds on the texts of a study's TOML, each checked like every stored text (study.storage.text: length,
+# control and bidirectional characters), so SQLite and PostgreSQL accept the same files and a name cannot
+# reorder what a reader sees. Names stored in columns take the column's length.
+MAX_TOML_BYTES = 1_000_000
+MAX_QUESTIONS = 100
+MAX_OPTIONS = 500  # per question (checked, with their duplicates, in one pass)
+TEXT_LIMITS = {"name": Study.__table__.c.name.type.length, "level": Reader.__table__.c.level.type.length,
+               "question": 1000, "option_key": 100, "option_label": 300, "unit": 50, "truth": 100, "path": 1000}
 ARMS = ("unaided", "ai", "ai_saliency")
 NORMAL = "normal"
 DEFAULT_WASHOUT_DAYS = 28
@@ -123,6 +132,9 @@ class StudyConfig:
     questions: tuple[Question, ...]
     levels: tuple[ExperienceLevel, ...]
     corrections_allowed: bool = False
+    # [study] unaided_corrections_after_ai: may an unaided answer still be corrected once the reader has been
+    # shown the session's first AI-assisted reading? No by default (the AI could change the unaided answer)
+    unaided_corrections_after_ai: bool = False
     checkpoint: str | None = None
     seed: int | None = None
     findings: tuple[str, ...] = field(default=())
@@ -174,6 +186,7 @@ class StudyConfig:
         return {
             "name": self.name, "label_set": self.label_set, "model": self.model, "checkpoint": self.checkpoint,
             "seed": self.seed, "corrections_allowed": self.corrections_allowed, "findings": list(self.findings),
+            "unaided_corrections_after_ai": self.unaided_corrections_after_ai,
             "design": {"type": self.design.type, "washout_days": self.design.washout_days,
                        "arms": list(self.design.arms)},
             "questions": [q.to_dict() for q in self.questions],
@@ -189,6 +202,7 @@ class StudyConfig:
         design = d["design"]
         return cls(name=d["name"], label_set=d["label_set"], model=d["model"], checkpoint=d.get("checkpoint"),
                    seed=d.get("seed"), corrections_allowed=bool(d["corrections_allowed"]),
+                   unaided_corrections_after_ai=bool(d.get("unaided_corrections_after_ai", False)),
                    findings=tuple(d.get("findings", ())),
                    design=DesignConfig(design["type"], int(design["washout_days"]), tuple(design["arms"])),
                    questions=tuple(Question.from_dict(q) for q in d["questions"]),
@@ -207,12 +221,22 @@ DEFAULT_LEVELS = (ExperienceLevel("junior", below=5), ExperienceLevel("intermedi
 _ALLOWED = {
     "": {"study", "questions", "question", "experience", "design", "ai", "monitor"},
     "monitor": {"fast_read_seconds", "stalled_days"},
-    "study": {"name", "label_set", "model", "checkpoint", "seed", "corrections_allowed", "allow_ungradable"},
+    "study": {"name", "label_set", "model", "checkpoint", "seed", "corrections_allowed", "allow_ungradable",
+              "unaided_corrections_after_ai"},
     "ai": {"saliency", "saliency_steps"},
     "questions": {"findings", "confidence", "referral"},
     "experience": {"level"},
     "design": {"type", "washout_days", "arms"},
 }
+
+
+def _text_ok(value: str, where: str, kind: str, problems: list[str]) -> bool:
+    """Whether a text of the study's TOML can be stored and shown (:data:`TEXT_LIMITS`); adds the problem, naming
+    the table and key, when it cannot."""
+    why = stored_text.problem(value, TEXT_LIMITS[kind])
+    if why is not None:
+        problems.append(f"{where}: {why}")
+    return why is None
 
 
 def _unknown(table: dict, where: str, problems: list[str]) -> None:
@@ -260,6 +284,8 @@ def _parse_levels(experience: dict, problems: list[str]) -> tuple[ExperienceLeve
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{where} name: must be a non-empty string")
+            name = f"level{i}"
+        elif not _text_ok(name.strip(), f"{where} name", "level", problems):
             name = f"level{i}"
         below, up_to = item.get("below"), item.get("up_to")
         if below is not None and up_to is not None:
@@ -350,15 +376,26 @@ def _options(item: dict, where: str, findings: list[tuple[str, str]], problems: 
     if raw is None:
         problems.append(f"{where} options: missing (a list of [key, label] pairs, or \"{LABEL_SET_OPTIONS}\")")
         return ()
+    if isinstance(raw, list) and len(raw) > MAX_OPTIONS:
+        problems.append(f"{where} options: {len(raw):,} options, at most {MAX_OPTIONS} allowed: a reader cannot choose "
+                        "among more; group them, or use a text question")
+        return ()
     ok = isinstance(raw, list) and raw and all(
         isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) and x.strip() for x in o) for o in raw)
     if not ok:
         problems.append(f"{where} options: must be a non-empty list of [key, label] pairs of non-empty strings "
-                        f"or \"{LABEL_SET_OPTIONS}\", got {raw!r}")
+                        f"or \"{LABEL_SET_OPTIONS}\", got {stored_text.shown(raw)}")
         return ()
-    keys = [o[0].strip() for o in raw]
-    if dup := sorted({k for k in keys if keys.count(k) > 1}):
-        problems.append(f"{where} options: duplicate option key(s) {dup}")
+    seen: set[str] = set()
+    dup: set[str] = set()
+    for n, (key, label) in enumerate(raw, start=1):  # one pass: duplicates and texts (100,000 options once took 262 s)
+        key = key.strip()
+        (dup if key in seen else seen).add(key)
+        if not _text_ok(key, f"{where} options #{n} key", "option_key", problems) or \
+                not _text_ok(label.strip(), f"{where} options #{n} label", "option_label", problems):
+            return ()
+    if dup:
+        problems.append(f"{where} options: duplicate option key(s) {sorted(dup)[:20]}")
     if len(raw) < 2:
         problems.append(f"{where} options: a choice needs at least two options")
     return tuple((o[0].strip(), o[1].strip()) for o in raw)
@@ -392,6 +429,8 @@ def _parse_question(item: Any, i: int, findings: list[tuple[str, str]], problems
     if not isinstance(text, str) or not text.strip():
         problems.append(f"{where} text: must be a non-empty string (what the reader is asked)")
         text = qid
+    elif not _text_ok(text.strip(), f"{where} text", "question", problems):
+        text = qid
     required = item.get("required", kind != "text")
     if not isinstance(required, bool):
         problems.append(f"{where} required: must be true or false, got {required!r}")
@@ -402,7 +441,9 @@ def _parse_question(item: Any, i: int, findings: list[tuple[str, str]], problems
         primary = False
     truth = item.get("truth")
     if truth is not None and (not isinstance(truth, str) or not truth.strip()):
-        problems.append(f"{where} truth: must be the name of a manifest column, got {truth!r}")
+        problems.append(f"{where} truth: must be the name of a manifest column, got {stored_text.shown(truth)}")
+        truth = None
+    elif truth is not None and not _text_ok(truth.strip(), f"{where} truth", "truth", problems):
         truth = None
     if truth is not None and kind in ("text", "number"):
         problems.append(f"{where} truth: a {kind} question has no reference answer to score against")
@@ -423,7 +464,9 @@ def _parse_question(item: Any, i: int, findings: list[tuple[str, str]], problems
             step = None
         unit = item.get("unit")
         if unit is not None and not isinstance(unit, str):
-            problems.append(f"{where} unit: must be a string, got {unit!r}")
+            problems.append(f"{where} unit: must be a string, got {stored_text.shown(unit)}")
+            unit = None
+        elif unit is not None and not _text_ok(unit.strip(), f"{where} unit", "unit", problems):
             unit = None
     elif kind == "text":
         max_length = item.get("max_length", DEFAULT_TEXT_LENGTH)
@@ -439,6 +482,9 @@ def _parse_questions(raw: Any, findings: list[tuple[str, str]], problems: list[s
     """The study's own ``[[question]]`` tables; exactly one ends up primary (see module docstring)."""
     if not isinstance(raw, list) or not raw:
         problems.append("[[question]]: must be a non-empty array of tables")
+        return ()
+    if len(raw) > MAX_QUESTIONS:
+        problems.append(f"[[question]]: {len(raw)} questions, at most {MAX_QUESTIONS} allowed: split the study")
         return ()
     parsed = [(i, _parse_question(item, i, findings, problems)) for i, item in enumerate(raw, start=1)]
     number = {q.id: i for i, q in parsed if q is not None}
@@ -491,6 +537,11 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
     if not isinstance(name, str) or not name.strip():
         problems.append("[study] name: must be a non-empty string")
         name = ""
+    elif not _text_ok(name.strip(), "[study] name", "name", problems):
+        name = ""
+    for key in ("label_set", "model", "checkpoint"):
+        if isinstance(study.get(key), str):
+            _text_ok(study[key], f"[study] {key}", "path", problems)
     label_set_name = study.get("label_set", "revision_findings")
     findings: list[tuple[str, str]] = []
     if not isinstance(label_set_name, str):
@@ -513,6 +564,9 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31):
         problems.append(f"[study] seed: must be a whole number in [0, 2^31), got {seed!r}")
     corrections = _bool(study, "study", "corrections_allowed", False, problems)
+    after_ai = _bool(study, "study", "unaided_corrections_after_ai", False, problems)
+    if after_ai and not corrections:
+        problems.append("[study] unaided_corrections_after_ai: only applies where corrections_allowed = true")
     allow_ungradable = _bool(study, "study", "allow_ungradable", False, problems)
     saliency = ai_table.get("saliency", DEFAULT_SALIENCY)
     if saliency not in SALIENCY_METHODS:
@@ -544,6 +598,7 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
         raise StudyConfigError(problems, source)
     return StudyConfig(name=name.strip(), label_set=label_set_name, model=model, checkpoint=checkpoint,
                        seed=seed, corrections_allowed=corrections, design=design_cfg, questions=qs, levels=levels,
+                       unaided_corrections_after_ai=after_ai,
                        findings=tuple(k for k, _ in findings), allow_ungradable=allow_ungradable,
                        saliency=saliency, saliency_steps=steps, custom_questions=custom,
                        fast_read_seconds=DEFAULT_FAST_READ_SECONDS if fast_read is None else float(fast_read),
@@ -561,10 +616,20 @@ def load_config(source: str | Path) -> tuple[StudyConfig, str]:
 
 
 def parse_text(text: str, source: str = "study configuration") -> StudyConfig:
+    if not isinstance(text, str):
+        raise StudyConfigError(["the file is not text"], source)
+    if len(text.encode("utf-8", "replace")) > MAX_TOML_BYTES:
+        raise StudyConfigError([f"the file is {len(text.encode('utf-8', 'replace')):,} bytes, at most "
+                                f"{MAX_TOML_BYTES:,} allowed: a study's TOML is a few kilobytes"], source)
+    if (why := stored_text.char_problem(text, multiline=True)) is not None:
+        raise StudyConfigError([f"the file {why}"], source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyConfigError([f"not valid TOML: {exc}"], source) from exc
+    except RecursionError:
+        raise StudyConfigError(["not valid TOML for a study: arrays or tables nested too deeply (a study's TOML "
+                                "nests two or three levels)"], source) from None
     return parse_config(data, source)
 
 
@@ -624,8 +689,8 @@ def _check(q: Question, value: Any, problems: list[str]) -> Any:
             problems.append(f"{name}: must be text, got {value!r}")
             return None
         value = value.strip()
-        if _CONTROL.search(value):
-            problems.append(f"{name}: control characters are not allowed (only new lines and tabs)")
+        if (why := stored_text.char_problem(value, multiline=True)) is not None:
+            problems.append(f"{name}: {why} (new lines and tabs are fine)")
         elif q.max_length is not None and len(value) > q.max_length:
             problems.append(f"{name}: at most {q.max_length} characters, got {len(value)}")
         else:

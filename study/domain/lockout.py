@@ -1,41 +1,87 @@
-"""Sign-in lockouts kept in the database, so they hold across browser sessions, reloads and server processes.
+"""Sign-in throttling kept in the database, so it holds across browser sessions, reloads and server processes.
 
-A sign-in attempt is counted in every *scope* it belongs to: the client (an IP address, or the browser
-session when Streamlit reports no address), the reader-code prefix typed (the first group, stored in
-clear on ``reader.code_lookup`` and not secret on its own), or the investigator user name (only the
-configured user by name; every other name shares one ``investigator:unknown-user`` scope, so nothing a
-visitor typed into the "User" field, say a password, is ever stored). After a scope's limit of failures
-within :data:`WINDOW`, every attempt in that scope is refused for :data:`LOCKOUT`.
+Why throttling and not a lockout: a lockout refuses the right code too. Behind a hospital's NAT or a reverse
+proxy every reader shares one address, so 20 wrong codes from anyone kept everyone out, and five wrong
+passwords every ten minutes kept the investigator out for good. Here a wrong try is never refused and never
+refuses anyone: it makes the next tries in its *scopes* wait longer before they are checked, and a correct
+credential always gets in once its wait is over.
 
-Why the attempt is counted *before* the code is verified (:func:`reserve`) and settled after
-(:func:`settle_failure` / :func:`clear`): argon2 takes tens of milliseconds and must not run inside a
-write transaction (on SQLite that would hold up every reader's submit), and counting first means a burst
-of parallel tries, from one process or several, cannot get more than the limit verified. An attempt whose
-process dies before settling stays counted as a failure (fail closed).
+A try is counted in every scope it belongs to: the client (an address, see ``study.domain.client_address``,
+or the browser session when no address is known), the reader-code prefix typed (the first group, stored in
+clear on ``reader.code_lookup`` and not secret on its own), the investigator's sign-in (one scope whatever
+user name was typed, so the waits do not tell a configured name from any other), and the whole server
+(:data:`GLOBAL`, a cap on the rate of wrong tries of everyone together). Each scope kind has a :class:`Curve`:
+so many free failures, then a wait doubling from ``base`` seconds up to ``cap``. A try waits the longest of
+its scopes' waits. Failures are forgotten :data:`WINDOW` after a scope's last failure.
 
-The rows are a mutable counter (unlike the append-only audit trail): the audit trail is where failures,
-lockouts and refused tries are recorded for the record, by the callers in ``study.services.signin``.
+Why the try is counted, and committed, *before* the credential is checked (:func:`reserve`) and settled after
+(:func:`clear` on success): argon2 takes tens of milliseconds and must not run inside a write transaction
+(on SQLite that would hold up every reader's submit), and counting first means a burst of parallel tries,
+from one process or several, sees ever longer waits. A try whose process dies before settling stays
+counted as a failure (fail closed).
+
+The rows are a mutable counter (unlike the append-only audit trail): the audit trail is where failures and
+waits are recorded for the record, by the callers in ``study.services.signin``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from study.storage.models import SignInCounter
 
-MAX_FAILURES = 5  # per reader-code prefix, investigator user, or browser session
-CLIENT_MAX_FAILURES = 20  # per IP address: one address may be a whole hospital behind a NAT
-WINDOW = timedelta(minutes=15)  # failures older than this (and not locked) are forgotten
-LOCKOUT = timedelta(minutes=10)
-UNKNOWN_USER = "investigator:unknown-user"
+WINDOW = timedelta(minutes=15)  # a scope's failures are forgotten this long after its last failure
+GLOBAL = "global"
+INVESTIGATOR = "investigator:sign-in"
+UNKNOWN_USER = "unknown user"  # how the audit names a typed user name that is not the configured one
 
 
-def limit(scope: str) -> int:
-    return CLIENT_MAX_FAILURES if scope.startswith("client:ip:") else MAX_FAILURES
+@dataclass(frozen=True)
+class Curve:
+    """The wait before a try is checked, given the failures already counted in a scope: none for the first
+    ``free`` failures, then ``base`` seconds doubling with each further failure, at most ``cap``."""
+    free: int
+    base: float
+    cap: float
+
+    def delay(self, failures: int) -> float:
+        if failures < self.free:
+            return 0.0
+        return min(self.cap, self.base * 2 ** min(failures - self.free, 30))
+
+
+# by scope kind (the scope up to its last ':'); a whole site behind one address gets more free tries and a
+# lower cap, the server as a whole a cap on everyone's rate of wrong tries
+CURVES = {
+    "reader_code": Curve(free=3, base=1.0, cap=30.0),
+    "investigator": Curve(free=3, base=1.0, cap=30.0),
+    "client:session": Curve(free=3, base=1.0, cap=30.0),
+    "client:ip": Curve(free=10, base=1.0, cap=10.0),
+    GLOBAL: Curve(free=100, base=0.5, cap=5.0),
+}
+MAX_DELAY = max(c.cap for c in CURVES.values())
+# scopes a success forgets (the credential's own and the browser's); a client address and the server keep
+# counting, so that one good sign-in behind a NAT does not reset an attacker's waits there
+PERSONAL = ("reader_code:", "investigator:", "client:session:")
+
+
+def reader_code_scope(prefix: str) -> str:
+    """The scope of a reader-code prefix (the code's first group)."""
+    return f"reader_code:{prefix}"
+
+
+def address_scope(address: str) -> str:
+    """The scope of a client address."""
+    return f"client:ip:{address[:80]}"
+
+
+def curve(scope: str) -> Curve:
+    kind = scope if scope == GLOBAL else scope.rsplit(":", 1)[0]
+    return CURVES.get(kind, CURVES["reader_code"])
 
 
 def _rows(session: Session, scopes: list[str]) -> dict[str, SignInCounter]:
@@ -46,85 +92,67 @@ def _rows(session: Session, scopes: list[str]) -> dict[str, SignInCounter]:
 
 
 def _expire(row: SignInCounter, now: datetime) -> None:
-    """Start counting afresh once a lockout has passed or the window of the first failure has closed."""
-    over = row.locked_until is not None and now >= row.locked_until
-    stale = row.locked_until is None and now - row.window_start >= WINDOW
-    if over or stale:
-        row.failures, row.window_start, row.locked_until = 0, now, None
+    """Start counting afresh once a scope has had no failure for a window."""
+    if now - row.updated_at >= WINDOW:
+        row.failures, row.window_start = 0, now
 
 
-def reserve(factory: sessionmaker[Session], scopes: list[str], now: datetime) -> datetime | None:
-    """The end of a lockout that refuses this attempt, or None after counting the attempt as a failure in
-    every scope (undone by :func:`clear` if it succeeds)."""
-    for attempt in range(3):
-        try:
-            with factory() as session:
-                rows = _rows(session, scopes)
-                for scope in scopes:
-                    if scope not in rows:
-                        rows[scope] = SignInCounter(scope=scope, failures=0, window_start=now, updated_at=now)
-                        session.add(rows[scope])
-                    _expire(rows[scope], now)
-                locked = [r.locked_until for r in rows.values() if r.locked_until is not None]
-                full = [s for s in scopes if rows[s].failures >= limit(s)]  # tries in flight reached the limit
-                if full and not locked:
-                    for s in full:
-                        rows[s].locked_until, rows[s].updated_at = now + LOCKOUT, now
-                    locked = [now + LOCKOUT]
-                if locked:
-                    session.commit()
-                    return max(locked)
-                for scope in scopes:
-                    rows[scope].failures += 1
-                    rows[scope].updated_at = now
-                session.commit()
-                return None
-        except IntegrityError:  # another process inserted the same scope first: read it again
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+@dataclass(frozen=True)
+class Reservation:
+    """One try, counted: how long it waits before it is checked, and the failures each scope had before it."""
+    delay: float
+    failures: dict[str, int]
+
+    @property
+    def slowest(self) -> str | None:
+        """The scope that set the wait (None when there is none)."""
+        if self.delay <= 0:
+            return None
+        return max(self.failures, key=lambda s: curve(s).delay(self.failures[s]))
 
 
-def settle_failure(session: Session, scopes: list[str], now: datetime) -> tuple[datetime | None, int, int]:
-    """After a failed attempt (already counted by :func:`reserve`): lock every scope at its limit.
-    Returns (locked until or None, the most failures in a scope, attempts left before a lockout);
-    the caller commits (with its audit rows)."""
+def reserve(session: Session, scopes: list[str], now: datetime) -> Reservation:
+    """Count this try as a failure in every scope and in :data:`GLOBAL` (undone by :func:`clear` when it
+    succeeds) and return how long it must wait: the longest wait of its scopes. The caller commits at once,
+    before the wait and the check, and reads again on an IntegrityError (another process made a scope's
+    row first)."""
+    scopes = list(dict.fromkeys([*scopes, GLOBAL]))
     rows = _rows(session, scopes)
-    until, worst, left = None, 0, None
     for scope in scopes:
-        row = rows.get(scope)
-        if row is None:
-            continue
-        worst = max(worst, row.failures)
-        remaining = limit(scope) - row.failures
-        left = remaining if left is None else min(left, remaining)
-        if row.failures >= limit(scope):
-            if row.locked_until is None:
-                row.locked_until = now + LOCKOUT
-            row.updated_at = now
-            until = max(until or row.locked_until, row.locked_until)
-    _prune(session, now)
-    return until, worst, max(0, left if left is not None else 0)
+        if scope not in rows:
+            rows[scope] = SignInCounter(scope=scope, failures=0, window_start=now, updated_at=now)
+            session.add(rows[scope])
+        _expire(rows[scope], now)
+    before = {scope: rows[scope].failures for scope in scopes}
+    for scope in scopes:
+        rows[scope].failures += 1
+        rows[scope].updated_at = now
+    session.flush()
+    return Reservation(max(curve(s).delay(n) for s, n in before.items()), before)
 
 
-def _prune(session: Session, now: datetime) -> None:
-    """Forget counters nobody has touched for a window and a lockout (they would be reset anyway), so
-    tries from ever new browser sessions or prefixes do not grow the table without end."""
-    stale = now - WINDOW - LOCKOUT
-    session.execute(delete(SignInCounter).where(SignInCounter.updated_at < stale,
-                                                or_(SignInCounter.locked_until.is_(None),
-                                                    SignInCounter.locked_until < now)))
+def settle_failure(session: Session, now: datetime) -> None:
+    """After a failed try (already counted by :func:`reserve`): forget the counters nobody has touched for a
+    window (the caller commits with its audit rows)."""
+    session.execute(delete(SignInCounter).where(SignInCounter.updated_at < now - WINDOW))
 
 
 def clear(session: Session, scopes: list[str]) -> None:
-    """A successful sign-in forgets the failures of its scopes (the caller commits)."""
-    session.execute(delete(SignInCounter).where(SignInCounter.scope.in_(scopes)))
+    """A successful sign-in: its personal scopes (:data:`PERSONAL`) forget their failures, the others
+    (client address, the server) take back the one this try reserved (the caller commits)."""
+    personal = [s for s in scopes if s.startswith(PERSONAL)]
+    session.execute(delete(SignInCounter).where(SignInCounter.scope.in_(personal)))
+    for row in _rows(session, [s for s in dict.fromkeys([*scopes, GLOBAL]) if s not in personal]).values():
+        row.failures = max(0, row.failures - 1)
 
 
-def locked_until(factory: sessionmaker[Session], scopes: list[str], now: datetime) -> datetime | None:
-    """The end of a lockout in force on any of ``scopes`` (read only; for pages that want to say so)."""
-    with factory() as session:
-        ends = [r.locked_until for r in session.scalars(select(SignInCounter)
-                                                        .where(SignInCounter.scope.in_(scopes)))
-                if r.locked_until is not None and now < r.locked_until]
-    return max(ends) if ends else None
+def unlock(session: Session, scopes: list[str] | None) -> list[str]:
+    """Forget the failures of ``scopes`` (None: every scope); returns the scopes that had any (the caller
+    audits and commits)."""
+    query = select(SignInCounter.scope).where(SignInCounter.failures > 0)
+    if scopes is not None:
+        query = query.where(SignInCounter.scope.in_(scopes))
+    found = list(session.scalars(query.order_by(SignInCounter.scope)))
+    if found:
+        session.execute(delete(SignInCounter).where(SignInCounter.scope.in_(found)))
+    return found

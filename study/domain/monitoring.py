@@ -6,6 +6,7 @@ writes nothing. The rules it shows (what is correct, which AI output readers see
 from __future__ import annotations
 
 import statistics
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,21 +16,20 @@ from sqlalchemy.orm import Session
 
 from study.domain import flags, rules, timefmt
 from study.domain.audit_trail import event_row
-from study.domain.cases import display_files
+from study.domain.cases import display_files, store_root_of
 from study.domain.design import verify_design
 from study.domain.flags import reading_seconds
 from study.domain.reader_operations import next_session, reader_by_id, session_progress, washout_until
 from study.domain.reader_screen import describe_answer
 from study.domain.rules import Progress, latest_version_subquery, progress_by, score
 from study.domain.studies import get_study, study_config
-from study.storage import settings
 from study.storage.models import AIOutput, Answer, Assignment, AuditEvent, Case, Reader, Study, WashoutOverride, utcnow
 
-SIGN_IN_FAILURES = ("reader.sign_in_failed", "reader.sign_in_locked", "reader.sign_in_refused")
+SIGN_IN_FAILURES = ("reader.sign_in_failed", "reader.sign_in_throttled")  # (sign_in_locked/_refused: before issue 20)
 
 
 READER_EVENTS = ("reader.added", "reader.signed_in", "reader.consented", "reader.revoked", "reader.code_issued",
-                 "reader.revoke_requested", "reader.reissue_requested", "washout.overridden")
+                 "reader.revoke_requested", "reader.reissue_requested", "washout.overridden", "reader.session_ended")
 
 
 @dataclass(frozen=True)
@@ -168,10 +168,11 @@ def case_detail(session: Session, study_id: int, case_id: int, *, store_root=Non
     detail = CaseDetail(case.id, case.case_key, case.eye, case.patient_pseudonym, case.split,
                         describe_answer(questions, _references(config, case.reference_labels)))
     try:
-        detail.image_path = display_files(study.id, case.image_ref,
-                                          store_root if store_root is not None else settings.store_root()).screen
+        detail.image_path = display_files(study.id, case.image_ref, store_root_of(study, store_root)).screen
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable photograph is shown as a message
-        detail.image_problem = f"the photograph cannot be shown: {exc}"
+        print(f"[revision] case browser: case {case.id}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        detail.image_problem = ("the photograph cannot be shown: it is missing from the study's photograph store "
+                                "or cannot be read (the server log says which file)")
     shown = rules.shown_ai_output(session, study.model_version, case.id)
     for out in session.scalars(select(AIOutput).where(AIOutput.case_id == case.id)
                                .order_by(AIOutput.created_at.desc(), AIOutput.id.desc())):
@@ -203,12 +204,12 @@ class ReaderDetail:
     sessions: list[dict]  # per session: done, total, fast reads, median seconds, first shown, last activity, override
     answers: list[dict]  # every answer version, oldest first
     events: list[dict]  # sign-ins, consent, code changes, overrides (audit rows), newest first
-    prefix_failures: list[dict]  # failed/locked/refused sign-ins against this reader's current code prefix
+    prefix_failures: list[dict]  # failed and slowed-down sign-ins against this reader's current code prefix
 
 
 def reader_detail(session: Session, reader_id: int, now: datetime | None = None) -> ReaderDetail:
     """Everything about one reader for the investigator: progress per session, answers with their versions
-    and corrections, and the sign-in and lockout events."""
+    and corrections, and the sign-in events (sessions, failures, waits)."""
 
     reader = reader_by_id(session, reader_id)
     study = session.get(Study, reader.study_id)

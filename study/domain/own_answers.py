@@ -17,7 +17,6 @@ from study.domain.cases import display_files
 from study.domain.reader_operations import reader_by_id
 from study.domain.reader_screen import describe_answer
 from study.domain.studies import study_config
-from study.storage import settings
 from study.storage.models import Answer, Assignment, Case, Study
 
 CONDITION_WORDS = {"unaided": "Unaided", "ai": "AI-assisted", "ai_saliency": "AI-assisted with overlay"}
@@ -50,6 +49,7 @@ class OwnAnswers:
     questions: tuple[dict, ...]
     allow_ungradable: bool
     readings: tuple[OwnReading, ...]
+    store_root: str | None = None  # where the study's photographs are (``Study.store_root``)
 
 
 def current_session(session: Session, reader_id: int) -> int | None:
@@ -63,12 +63,13 @@ def own_answers(session: Session, reader_id: int) -> OwnAnswers:
     """A reader's answered readings of their current session, latest version each, for review."""
 
     reader = reader_by_id(session, reader_id)
-    config = study_config(session.get(Study, reader.study_id))
+    study = session.get(Study, reader.study_id)
+    config = study_config(study)
     questions = tuple(q.to_dict() for q in config.questions)
     number = current_session(session, reader.id)
     if number is None:
         return OwnAnswers(reader.study_id, reader.revoked_at is not None, config.corrections_allowed, None,
-                          questions, config.allow_ungradable, ())
+                          questions, config.allow_ungradable, (), study.store_root)
     latest = rules.latest_version_subquery()
     out = []
     rows = session.execute(
@@ -82,21 +83,24 @@ def own_answers(session: Session, reader_id: int) -> OwnAnswers:
     firsts = {p: k for k, p in enumerate(sorted(session.scalars(select(Assignment.position).where(
         Assignment.reader_id == reader.id, Assignment.session == number))), start=1)}
     followed = workflow.locked_after_ai(session, [row[0] for row in rows])
+    blocked = set() if config.unaided_corrections_after_ai else workflow.locked_by_aided_block(session, [r[0] for r in rows])
     for aid, sess, position, condition, step, image_ref, answer_id, version, payload, submitted in rows:
-        locked = (f"locked: {workflow.LOCKED_AFTER_AI}" if aid in followed else None)
+        locked = (f"locked: {workflow.LOCKED_AFTER_AI}" if aid in followed else
+                  f"locked: {workflow.LOCKED_BY_AIDED_BLOCK}" if aid in blocked else None)
         out.append(OwnReading(assignment_id=aid, answer_id=answer_id, session=sess, position=firsts[position],
                               reading=CONDITION_WORDS.get(condition, condition), step=step, version=version,
                               answer=tuple(describe_answer(questions, payload)), payload=dict(payload),
                               submitted_at=submitted, image_ref=image_ref, locked=locked))
     return OwnAnswers(reader.study_id, reader.revoked_at is not None, config.corrections_allowed, number,
-                      questions, config.allow_ungradable, tuple(out))
+                      questions, config.allow_ungradable, tuple(out), study.store_root)
 
 
-def own_photo(study_id: int, image_ref: str):
-    """The screen-size file of a reader's own case photograph (no overlay), or None when it cannot be made."""
+def own_photo(study_id: int, image_ref: str, store_root: str | None = None):
+    """The screen-size file of a reader's own case photograph (no overlay), or None when it cannot be made;
+    ``store_root``: the study's (``OwnAnswers.store_root``), else the configured one."""
 
     try:
-        return display_files(study_id, image_ref, settings.store_root()).screen
+        return display_files(study_id, image_ref, store_root).screen
     except Exception:  # noqa: BLE001 - the review works without the photograph
         return None
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from study.domain import image_links
 from study.domain.cases import display_files
 from study.domain.studies import study_config
-from study.storage import db, settings
+from study.storage import db
 from study.storage.models import Assignment, Reader, Study
 
 EYES = {"right": "Right eye (OD)", "left": "Left eye (OS)"}
@@ -28,18 +28,21 @@ class CaseDisplay:
     prefetch: tuple[str, ...] = ()  # the next case's screen image
 
 
-def case_display(study_id: int, image_ref: str, next_image_ref: str | None = None, *,
-                 store_root=None) -> CaseDisplay:
-    """Links to a case photograph's display files in the study store (made on first use for older
-    studies), and to the next case's screen image for the browser to prefetch."""
+def case_display(key: bytes, study_id: int, image_ref: str, next_image_ref: str | None = None, *, reader_id: int,
+                 code_version: int, store_root=None) -> CaseDisplay:
+    """Links to a case photograph's display files in the study store (made on first use for older studies),
+    and to the next case's screen image for the browser to prefetch; signed with ``key`` for one reader and
+    their code's version (``study.domain.image_links``)."""
 
-    root = store_root if store_root is not None else settings.store_root()
-    files = display_files(study_id, image_ref, root)
+    files = display_files(study_id, image_ref, store_root)
+
+    def url(name: str) -> str:
+        return image_links.image_url(key, study_id, name, reader_id=reader_id, code_version=code_version)
+
     prefetch = ()
     if next_image_ref:
-        prefetch = (image_links.image_url(study_id, display_files(study_id, next_image_ref, root).screen.name),)
-    return CaseDisplay(image_links.image_url(study_id, files.screen.name),
-                       image_links.image_url(study_id, files.full.name), files.width, files.height, prefetch)
+        prefetch = (url(display_files(study_id, next_image_ref, store_root).screen.name),)
+    return CaseDisplay(url(files.screen.name), url(files.full.name), files.width, files.height, prefetch)
 
 
 def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:
@@ -79,6 +82,22 @@ def consent_summary(factory: sessionmaker[Session], reader_id: int) -> str:
         session.rollback()
     if not counts:
         return "No readings have been assigned to you yet: please contact the study team."
+    return _session_plan(config, counts) + " " + corrections_rule(config)
+
+
+def corrections_rule(config) -> str:
+    """What the reader may correct, in words (the consent page states it; ``study.domain.workflow.correct``
+    enforces it)."""
+    if not config.corrections_allowed:
+        return "Answers cannot be changed once submitted."
+    if config.unaided_corrections_after_ai:
+        return ("You can correct an answer of your current session, with a reason (each version is kept), "
+                "including your unaided answers after the AI-assisted readings begin.")
+    return ("You can correct an answer of your current session, with a reason (each version is kept), until the "
+            "session's first AI-assisted reading: from then on your unaided answers of that session are locked.")
+
+
+def _session_plan(config, counts) -> str:
     total = sum(n for _, n in counts)
     if len(counts) == 1:
         text = f"This study has one session of {total} readings."

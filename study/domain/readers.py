@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from study.domain import audit
 from study.domain.design import extend_design, is_locked
 from study.domain.studies import get_study, study_config
+from study.storage import text as stored_text
 from study.storage.models import Reader, Study, utcnow
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: typable from a printout
@@ -40,6 +41,11 @@ HASHER = PasswordHasher()  # module-level so tests can use cheaper parameters
 
 READER_COLUMNS = ("display_name", "years_experience", "specialty", "site", "pseudonym")
 REQUIRED_READER_COLUMNS = READER_COLUMNS[:2]
+# a reader's texts, in the words a message uses, with their column's length (study.storage.text: the same on
+# SQLite and PostgreSQL, checked before any SQL; a refused value is never echoed)
+READER_TEXTS = {column: (words, Reader.__table__.c[column].type.length) for column, words in
+                (("display_name", "reader name"), ("specialty", "specialty"), ("site", "site"),
+                 ("pseudonym", "pseudonym"))}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ def parse_readers_csv(text: str, config=None) -> tuple[list[ReaderRow], list[str
         name = (row.get("display_name") or "").strip()
         if not name:
             problems.append(f"row {i}, column display_name: empty")
+        for column, (_words, length) in READER_TEXTS.items():
+            if (why := stored_text.problem((row.get(column) or "").strip(), length)) is not None:
+                problems.append(f"row {i}, column {column}: {why}")
         raw = (row.get("years_experience") or "").strip()
         try:
             years = float(raw)
@@ -132,6 +141,10 @@ def add_reader(session: Session, study_id: int, *, display_name: str, years_expe
     study = get_study(session, study_id)
     if not isinstance(display_name, str) or not display_name.strip():
         raise ValueError("display_name must be a non-empty string")
+    display_name, specialty, site, pseudonym = (  # TextInvalid (a ValueError) names the field
+        stored_text.check(value, READER_TEXTS[column][0], READER_TEXTS[column][1], required=column == "display_name")
+        for column, value in (("display_name", display_name), ("specialty", specialty), ("site", site),
+                              ("pseudonym", pseudonym)))
     level = study_config(study).level_for(years_experience)
     # one reader added at a time per study (PostgreSQL; SQLite's write lock does it there): the next pseudonym
     # and, once the study is locked, the reader group are then chosen from what the others committed

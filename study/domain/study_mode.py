@@ -70,13 +70,18 @@ def public_demo_setting(environ: dict[str, str] | None = None, secrets_path: Pat
 
 def has_unaided_readings_left(session: Session) -> bool:
     """True when any study has a reader, not revoked, with an assignment in an unaided condition that has
-    no answer yet. One read-only query (an indexed EXISTS per candidate row, LIMIT 1)."""
+    no answer yet, or a reader holding a code who has no assignments yet (the design is not built: their
+    unaided readings are still to come). Read-only queries (indexed EXISTS, LIMIT 1)."""
     answered = exists().where(Answer.assignment_id == Assignment.id)
     stmt = (select(Assignment.id)
             .join(Reader, Reader.id == Assignment.reader_id)
             .where(Reader.revoked_at.is_(None), Assignment.condition.not_in(AIDED_CONDITIONS), ~answered)
             .limit(1))
-    return session.scalar(stmt) is not None
+    if session.scalar(stmt) is not None:
+        return True
+    waiting = (select(Reader.id).where(Reader.revoked_at.is_(None), Reader.code_hash.is_not(None),
+                                       ~exists().where(Assignment.reader_id == Reader.id)).limit(1))
+    return session.scalar(waiting) is not None
 
 
 def _missing_sqlite_file(url: str) -> bool:

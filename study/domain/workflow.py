@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from revision_core.saliency_methods import method_name
 from study.domain import audit
@@ -427,6 +427,24 @@ def locked_after_ai(session: Session, assignment_ids) -> set[int]:
         Assignment.depends_on_id.in_(ids), Assignment.shown_at.is_not(None))))
 
 
+LOCKED_BY_AIDED_BLOCK = "the AI-assisted readings of this session have begun"
+
+
+def locked_by_aided_block(session: Session, assignment_ids) -> set[int]:
+    """The unaided readings among ``assignment_ids`` whose reader has been shown an AI-assisted reading of the
+    same session: their answers close to corrections then (unless the study's
+    ``[study] unaided_corrections_after_ai`` says otherwise), since the AI could change them. The rule
+    :func:`correct` enforces and the reader's answers screen displays."""
+    ids = list(assignment_ids)
+    if not ids:
+        return set()
+    aided = aliased(Assignment)
+    return set(session.scalars(select(Assignment.id).where(
+        Assignment.id.in_(ids), Assignment.condition.not_in(AIDED_CONDITIONS),
+        exists().where(aided.reader_id == Assignment.reader_id, aided.session == Assignment.session,
+                       aided.condition.in_(AIDED_CONDITIONS), aided.shown_at.is_not(None)))))
+
+
 def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, reason: str,
             idempotency_key: str | None = None, now: datetime | None = None) -> SubmitResult:
     """Store a corrected answer as a new version with a reason (only where the study allows corrections)."""
@@ -459,6 +477,8 @@ def correct(session: Session, reader_id: int, answer_id: int, new_answer: dict, 
                                f"(version {latest.version}, answer {latest.id})")
         if a.id in locked_after_ai(session, [a.id]):
             raise AnswerLocked(f"the unaided answer is locked: {LOCKED_AFTER_AI}")
+        if not config.unaided_corrections_after_ai and a.id in locked_by_aided_block(session, [a.id]):
+            raise AnswerLocked(f"the unaided answer is locked: {LOCKED_BY_AIDED_BLOCK}")
         if payload == old.payload:
             raise ValueError("the correction is identical to the current answer")
         ans = Answer(assignment_id=a.id, reader_id=reader.id, version=old.version + 1, payload=payload,

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study.domain import audit
-from study.domain.cases import case_source, study_store
+from study.domain.cases import case_source, store_root_of, study_store
 from study.domain.rules import ranked_findings
 from study.domain.studies import DesignLocked, get_study, study_config
 from study.storage.models import AIOutput, Case
@@ -109,7 +109,7 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
     method = saliency_method or config.saliency
     steps = saliency_steps or config.saliency_steps
     saliency_card = {**card, "saliency": {"method": method, "steps": steps}}
-    store = study_store(study.id, store_root)
+    store = study_store(study.id, store_root_of(study, store_root))  # where its import put the photographs
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         pred = classifier.predict_files([_image_path(c, store) for c in batch], batch_size=batch_size)

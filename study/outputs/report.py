@@ -497,7 +497,7 @@ def _study_facts(results: dict) -> list[dict]:
              ("Data snapshot (sha256 of the answers used)", st.get("snapshot_sha256")),
              ("Report built", when(st.get("built_at"))),
              ("Model", ", ".join(f"{k} {v}" for k, v in card.items() if k in ("name", "architecture", "version",
-                                                                             "input_size", "source", "is_demo")))]
+                                                                             "input_size", "is_demo")))]  # no server path
     return [{"item": k, "value": str(v)} for k, v in facts if v]
 
 

@@ -49,7 +49,6 @@ from study.domain.timefmt import day_range, zone_label
 from study.jobs.precompute import precompute
 from study.outputs import audit_export
 from study.outputs.export import csv_safe
-from study.storage import settings
 from study.storage.db import reading
 from study.storage.models import Case, Study
 
@@ -104,7 +103,7 @@ def import_cases_upload(factory: sessionmaker[Session], study_id: int, name: str
         return 0, [CSV_ALONE]
     with factory() as session:
         try:
-            cases = import_zip(session, study_id, data, name=Path(name).name, store_root=settings.store_root(), actor=actor)
+            cases = import_zip(session, study_id, data, name=Path(name).name, actor=actor)
         except ManifestError as exc:
             return 0, exc.messages()
         except ValueError as exc:
@@ -165,7 +164,7 @@ def run_precompute(factory: sessionmaker[Session], study_id: int, *, loaded=None
 
     with factory() as session:
         total = session.scalar(select(func.count()).select_from(Case).where(Case.study_id == study_id)) or 0
-        return precompute(session, study_id, loaded=loaded, store_root=settings.store_root(), actor=actor,
+        return precompute(session, study_id, loaded=loaded, actor=actor,
                           on_progress=on_progress), total
 
 

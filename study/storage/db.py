@@ -130,6 +130,7 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     """An engine for ``url`` (default: :func:`default_url`), configured for safe concurrent use."""
     url = resolve_url(url)
     parsed = make_url(url)
+    kwargs.setdefault("hide_parameters", True)  # an error names its statement, never its values (code hashes)
     if parsed.database not in (None, "", ":memory:"):
         for key, value in POOL.items():
             kwargs.setdefault(key, value)
@@ -196,6 +197,20 @@ def open_database(url: str | None = None, *, migrate: bool = True) -> tuple[Engi
         upgrade(url)
     engine = make_engine(url)
     return engine, session_factory(engine)
+
+
+_shared: dict[str, sessionmaker[Session]] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_factory(url: str | None = None) -> sessionmaker[Session]:
+    """One migrated session factory per database for the whole server process: the pages and the plain HTTP
+    routes beside them (``server.py``) share its engine and pool."""
+    url = resolve_url(url)
+    with _shared_lock:
+        if url not in _shared:
+            _shared[url] = open_database(url)[1]
+        return _shared[url]
 
 
 def is_disconnect(exc: BaseException) -> bool:

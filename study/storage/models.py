@@ -35,6 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from study.storage import text as stored_text
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -87,6 +89,7 @@ class Study(Base):
     seed: Mapped[int] = mapped_column(Integer)
     model_version: Mapped[str | None] = mapped_column(String(64))  # which ai_output rows readers see
     design_locked_at: Mapped[datetime | None]
+    store_root: Mapped[str | None] = mapped_column(String(1000))  # where its photographs are (first import)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -195,8 +198,9 @@ class WashoutOverride(Base):
 
 
 class SignInCounter(Base):
-    """Failed sign-ins per scope (a reader-code prefix, an investigator user, a client), shared by every
-    browser session and server process; see ``study.domain.lockout``. Never holds a typed secret."""
+    """Failed sign-ins per scope (a reader-code prefix, the investigator's sign-in, a client, the server),
+    shared by every browser session and server process; they slow further tries down (``study.domain.lockout``).
+    Never holds a typed secret."""
 
     __tablename__ = "sign_in_counter"
 
@@ -204,8 +208,54 @@ class SignInCounter(Base):
     scope: Mapped[str] = mapped_column(String(200), unique=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime]
-    locked_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReaderSession(Base):
+    """A reader's signed-in browser session (``study.domain.reader_sessions``): the browser's HttpOnly cookie
+    carries a random token of which only the sha256 is stored here; it ends at sign-out, revocation, a new
+    code (``code_issued_at`` no longer the reader's) or expiry, on every server at once."""
+
+    __tablename__ = "reader_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("reader.id"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # set when the cookie is handed over
+    ticket_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # one-time, to hand the cookie over
+    ticket_expires_at: Mapped[datetime | None]
+    code_issued_at: Mapped[datetime | None]  # the access code's version this session was opened with
+    client: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(50))
+
+
+class AnswerDraft(Base):
+    """What a reader has ticked or typed for a reading not yet submitted (one row per reading, replaced as they
+    go), so a reload or a new sign-in shows it again. Never an answer: the analysis, the exports and the
+    monitor read ``answer`` only; the submitted answer is what is audited."""
+
+    __tablename__ = "answer_draft"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("reader.id"), index=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id"), unique=True)
+    payload: Mapped[dict[str, Any]]
+    saved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServerKey(Base):
+    """A key every server process shares (``study.domain.image_links``: the photograph links' HMAC key),
+    made once by whichever process needs it first."""
+
+    __tablename__ = "server_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    value: Mapped[str] = mapped_column(String(128))  # hex
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):
@@ -240,3 +290,29 @@ def _refuse_changes(session: Session, flush_context, instances) -> None:
         if isinstance(obj, IMMUTABLE) and session.is_modified(obj, include_collections=False):
             raise ImmutableRowError(f"{type(obj).__name__} rows are append-only and cannot be changed; "
                                     "a correction is a new version")
+
+
+class StoredTextInvalid(ValueError):
+    """A string that no column may hold (too long, a NUL, a control or bidirectional character); raised before
+    any SQL is sent, so SQLite and PostgreSQL refuse exactly the same values and no statement's parameters
+    reach an error message. Entry points check their fields first, with friendlier names
+    (``study.storage.text.check``); this is the net under them."""
+
+
+@event.listens_for(Session, "before_flush")
+def _check_text(session: Session, flush_context, instances) -> None:
+    """Every string column of every new or changed row, against ``study.storage.text`` (see
+    :class:`StoredTextInvalid`)."""
+    for obj in (*session.new, *session.dirty):
+        table = getattr(obj, "__table__", None)
+        if table is None:
+            continue
+        for column in table.columns:
+            if not isinstance(column.type, String):
+                continue
+            value = getattr(obj, column.key, None)
+            if not isinstance(value, str):
+                continue
+            why = stored_text.column_problem(value, column.type.length, text_column=isinstance(column.type, Text))
+            if why is not None:
+                raise StoredTextInvalid(f"{table.name}.{column.name}: {why}")

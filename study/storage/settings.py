@@ -33,6 +33,12 @@ APP_CHECKPOINT_ENV = "REVISION_APP_CHECKPOINT"
 INVESTIGATOR_USER_ENV = "REVISION_INVESTIGATOR_USER"
 INVESTIGATOR_HASH_ENV = "REVISION_INVESTIGATOR_PASSWORD_HASH"
 INVESTIGATOR_PASSWORD_ENV = "REVISION_INVESTIGATOR_PASSWORD"
+TRUSTED_PROXIES_ENV = "REVISION_TRUSTED_PROXIES"
+SESSION_HOURS_ENV = "REVISION_SESSION_HOURS"
+SESSION_IDLE_ENV = "REVISION_SESSION_IDLE_MINUTES"
+DECODE_BUDGET_ENV = "REVISION_DECODE_BUDGET"
+DECODE_CONCURRENCY_ENV = "REVISION_DECODE_CONCURRENCY"
+PLAYGROUND_UPLOAD_ENV = "REVISION_PLAYGROUND_UPLOAD_MB"
 
 
 class SecretsUnreadable(ValueError):
@@ -87,9 +93,17 @@ def database_url() -> str | None:
 
 
 def store_root() -> Path | None:
-    """``REVISION_STORE_ROOT``: where every study's photographs are stored (None: each caller's default)."""
-    value = os.environ.get(STORE_ENV)
-    return Path(value) if value else None
+    """``REVISION_STORE_ROOT``, else ``[server] store_root``: where every study's photographs are stored, for
+    the servers and the command line alike (relative paths from the repository root; None: ``data/store``,
+    ``study.domain.cases.STORE_ROOT``). A study records the root of its first import (``Study.store_root``)."""
+    try:
+        found = lookup(STORE_ENV, "server", "store_root")
+    except SecretsUnreadable:
+        found = None
+    if found is None or not str(found.value).strip():
+        return None
+    folder = Path(str(found.value)).expanduser()
+    return folder if folder.is_absolute() else REPO_ROOT / folder
 
 
 def timezone_name() -> str | None:
@@ -137,9 +151,38 @@ def investigator() -> InvestigatorSetting:
                                env.get(INVESTIGATOR_PASSWORD_ENV) or None)
 
 
-def image_secret() -> str | None:
-    """``REVISION_IMAGE_SECRET``: the key that signs photograph links (None: a random key per process)."""
-    return os.environ.get(IMAGE_SECRET_ENV) or None
+def image_secret() -> Setting | None:
+    """``REVISION_IMAGE_SECRET``, else ``[server] image_secret``: the key that signs photograph links (None: the
+    key kept in the database, which every server shares; ``study.domain.image_links`` checks its length)."""
+    return lookup(IMAGE_SECRET_ENV, "server", "image_secret")
+
+
+def trusted_proxies() -> Setting | None:
+    """``REVISION_TRUSTED_PROXIES`` (addresses or networks, comma-separated), else ``[server] trusted_proxies``
+    (a list): the reverse proxies whose ``X-Forwarded-For`` names the client (checked by
+    ``study.domain.client_address``; None: no proxy is trusted, the connection's address is the client)."""
+    return lookup(TRUSTED_PROXIES_ENV, "server", "trusted_proxies")
+
+
+def session_lifetime() -> tuple[Setting | None, Setting | None]:
+    """(``REVISION_SESSION_HOURS`` / ``[session] hours``, ``REVISION_SESSION_IDLE_MINUTES`` /
+    ``[session] idle_minutes``): how long a reader's sign-in lasts, and without any action (checked by
+    ``study.domain.reader_sessions``)."""
+    return (lookup(SESSION_HOURS_ENV, "session", "hours"), lookup(SESSION_IDLE_ENV, "session", "idle_minutes"))
+
+
+def decode_limits() -> tuple[Setting | None, Setting | None]:
+    """(``REVISION_DECODE_BUDGET`` / ``[server] decode_budget``, ``REVISION_DECODE_CONCURRENCY`` /
+    ``[server] decode_concurrency``): the memory all uploads being decoded at once may take, and how many
+    (checked by ``pages/_uploads``)."""
+    return (lookup(DECODE_BUDGET_ENV, "server", "decode_budget"),
+            lookup(DECODE_CONCURRENCY_ENV, "server", "decode_concurrency"))
+
+
+def playground_upload_mb() -> Setting | None:
+    """``REVISION_PLAYGROUND_UPLOAD_MB`` / ``[server] playground_upload_mb``: the largest photograph a visitor
+    may upload to the public playground, in MB (checked by ``pages/_uploads``; default 30)."""
+    return lookup(PLAYGROUND_UPLOAD_ENV, "server", "playground_upload_mb")
 
 
 def real_samples_folder(environ: Mapping[str, str] | None = None, secrets_path: Path | None = None) -> Path | None:

@@ -10,9 +10,13 @@ from study.storage.models import Answer
 
 
 def study_toml(design: str = "crossover", *, name: str = "Test study", corrections: bool = True, seed: int = 1234,
-               washout: int | None = None, arms: list[str] | None = None, findings: bool = True) -> str:
+               washout: int | None = None, arms: list[str] | None = None, findings: bool = True,
+               unaided_corrections_after_ai: bool | None = None) -> str:
     lines = ["[study]", f'name = "{name}"', 'label_set = "revision_findings"', 'model = "demo"', f"seed = {seed}",
-             f"corrections_allowed = {str(corrections).lower()}", "", "[questions]",
+             f"corrections_allowed = {str(corrections).lower()}"]
+    if unaided_corrections_after_ai is not None:
+        lines.append(f"unaided_corrections_after_ai = {str(unaided_corrections_after_ai).lower()}")
+    lines += ["", "[questions]",
              f"findings = {str(findings).lower()}", "", "[design]", f'type = "{design}"']
     if washout is not None:
         lines.append(f"washout_days = {washout}")

@@ -405,3 +405,25 @@ def test_an_import_being_checked_holds_up_no_reader(Session, make_study, tmp_pat
         release.set()
         worker.join(60)
     assert took < 5 and result == {"added": 2}
+
+
+def test_zip_problems_name_members_never_the_servers_folder(factory, places):
+    """Issue 20: a link or a file that is not an image used to be reported with the server's temporary path."""
+    sid = _study(factory)
+    data = _zip({"manifest.csv": b"case_id,image_path,label\nP001,link.png,normal\nP002,img/b.png,amd\n",
+                 "link.png": b"../../etc/passwd", "img/b.png": b"not a png at all"})
+    added, problems = _upload(factory, sid, data)
+    assert added == 0 and len(problems) == 2
+    assert problems[0].startswith("row 2, column image_path: ") and "link.png" in problems[0]
+    assert problems[1].startswith("row 3, column image_path: ") and "img/b.png" in problems[1]
+    text = "\n".join(problems)
+    assert "revision-import-" not in text and str(places[1]) not in text and "/tmp" not in text
+    _assert_nothing_left(factory, places)
+
+
+def test_an_empty_zip_says_it_is_empty(factory, places):
+    sid = _study(factory)
+    assert _upload(factory, sid, _zip({})) == (0, [
+        ".: the ZIP is empty: zip the folder that holds manifest.csv (columns case_id, image_path, label) and the "
+        "images"])
+    _assert_nothing_left(factory, places)

@@ -15,6 +15,7 @@ from revision_core.imageio import load_image, strip_to_png_bytes
 from study.domain import cases, image_links
 from tests.study.helpers import load_case_image, committed
 from study.domain.reader_screen import case_display
+from study.services.reader import link_key
 from study.jobs import precompute
 from study.storage import settings
 from study.storage.models import Case
@@ -84,9 +85,12 @@ def test_orientation_6_jpeg_round_trip_and_upright_derivatives(Session, tmp_path
         assert np.array_equal(_px(load_image(precompute._image_path(case, store))), _px(upright))
         shown = cases.display_files(st.id, case.image_ref, store_root)
         assert shown.full.name == f"{case.image_sha256}.o6.full.jpg" and (shown.width, shown.height) == (32, 48)
-        page = case_display(st.id, case.image_ref)  # the reading page's links, in the configured store
+        key = link_key(Session)
+        page = case_display(key, st.id, case.image_ref, reader_id=7, code_version=1)  # in the configured store
         assert (page.width, page.height) == (32, 48)
-        assert image_links.resolve(page.full_url.rsplit("/", 1)[1], store_root) == shown.full
+        link = image_links.verify(key, page.full_url.rsplit("/", 1)[1])
+        assert (link.reader_id, link.code_version) == (7, 1)
+        assert cases.study_store(link.study_id, store_root) / link.file_name == shown.full
         for f in (shown.screen, shown.full):
             im = Image.open(f)
             assert im.size == (32, 48) and not im.getexif() and "icc_profile" not in im.info

@@ -19,7 +19,7 @@ from study.outputs import audit_export
 from study.services import signin
 from study.storage.models import Answer, AuditEvent, Reader, WashoutOverride
 from tests.study.helpers import CARD, VALID_ANSWER
-from tests.study.helpers import committed
+from tests.study.helpers import answer_history, committed
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 ACTOR = "investigator:lead"
@@ -329,3 +329,35 @@ def test_corrections_refused_where_the_study_does_not_allow_them(Session, make_s
         assert not own_answers.own_answers(s, rid).corrections_allowed
         with pytest.raises(workflow.CorrectionsNotAllowed):
             committed(own_answers.correct_own_answer, s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 1}, "x")
+
+
+@pytest.mark.parametrize("after_ai", [None, True])
+def test_unaided_answers_close_at_the_sessions_first_aided_reading_unless_the_study_says(Session, make_study,
+                                                                                         after_ai):
+    """Issue 20: a crossover session reads its unaided block, then its AI-assisted block. Once the first aided
+    reading is on screen the unaided answers of that session are locked (the AI could change them), as the
+    consent page says; a study may keep them open with [study] unaided_corrections_after_ai = true."""
+    from study.domain.reader_screen import consent_summary
+
+    sid, _, codes = make_study(n_cases=4, n_readers=1, unaided_corrections_after_ai=after_ai)
+    rid = next(iter(codes))
+    with Session() as s:
+        _, r1 = read(s, rid, 20, T0, "u1")
+        _, r2 = read(s, rid, 20, T0 + timedelta(minutes=1), "u2")
+        assert [r.locked for r in own_answers.own_answers(s, rid).readings] == [None, None]
+        fixed = committed(own_answers.correct_own_answer, s, rid, r1.answer_id, {**VALID_ANSWER, "confidence": 5}, "typo")
+        aided = committed(workflow.next_item, s, rid, now=T0 + timedelta(minutes=2))  # the AI-assisted block begins
+        assert aided.condition in ("ai", "ai_saliency") and aided.block_start
+        mine = own_answers.own_answers(s, rid)
+        again = {**VALID_ANSWER, "confidence": 6}
+        if after_ai is None:  # the default
+            assert [r.locked for r in mine.readings] == [f"locked: {workflow.LOCKED_BY_AIDED_BLOCK}"] * 2
+            with pytest.raises(workflow.AnswerLocked, match="AI-assisted readings of this session have begun"):
+                committed(own_answers.correct_own_answer, s, rid, fixed.answer_id, again, "after seeing the AI")
+            assert len(answer_history(s, r1.assignment_id)) == 2
+        else:
+            assert [r.locked for r in mine.readings] == [None, None]
+            assert committed(own_answers.correct_own_answer, s, rid, r2.answer_id, again, "allowed").version == 2
+    summary = consent_summary(Session, rid)
+    assert ("until the session's first AI-assisted reading" in summary) == (after_ai is None)
+    assert ("including your unaided answers after the AI-assisted readings begin" in summary) == bool(after_ai)

@@ -109,3 +109,40 @@ def test_study_chooses_the_saliency_method(tmp_path, tiny_model, monkeypatch):
         row = s.scalar(select(AIOutput))
         assert seen == [("occlusion", 4)]
         assert row.model_card["saliency"] == {"method": "occlusion", "steps": 4}
+
+
+def test_one_store_root_for_the_command_line_and_the_servers(tmp_path, tiny_model, monkeypatch, capsys):
+    """Issue 20: the CLI wrote to data/store whatever REVISION_STORE_ROOT said, and precompute could not find
+    photographs imported with --store. Now the CLI reads the same setting as the servers, and each study records
+    where its photographs are."""
+    from study.cli import main
+
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    _engine, Session = db.open_database(url)
+    rng = np.random.default_rng(1)
+    (tmp_path / "m.csv").write_text("case_id,image_path,label\nc0,0.png,normal\nc1,1.png,amd\n")
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    with Session() as s:
+        for name in ("Configured", "Elsewhere"):
+            t = study_toml(name=name)
+            studies.create_study(s, parse_text(t), t)
+        s.commit()
+    configured, elsewhere = tmp_path / "configured-store", tmp_path / "elsewhere"
+    monkeypatch.setenv("REVISION_STORE_ROOT", str(configured))
+    assert main(["import-cases", str(tmp_path / "m.csv"), "--db", url, "--study", "Configured"]) == 0
+    assert len(list((configured / "study-1").glob("*.png"))) == 2  # the setting, not data/store
+    assert main(["import-cases", str(tmp_path / "m.csv"), "--db", url, "--study", "Elsewhere",
+                 "--store", str(elsewhere)]) == 0
+    with Session() as s:
+        study = studies.get_study(s, "Elsewhere")
+        assert study.store_root == str(elsewhere.resolve())
+        report = precompute.precompute(s, study.id, loaded=tiny_model)  # no --store: the study knows its root
+        s.commit()
+        assert report.stored == 2 and not report.failed
+        with pytest.raises(ValueError, match="keeps its photographs under .*: give --store"):
+            precompute.precompute(s, study.id, loaded=tiny_model, store_root=configured)
+    capsys.readouterr()
+    assert main(["import-cases", str(tmp_path / "m.csv"), "--db", url, "--study", "Elsewhere",
+                 "--store", str(configured)]) == 2  # one study, one root: refused before any image is read
+    assert "keeps its photographs under" in capsys.readouterr().err

@@ -189,7 +189,7 @@ def test_validate_every_kind():
     assert any(p.startswith("Macular oedema?: must be true or false") for p in problems)
     assert "Lesions seen: an answer is required" in problems
     assert any(p.startswith("Cup-to-disc ratio: must be a multiple of 0.05 from 0.1") for p in problems)
-    assert any(p.startswith("Comment: control characters") for p in problems)
+    assert any(p.startswith("Comment: contains a control character (U+0007") for p in problems)
     assert len(problems) == 5
     with pytest.raises(AnswerInvalid, match="between 0.1 and 0.9"):
         validate_answer(qs, {"dr_grade": "1", "dme": True, "lesions": ["ma"], "cdr": 0.95})
