@@ -54,16 +54,17 @@ def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_r
     return url, ids, codes
 
 
-def _readers_and_design(s, study, n_readers: int) -> list[str]:
+def _readers_and_design(s, study, n_readers: int, model_version: str | None = CARD["version"]) -> list[str]:
     """Add ``n_readers`` readers (2, 7, 12 ... years of experience), build the design, pin the AI's model
-    version and commit; returns the readers' access codes."""
+    version (``None``: leave it as precompute set it) and commit; returns the readers' access codes."""
     codes = []
     for i in range(n_readers):
         _, code = add_reader(s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
         codes.append(code)
     if n_readers:  # without readers there is no design yet (simulate adds readers and builds it)
         build_design(s, study.id)
-    study.model_version = CARD["version"]
+    if model_version is not None:
+        study.model_version = model_version
     s.commit()
     return codes
 
@@ -170,9 +171,10 @@ def _heatmap_png(width: int, height: int) -> bytes:
 
 def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi_arm",
                      arms: list[str] | None = None, n_readers: int = 1, eyes: tuple[str, ...] = ("OD", "OS"),
-                     **toml) -> tuple[str, Path, dict[str, int], list[str]]:
+                     precompute_with=None, **toml) -> tuple[str, Path, dict[str, int], list[str]]:
     """A SQLite study whose cases are ``photos`` imported through the manifest import into a store under
-    ``tmp_path`` (as an investigator imports them), with AI outputs (and overlays) stored directly.
+    ``tmp_path`` (as an investigator imports them), with AI outputs (and overlays) stored directly, or with
+    ``precompute_with`` (a loaded model) computed by the study's own precompute, overlays included.
     Returns (db url, store root, ids, access codes); serve it with REVISION_STORE_ROOT = the store root."""
     import csv
 
@@ -194,10 +196,14 @@ def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi
     with factory() as s:
         study = create_study(s, parse_text(text), text)
         cases = import_manifest(s, study.id, manifest, store_root=store, paths_outside=True)  # ../shared
-        for case in cases:
+        if precompute_with is not None:
+            from study.jobs.precompute import precompute
+
+            precompute(s, study.id, loaded=precompute_with, store_root=store)
+        for case in cases if precompute_with is None else ():
             store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
                             saliency_png=_heatmap_png(w_ // 8, h_ // 8))
-        codes = _readers_and_design(s, study, n_readers)
+        codes = _readers_and_design(s, study, n_readers, None if precompute_with is not None else CARD["version"])
         ids = {"study": study.id}
     return url, store, ids, codes
 
