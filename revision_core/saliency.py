@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .saliency_render import retina_mask
+
 METHODS = ("integrated_gradients", "smoothgrad", "gradcam", "occlusion")
 METHOD_NAMES = {"integrated_gradients": "Integrated gradients", "smoothgrad": "SmoothGrad",
                 "gradcam": "Grad-CAM (coarse: the last feature grid)", "occlusion": "Occlusion"}
@@ -407,9 +409,11 @@ def describe_params(method: str, params: dict[str, Any]) -> str:
 def explain(loaded, classifier, image, finding: str, method: str, *, baseline: str = "blurred", steps: int = 32,
             internal_batch_size: int = 16, nt_samples: int = 8, nt_stdev: float = 0.15,
             window: int | None = None, stride: int | None = None, seed: int = 0,
-            progress: Callable[[float], None] | None = None, threads: int | None = None) -> Saliency:
+            progress: Callable[[float], None] | None = None, threads: int | None = None,
+            size: tuple[int, int] | None = None) -> Saliency:
     """Attribute ``finding``'s zero-shot log-odds for ``image`` (PIL image, path or bytes) with ``method``;
-    ``progress(fraction)`` is called as the attribution advances (and with 1.0 at the end). ``threads``
+    ``progress(fraction)`` is called as the attribution advances (and with 1.0 at the end). ``size`` (w, h)
+    returns the map at that size instead of the image's (the display map: no full-size arrays). ``threads``
     (CPU only) runs the attribution on that many torch threads: on a shared 2-core machine one thread is
     several times faster than two, which wait on each other when the cores are busy (see demo_settings.toml).
 
@@ -435,8 +439,9 @@ def explain(loaded, classifier, image, finding: str, method: str, *, baseline: s
         with torch.no_grad():
             scores = scorer(torch.cat([pixels, base])).cpu().numpy()
     side = pixels.shape[-1]
-    m = to_image_geometry(normalise_map(smoothed(raw, method)), image.size, loaded.preprocess)
-    m[np.asarray(image).max(axis=2) <= 4] = 0     # no retina in the black surround (see module docstring)
+    size = tuple(size) if size else image.size
+    m = to_image_geometry(normalise_map(smoothed(raw, method)), size, loaded.preprocess)
+    m[~retina_mask(image, size)] = 0     # no retina in the black surround (see module docstring)
     params = method_params(method, baseline=baseline, steps=steps, nt_samples=nt_samples, nt_stdev=nt_stdev,
                            window=window, stride=stride, seed=seed, input_size=side)
     if progress is not None:
