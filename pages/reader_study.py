@@ -3,17 +3,20 @@ left (it takes the window's height), the AI panel (aided items only) and the stu
 right. All state comes from the database each run.
 
 No AI output for unaided items: the workflow gives an unaided reading as an ``Item``, which has no AI
-field at all; the AI panel and the saliency overlay are drawn only for an ``AidedItem``, and the
-viewer's photograph link names the case photograph only (``study.domain.image_links``), never an AI output.
+field at all; the AI panel and the saliency maps are drawn only for an ``AidedItem`` (maps only in the
+saliency arm, whose item alone carries their links: ``study.domain.overlays``).
+
+The layout keeps the photograph in view: the viewer column stays put while the questions scroll, and the
+Submit button, with any error, stays at the bottom of the window (``READING_ROOM_CSS``).
 """
 import uuid
 
 import streamlit as st
 
 from components.case_viewer import case_viewer
-from pages._answer_form import collect_answer, draw_answer_form
+from pages._answer_form import collect_answer, draw_answer_form, form_problem, show_form_problem
 from pages._shared import (database, finding_names, plain, reading_room_style, require_role,
-                           sign_out_to_reader_signin)
+                           sign_out_to_reader_signin, suggestion_bars)
 from study.services.reader import (AnswerInvalid, case_display, consent_summary, describe_answer, eye_label,
                                    is_aided, reader_state, record_consent, submit_answer)
 from study.domain.timefmt import local
@@ -96,11 +99,17 @@ else:
 head = st.columns([5, 1.3], vertical_alignment="center")
 left, right = st.columns([5, 3], gap="small")
 with left, st.container(key="viewer_column"):  # drawn first: the photograph is what the reader waits for
-    display = case_display(state.study_id, item.image_ref, item.next_image_ref)
-    overlay = item.ai.saliency_png if aided else None
+    ai = item.ai if aided else None
+    names = finding_names(ai.label_set, item.questions) if aided else {}
+    display = case_display(state.study_id, item.image_ref, item.next_image_ref, maps=ai.maps if ai else (),
+                           next_maps=ai.next_maps if ai else ())
+    legacy = ai.saliency_png if ai is not None and not display.maps else None
+    top = max(ai.probabilities, key=ai.probabilities.get) if legacy is not None else None
     case_viewer(key=f"viewer_{item.assignment_id}", screen_url=display.screen_url, full_url=display.full_url,
                 width=display.width, height=display.height, prefetch=display.prefetch,
-                overlay_png=overlay, overlay_label=item.ai.saliency_label if overlay is not None else None)
+                maps=[{**vars(m), "name": names.get(m.finding, m.finding)} for m in display.maps],
+                map_method=ai.saliency_label if ai else None, overlay_png=legacy,
+                overlay_label=f"{names.get(top, top).lower()} ({ai.probabilities[top]:.0%})" if top else None)
 head[0].subheader(where, anchor=False)
 head[0].markdown(f"**{mode}** · {eye_label(item.eye)} · :gray[{plain(state.study_name)} · reader {plain(state.pseudonym)}]")
 with head[1]:
@@ -116,12 +125,9 @@ with right:
             st.markdown("  \n".join(f"{plain(question)}: **{plain(answer)}**"
                                     for question, answer in describe_answer(item.questions, item.prior_answer)))
     if aided:
-        ai = item.ai
-        names = finding_names(ai.label_set, item.questions)
         with st.container(border=True, key="ai_panel"):
             st.markdown("**AI suggestion.** It can be wrong: the decision is yours.")
-            for finding, p in sorted(ai.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:5]:
-                st.progress(min(max(float(p), 0.0), 1.0), text=f"{plain(names.get(finding, finding))}: **{p:.0%}**")
+            suggestion_bars(names, ai.probabilities)
             card = ai.model_card
             st.caption(f"Model: {plain(card.get('name', '?'))} · version {plain(ai.model_version)}"
                        + (" · **demo model trained on synthetic images only, not for clinical use**"
@@ -137,15 +143,17 @@ with right:
         try:
             submit_answer(factory, reader_id, assignment_id, answer, idempotency_key)
         except AnswerInvalid as exc:
-            st.session_state["answer_error"] = "Please complete the form: " + "; ".join(exc.problems)
+            st.session_state["answer_error"] = form_problem(exc)
 
     with st.form(f"answer_{item.assignment_id}", border=False):
         draw_answer_form(item.questions, item.assignment_id, allow_ungradable)
-        label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
-        st.form_submit_button(label, type="primary", on_click=_submit,
-                              args=(st.session_state["reader_id"], item.assignment_id, item.questions, key))
-    if st.session_state.get("answer_error"):
-        st.error(st.session_state.pop("answer_error"))
-    if sequential_step1:
-        st.caption("Your unaided answer is locked when you continue; the model output follows on the next screen.")
+        with st.container(key="submit_bar"):  # stays at the bottom of the window, with any error above the button
+            if st.session_state.get("answer_error"):
+                show_form_problem(st.session_state.pop("answer_error"), item.assignment_id)
+            label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
+            st.form_submit_button(label, type="primary", on_click=_submit,
+                                  args=(st.session_state["reader_id"], item.assignment_id, item.questions, key))
+            if sequential_step1:
+                st.caption("Your unaided answer is locked when you continue; the model output follows on the next "
+                           "screen.")
     answers_link()  # below the form: the heading row, and so the photograph's height, stay as they are

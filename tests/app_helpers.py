@@ -33,8 +33,10 @@ TRUTH = ["amd", "normal", "glaucoma", "diabetic_retinopathy", "rvo", "normal"]
 
 
 def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_readers: int = 2,
-               saliency: bool = False, **toml) -> tuple[str, dict[str, int], list[str]]:
-    """A migrated SQLite study with cases (tiny PNGs), readers and AI outputs; returns (url, study ids, codes)."""
+               saliency: bool | str = False, **toml) -> tuple[str, dict[str, int], list[str]]:
+    """A migrated SQLite study with cases (tiny PNGs), readers and AI outputs; returns (url, study ids, codes).
+    ``saliency``: ``"maps"`` stores display-ready maps of the three most probable findings (as precompute does),
+    ``True`` one rendered picture (``saliency_png``, as studies precomputed before maps had)."""
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     db.upgrade(url)
     factory = db.session_factory(db.make_engine(url))
@@ -47,8 +49,10 @@ def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_r
             Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
             truth = TRUTH[i % len(TRUTH)]
             case = add_case(s, study.id, f"C{i:03d}", str(path), {"label": truth, "findings": []})
-            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
-                            saliency_png=_png(rng) if saliency else None)
+            maps = map_stack(Image.open(path)) if saliency == "maps" else ()
+            store_ai_output(s, case.id, model_card=SALIENCY_CARD if maps else CARD, probabilities=PROBS,
+                            label_set="revision_findings", saliency_png=_png(rng) if saliency is True else None,
+                            maps=maps)
         codes = _readers_and_design(s, study, n_readers)
         ids = {"study": study.id}
     return url, ids, codes
@@ -67,6 +71,27 @@ def _readers_and_design(s, study, n_readers: int, model_version: str | None = CA
         study.model_version = model_version
     s.commit()
     return codes
+
+
+SALIENCY_CARD = {**CARD, "saliency": {"method": "integrated_gradients", "steps": 32, "findings": 3}}
+
+
+def map_stack(image) -> tuple:
+    """Display-ready maps of the three most probable findings of ``PROBS`` (a blob each, in a different place),
+    as ``revision_core.saliency_batch`` returns them to precompute."""
+    from revision_core.saliency_batch import Map
+    from revision_core.saliency_render import display_png
+
+    w, h = image.size
+    yy, xx = np.mgrid[0:h, 0:w]
+    shift = float(np.asarray(image, dtype=np.float32).mean()) % 1  # each photograph's maps differ a little
+    out = []
+    for rank, finding in enumerate(sorted(PROBS, key=PROBS.get, reverse=True)[:3]):
+        cx, cy = (0.25 + 0.2 * rank + 0.05 * shift) * w, 0.5 * h
+        m = np.exp(-(((xx - cx) / (0.12 * w)) ** 2 + ((yy - cy) / (0.12 * h)) ** 2)).astype(np.float32)
+        png, mw, mh = display_png(image, m)
+        out.append(Map(finding, png, mw, mh, {"steps": 32, "baseline": "blurred"}))
+    return tuple(out)
 
 
 def _png(rng) -> bytes:
