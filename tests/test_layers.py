@@ -80,7 +80,7 @@ def test_pages_hold_no_transaction_and_no_library_call():
 
     What pages still import beside their service: ``streamlit``, ``pandas``, the ``pages._*`` helpers, and
     the formatting of ``study.domain.timefmt`` and ``study.outputs.report``, which take plain values (the demo pages use the
-    model-side ``study.visitor.ministudy``/``study.visitor.viewer``; none of them opens a transaction). The ``pages._*``
+    model-side ``study.visitor.ministudy``; none of them opens a transaction). The ``pages._*``
     helpers are checked for transactions only: ``pages/_shared.py`` builds the session factory from
     ``study.storage.db`` that a page hands to its service; no helper opens a transaction (``db.reading``)."""
     def forbidden(name: str) -> bool:
