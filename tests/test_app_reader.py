@@ -54,6 +54,13 @@ def answer(at: AppTest, diagnosis: str = "amd") -> AppTest:
     return at.run()
 
 
+def _study_id(url) -> int:
+    from study.storage.models import Study
+
+    with db.session_factory(db.make_engine(url))() as s:
+        return s.scalar(select(Study.id))
+
+
 def count(url, model, *where):
     factory = db.session_factory(db.make_engine(url))
     with factory() as s:
@@ -201,6 +208,11 @@ def test_saliency_maps_reach_the_saliency_arm_only_named_and_preloaded_from_sali
     first, second = [i for i, a in enumerate(arms) if a == "ai_saliency"]
     assert second == first + 1 and set(arms) == {"unaided", "ai", "ai_saliency"}  # the arms come in blocks
     assert preloads == [3, 0]  # saliency to saliency: preloaded; the last reading has no next
+    from study.outputs.export import answers_table
+
+    with db.session_factory(db.make_engine(url))() as s:
+        table = answers_table(s, _study_id(url))
+    assert (table.ai_saliency_shown == (table.condition == "ai_saliency")).all()  # the export says who saw maps
 
 
 def test_a_picture_of_an_older_study_still_reaches_the_saliency_arm_only(study_db):

@@ -52,3 +52,23 @@ def maps_of(output: AIOutput) -> tuple[OverlayMap, ...]:
 def ensure_file(store: Path, overlay: OverlayMap) -> Path:
     """The map's file in the study store, written (atomically, once) when it is not there yet."""
     return store_file(store, overlay.file_name, overlay.png)
+
+
+def pictures(output: AIOutput, photo: Path | None, side: int = 512) -> list[tuple[str, float, bytes]]:
+    """(finding, probability, PNG) of each map drawn over the photograph as a reader sees it (the bands, filled),
+    at ``side`` pixels: for the investigator's case browser. No photograph, no pictures."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from revision_core.saliency_render import render_overlay
+
+    maps = maps_of(output)
+    if photo is None or not maps:
+        return []
+    with Image.open(photo) as im:
+        im.draft("RGB", (side, side))
+        small = im.convert("RGB")
+    small.thumbnail((side, side))
+    return [(m.finding, m.probability,
+             render_overlay(small, cv2.imdecode(np.frombuffer(m.png, np.uint8), cv2.IMREAD_GRAYSCALE))) for m in maps]
