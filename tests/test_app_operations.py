@@ -84,10 +84,13 @@ def test_revoke_and_reissue_show_the_new_code_once(env):
     at.button(key="ops_revoke").click().run()
     assert any("is revoked" in m.value for m in at.success)
     assert at.button(key="ops_revoke").disabled  # already revoked
+    assert any(c.value.startswith("R001: access code revoked") for c in at.caption)
+    assert at.selectbox(key="ops_code_reader").options == ["R001", "R002"]  # no status in the picker: it went stale
     assert at.text_input(key="ops_code_reason").value == ""  # each action gives its own reason
     at.text_input(key="ops_code_reason").input("reader asked for a new code").run()
     at.button(key="ops_reissue").click().run()
     new = at.code[0].value
+    assert any(c.value.startswith("R001: access code active") for c in at.caption)  # said at once, not on reload
     assert any("not shown again" in w.value for w in at.warning)
     with factory() as s:
         assert readers.authenticate(s, new).pseudonym == "R001" and readers.authenticate(s, codes[0]) is None
@@ -155,6 +158,19 @@ def test_case_browser_shows_reference_photo_and_ai_per_version(env):
     assert "Case C001" in text and "Primary diagnosis: **Normal" in text
     assert CARD["version"] in text and "shown to readers" in text
     assert at.get("image"), "the case photograph is drawn"
+
+
+def test_case_browser_shows_each_map_as_a_saliency_reader_sees_it(env):
+    url, factory, codes = env(design="multi_arm", arms=["unaided", "ai", "ai_saliency"], n_readers=3,
+                              saliency="maps")
+    at = investigator("pages/investigator_cases.py")
+    at.selectbox(key="case_pick").set_value(1).run()
+    assert not at.exception, at.exception
+    captions = [i.caption for img in at.get("image") for i in img.proto.imgs]
+    assert [c for c in captions if c.startswith("Where the model looked")] == [
+        "Where the model looked for Diabetic retinopathy (87%)",
+        "Where the model looked for Glaucomatous optic neuropathy (46%)",
+        "Where the model looked for Pathologic myopia (25%)"]
 
 
 def test_reader_detail_lists_versions_and_sign_ins(env):
