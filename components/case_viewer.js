@@ -157,6 +157,10 @@ class Viewer {
                    el("span", { class: "cv-legend-label", text: names[i] }));
       });
       this.legend.append(row);
+      this.seenRow = el("div", { class: "cv-legend-row", hidden: "" }, [
+        el("span", { class: "cv-swatch cv-swatch-edge" }),
+        el("span", { class: "cv-legend-label", text: "dashed: the edge of what the model saw (no map beyond it)" })]);
+      this.legend.append(this.seenRow);
     }
     this.stage.append(this.caption, this.legend);
   }
@@ -315,6 +319,7 @@ class Viewer {
   }
 
   zoomTo(scale, cx = this.canvas.width / 2, cy = this.canvas.height / 2) {
+    this.viewChangedAt = performance.now();
     const s = Math.min(this.maxScale(), Math.max(this.fitScale, scale));
     this.tx = cx - ((cx - this.tx) * s) / this.scale;
     this.ty = cy - ((cy - this.ty) * s) / this.scale;
@@ -329,6 +334,7 @@ class Viewer {
   }
 
   panBy(dx, dy) {
+    this.viewChangedAt = performance.now();
     this.tx += dx;
     this.ty += dy;
     this.clamp();
@@ -427,7 +433,7 @@ class Viewer {
   }
 
   mapLayer(W, H, sx, sy, sw, sh, dx, dy, dw, dh) {
-    // the current map's bands for this view, at CSS-pixel resolution (so every outline is one CSS pixel at any
+    // the current map's bands for this view, at CSS-pixel resolution (so every outline is the same width at any
     // zoom), cached until the view, the map or the style change
     const image = this.mapImages[this.overlay.index];
     if (!image || !image.complete || !image.naturalWidth) return null;
@@ -442,31 +448,82 @@ class Viewer {
     g.imageSmoothingEnabled = true; // bilinear upsampling keeps the bands' edges smooth
     const kx = image.naturalWidth / this.iw, ky = image.naturalHeight / this.ih;
     g.drawImage(image, sx * kx, sy * ky, sw * kx, sh * ky, dx / dpr, dy / dpr, dw / dpr, dh / dpr);
-    const img = g.getImageData(0, 0, w, h), p = img.data, n = w * h;
-    const pal = this.data.palette, [g1, g2, g3] = pal.grey;
-    const level = new Uint8Array(n);
-    for (let i = 0, j = 0; i < n; i++, j += 4) {
-      const v = p[j + 3] ? p[j] : 0;
-      level[i] = v >= g3 ? 3 : v >= g2 ? 2 : v >= g1 ? 1 : 0;
-    }
-    const fill = this.overlay.style === "filled", halo = pal.halo.rgb, haloA = Math.round(255 * pal.halo.alpha);
-    const bands = pal.bands.map((b) => ({ fill: b.fill, fa: Math.round(255 * b.alpha), line: b.line }));
-    for (let y = 0, i = 0; y < h; y++) {
-      for (let x = 0; x < w; x++, i++) {
-        const L = level[i], j = 4 * i;
-        const a = x > 0 ? level[i - 1] : L, b = x < w - 1 ? level[i + 1] : L;
-        const c = y > 0 ? level[i - w] : L, e = y < h - 1 ? level[i + w] : L;
-        const lo = Math.min(a, b, c, e), hi = Math.max(a, b, c, e);
-        let rgb = null, alpha = 0;
-        if (L > lo) { rgb = bands[L - 1].line; alpha = 255; }
-        else if (hi > L) { rgb = halo; alpha = haloA; }
-        else if (fill && L > 0) { rgb = bands[L - 1].fill; alpha = bands[L - 1].fa; }
-        if (rgb) { p[j] = rgb[0]; p[j + 1] = rgb[1]; p[j + 2] = rgb[2]; p[j + 3] = alpha; } else p[j + 3] = 0;
+    // only the photograph's rectangle on this layer is worked on; a map pixel with no alpha is one the model did
+    // not see (a centre crop leaves the photograph's sides out): level UNSEEN
+    const x0 = Math.max(0, Math.ceil(dx / dpr)), y0 = Math.max(0, Math.ceil(dy / dpr));
+    const x1 = Math.min(w - 1, Math.floor((dx + dw) / dpr) - 1), y1 = Math.min(h - 1, Math.floor((dy + dh) / dpr) - 1);
+    const out = new ImageData(w, h);
+    if (x1 < x0 || y1 < y0) { g.putImageData(out, 0, 0); this.mapCache = { key, canvas }; return canvas; }
+    const p = g.getImageData(0, 0, w, h).data, pal = this.data.palette, [g1, g2, g3] = pal.grey, UNSEEN = 4;
+    const level = new Uint8Array(w * h);
+    let anyUnseen = false;
+    for (let y = y0; y <= y1; y++) {
+      for (let x = x0, i = y * w + x0; x <= x1; x++, i++) {
+        const j = 4 * i;
+        if (p[j + 3] < 128) { level[i] = UNSEEN; anyUnseen = true; continue; }
+        const v = p[j];
+        level[i] = v >= g3 ? 3 : v >= g2 ? 2 : v >= g1 ? 1 : 0;
       }
     }
-    g.putImageData(img, 0, 0);
-    this.mapCache = { key, canvas };
+    if (this.seenRow) this.seenRow.hidden = !anyUnseen;
+    // colours as 32-bit pixels (little-endian RGBA), written in one store each
+    const pack = (rgb, a) => ((a << 24) | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0]) >>> 0;
+    const fill = this.overlay.style === "filled";
+    const halo = pack(pal.halo.rgb, Math.round(255 * pal.halo.alpha)), edge = pack(pal.seen_edge || [235, 240, 255], 230);
+    const lines = [0, ...pal.bands.map((b) => pack(b.line, 255))];
+    const fills = [0, ...pal.bands.map((b) => (fill ? pack(b.fill, Math.round(255 * b.alpha)) : 0))];
+    const o = new Uint32Array(out.data.buffer);
+    // an outline is 2 CSS pixels inside a band's edge, in the band's line colour, and 1 outside it, the dark halo;
+    // a neighbour the model did not see makes no band edge (the bands stop there, the dashed line says why)
+    for (let y = y0; y <= y1; y++) {
+      for (let x = x0, i = y * w + x0; x <= x1; x++, i++) {
+        const L = level[i];
+        if (L === UNSEEN) continue;
+        const l1 = x > 0 ? level[i - 1] : L, r1 = x < w - 1 ? level[i + 1] : L;
+        const u1 = y > 0 ? level[i - w] : L, d1 = y < h - 1 ? level[i + w] : L;
+        if (anyUnseen && (l1 === UNSEEN || r1 === UNSEEN || u1 === UNSEEN || d1 === UNSEEN)) {
+          if ((x + y) % 10 < 5) o[i] = edge;
+          continue;
+        }
+        if (L > 0) {
+          const l2 = x > 1 ? level[i - 2] : L, r2 = x < w - 2 ? level[i + 2] : L;
+          const u2 = y > 1 ? level[i - 2 * w] : L, d2 = y < h - 2 ? level[i + 2 * w] : L;
+          if (Math.min(l1, r1, u1, d1, l2, r2, u2, d2) < L) { o[i] = lines[L]; continue; } // UNSEEN (4) never lower
+        }
+        const hi = Math.max(l1 === UNSEEN ? 0 : l1, r1 === UNSEEN ? 0 : r1, u1 === UNSEEN ? 0 : u1,
+                            d1 === UNSEEN ? 0 : d1);
+        o[i] = hi > L ? halo : fills[L];
+      }
+    }
+    g.putImageData(out, 0, 0);
+    this.mapCache = { key, canvas, scale: this.scale, tx: this.tx, ty: this.ty, W, H,
+                      index: this.overlay.index, style: this.overlay.style };
     return canvas;
+  }
+
+  paintMap(ctx, W, H, sx, sy, sw, sh, dx, dy, dw, dh) {
+    // while the reader zooms or pans, the last layer moves with the photograph (one draw); once they stop for a
+    // moment the bands are cut again, sharp, for the new view
+    const c = this.mapCache;
+    ctx.globalAlpha = this.overlay.opacity;
+    if (c && c.index === this.overlay.index && c.style === this.overlay.style && c.W === W && c.H === H
+        && (c.scale !== this.scale || c.tx !== this.tx || c.ty !== this.ty)
+        && performance.now() - (this.viewChangedAt || 0) < 150) {
+      const k = this.scale / c.scale;
+      ctx.setTransform(k, 0, 0, k, this.tx - c.tx * k, this.ty - c.ty * k);
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(c.canvas, 0, 0, W, H);
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      clearTimeout(this.mapTimer);
+      this.mapTimer = setTimeout(() => this.draw(), 160);
+    } else {
+      const layer = this.mapLayer(W, H, sx, sy, sw, sh, dx, dy, dw, dh);
+      if (layer) {
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(layer, 0, 0, W, H);
+      }
+    }
+    ctx.globalAlpha = 1;
   }
 
   draw() {
@@ -510,13 +567,7 @@ class Viewer {
       }
     }
     if (this.overlay.show && this.maps.length) {
-      const layer = this.mapLayer(W, H, x0, y0, x1 - x0, y1 - y0, dx, dy, dw, dh);
-      if (layer) {
-        ctx.globalAlpha = this.overlay.opacity;
-        ctx.imageSmoothingEnabled = false;
-        ctx.drawImage(layer, 0, 0, W, H);
-        ctx.globalAlpha = 1;
-      }
+      this.paintMap(ctx, W, H, x0, y0, x1 - x0, y1 - y0, dx, dy, dw, dh);
     } else if (this.overlay.show && this.overlayImage && this.overlayImage.naturalWidth) {
       const ko = this.overlayImage.naturalWidth / this.iw, ko_y = this.overlayImage.naturalHeight / this.ih;
       ctx.globalAlpha = this.overlay.opacity;
@@ -540,6 +591,7 @@ class Viewer {
 
   destroy() {
     if (this.frame) cancelAnimationFrame(this.frame);
+    clearTimeout(this.mapTimer);
     this.resizeObserver?.disconnect();
     for (const off of this.listeners) off();
     this.listeners = [];

@@ -151,7 +151,7 @@ with right:
                 sal = explain(clf.loaded, clf, image, finding, method, size=display_size(*image.size),
                               progress=lambda f: bar.progress(f, text=f"Computing {METHOD_NAMES[method]}: {f:.0%}"),
                               **settings)
-                png, _w, _h = display_png(image, sal.map)
+                png, _w, _h = display_png(image, sal.map, seen=sal.seen)
                 kept = st.session_state.get(SAL_RESULT) or {}
                 maps = kept.get("maps", {}) if (kept.get("image"), kept.get("method")) == (sha, method) else {}
                 maps[finding] = png  # the maps of this photograph by this method: the viewer switches among them

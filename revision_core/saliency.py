@@ -79,6 +79,7 @@ class Saliency:
     score: float = float("nan")            # the finding's log-odds for this image
     baseline_score: float = float("nan")   # ... for the baseline image (IG / SmoothGrad / occlusion)
     convergence_delta: float = float("nan")  # IG: sum(attr) - (score - baseline_score)
+    seen: np.ndarray | None = None  # True where the model saw the image (a centre crop leaves the sides out)
 
 
 # --------------------------------------------------------------------------- validation
@@ -442,9 +443,10 @@ def explain(loaded, classifier, image, finding: str, method: str, *, baseline: s
     size = tuple(size) if size else image.size
     m = to_image_geometry(normalise_map(smoothed(raw, method)), size, loaded.preprocess)
     m[~retina_mask(image, size)] = 0     # no retina in the black surround (see module docstring)
+    seen = to_image_geometry(np.ones(raw.shape, np.float32), size, loaded.preprocess) > 0.5
     params = method_params(method, baseline=baseline, steps=steps, nt_samples=nt_samples, nt_stdev=nt_stdev,
                            window=window, stride=stride, seed=seed, input_size=side)
     if progress is not None:
         progress(1.0)
     return Saliency(map=np.clip(m, 0, 1), raw=raw, method=method, finding=finding, params=params,
-                    score=float(scores[0]), baseline_score=float(scores[1]), convergence_delta=delta)
+                    score=float(scores[0]), baseline_score=float(scores[1]), convergence_delta=delta, seen=seen)

@@ -98,7 +98,7 @@ def _maps(loaded, classifier, job: MapJob, method: str, settings: dict, threads:
         maps = []
         for finding in job.findings:
             sal = explain(loaded, classifier, image, finding, method, size=size, threads=threads, **settings)
-            png, w, h = display_png(image, sal.map)
+            png, w, h = display_png(image, sal.map, seen=sal.seen)
             maps.append(Map(finding, png, w, h, dict(sal.params)))
         return MapResult(job.key, tuple(maps))
     except Exception as exc:  # noqa: BLE001 - reported per photograph, never fatal (the caller stores the rest)

@@ -9,9 +9,12 @@ as a lesion. The same bands are drawn two ways: filled (translucent, outlined) o
 
 The display-ready map (:func:`display_map`, :func:`display_png`) is a small 8-bit grey PNG whose grey
 values put the band edges at fixed levels (:data:`BAND_GREY`), so a browser can upsample it smoothly and
-cut it at those values at any zoom (``components/case_viewer.js``); :func:`render_overlay` draws the same
-bands into a photograph on the server (command line, case browser). PNGs are written by OpenCV with fixed
-compression and no metadata chunks, so identical inputs give identical bytes.
+cut it at those values at any zoom (``components/case_viewer.js``); where the model did not see the whole
+photograph (a centre crop leaves its sides out) the PNG has an alpha channel, 0 where the model saw nothing,
+and the edge of what it saw is drawn dashed, so a band cut by that edge is not read as a finding's border.
+:func:`render_overlay` draws the same bands into a photograph on the server (command line, case browser).
+PNGs are written by OpenCV with fixed compression and no metadata chunks, so identical inputs give identical
+bytes.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ BANDS = (((40, 90, 255), 0.30, (90, 130, 255)),
          ((0, 165, 255), 0.45, (40, 190, 255)),
          ((0, 245, 255), 0.60, (120, 255, 255)))
 HALO = ((0, 12, 48), 0.85)
+SEEN_EDGE = (235, 240, 255)  # the dashed edge of the part of the photograph the model saw
 STYLES = ("filled", "outline")
 DISPLAY_SIDE = 512  # longest side of the display map: the model reads 256 px, so 2x its detail
 RETINA_MIN = 4  # a pixel with every channel at most this is the black surround, not retina (as saliency.explain)
@@ -35,6 +39,7 @@ RETINA_MIN = 4  # a pixel with every channel at most this is the black surround,
 def palette() -> dict:
     """The colours and levels as data, for the browser viewer (one definition for server and browser)."""
     return {"grey": list(BAND_GREY), "levels": list(LEVELS), "halo": {"rgb": list(HALO[0]), "alpha": HALO[1]},
+            "seen_edge": list(SEEN_EDGE),
             "bands": [{"fill": list(f), "alpha": a, "line": list(line)} for f, a, line in BANDS]}
 
 
@@ -103,9 +108,23 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def display_png(image, saliency_map: np.ndarray, side: int = DISPLAY_SIDE) -> tuple[bytes, int, int]:
+def _png_grey_alpha(grey: np.ndarray, alpha: np.ndarray) -> bytes:
+    """A grey + alpha PNG (OpenCV writes no two-channel PNG): PIL, fixed compression, no metadata chunks."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.dstack([grey, alpha]), mode="LA").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def display_png(image, saliency_map: np.ndarray, side: int = DISPLAY_SIDE,
+                seen: np.ndarray | None = None) -> tuple[bytes, int, int]:
     """(PNG bytes, width, height) of the display-ready map of ``saliency_map`` (any size, [0, 1]) for
-    ``image``: resized to the display size, cut at the retina's quantiles (:func:`display_map`)."""
+    ``image``: resized to the display size, cut at the quantiles of the retina the model saw
+    (:func:`display_map`); ``seen`` (``Saliency.seen``, the map's size) adds the alpha channel of what the
+    model saw when that is not the whole photograph."""
     import cv2
 
     rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
@@ -113,7 +132,14 @@ def display_png(image, saliency_map: np.ndarray, side: int = DISPLAY_SIDE) -> tu
     m = np.asarray(saliency_map, dtype=np.float32)
     if m.shape != (h, w):
         m = cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA if m.shape[1] > w else cv2.INTER_LINEAR)
-    return _png(display_map(m, retina_mask(rgb, (w, h)))), w, h
+    retina = retina_mask(rgb, (w, h))
+    if seen is not None:
+        seen = np.asarray(seen, dtype=np.uint8)
+        seen = (cv2.resize(seen, (w, h), interpolation=cv2.INTER_NEAREST) if seen.shape != (h, w) else seen) > 0
+    if seen is None or seen.all():
+        return _png(display_map(m, retina)), w, h
+    grey = display_map(m, retina & seen)
+    return _png_grey_alpha(grey, np.where(seen, 255, 0).astype(np.uint8)), w, h
 
 
 def bands_of(grey: np.ndarray) -> np.ndarray:
@@ -136,10 +162,15 @@ def render_overlay(image, saliency_map: np.ndarray, *, style: str = "filled", op
     rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
     h, w = rgb.shape[:2]
     m = np.asarray(saliency_map)
+    seen = None
+    if m.dtype == np.uint8 and m.ndim == 3:  # a display map with the alpha of what the model saw
+        m, seen = m[..., 0], m[..., 1]
     grey = m if m.dtype == np.uint8 else display_map(m.astype(np.float32),
                                                      retina_mask(rgb, (m.shape[1], m.shape[0])))
     if grey.shape != (h, w):
         grey = cv2.resize(grey, (w, h), interpolation=cv2.INTER_LINEAR)
+    if seen is not None:
+        seen = cv2.resize(seen, (w, h), interpolation=cv2.INTER_NEAREST) > 127
     band = bands_of(grey)
     out = rgb.astype(np.float32)
     width = line or max(1, round(max(h, w) / 600))
@@ -156,4 +187,9 @@ def render_overlay(image, saliency_map: np.ndarray, *, style: str = "filled", op
         a = HALO[1] * opacity
         out[edge_out] = out[edge_out] * (1 - a) + np.asarray(HALO[0], np.float32) * a
         out[edge_in] = out[edge_in] * (1 - opacity) + np.asarray(colour, np.float32) * opacity
+    if seen is not None and not seen.all():  # the edge of what the model saw, dashed
+        edge = seen & (cv2.erode(seen.astype(np.uint8), kernel) == 0)
+        yy, xx = np.nonzero(edge)
+        dash = ((xx + yy) // (4 * width)) % 2 == 0
+        out[yy[dash], xx[dash]] = SEEN_EDGE
     return _png(np.round(out).clip(0, 255).astype(np.uint8)[..., ::-1])

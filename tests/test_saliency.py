@@ -213,6 +213,30 @@ def test_display_png_is_small_and_keeps_the_photographs_shape():
     assert 300 * h / 680 <= y <= 340 * h / 680 and 500 * w / 1024 <= x <= 560 * w / 1024
 
 
+def test_what_the_model_did_not_see_is_carried_in_the_alpha_and_drawn_as_a_dashed_edge(cnn):
+    """A centre crop leaves a wide photograph's sides out: the map says so (alpha 0 there), the bands are
+    cut at the quantiles of the part the model saw, and the server's drawing marks the edge."""
+    import io
+
+    from revision_core.saliency_render import SEEN_EDGE, display_png, render_overlay
+
+    loaded, clf = cnn
+    rng = np.random.default_rng(3)
+    wide = Image.fromarray(rng.integers(30, 220, (64, 128, 3), dtype=np.uint8))
+    sal = explain(loaded, clf, wide, "amd", "gradcam")
+    assert sal.seen.shape == (64, 128) and sal.seen[:, 64].all() and not sal.seen[:, :16].any()
+    png, w, h = display_png(wide, sal.map, seen=sal.seen)
+    im = Image.open(io.BytesIO(png))
+    assert im.mode == "LA" and (w, h) == (128, 64)
+    alpha = np.asarray(im)[..., 1]
+    assert (alpha[:, :16] == 0).all() and (alpha[:, 48:80] == 255).all()
+    square = Image.fromarray(rng.integers(30, 220, (64, 64, 3), dtype=np.uint8))
+    sq = explain(loaded, clf, square, "amd", "gradcam")
+    assert sq.seen.all() and Image.open(io.BytesIO(display_png(square, sq.map, seen=sq.seen)[0])).mode == "L"
+    drawn = np.asarray(Image.open(io.BytesIO(render_overlay(wide, np.asarray(im)))))
+    assert (drawn == SEEN_EDGE).all(axis=2).any()  # the dashed edge of what the model saw
+
+
 def test_explain_at_a_display_size(cnn, fundus):
     loaded, clf = cnn
     image = fundus[0]

@@ -57,8 +57,6 @@ def ensure_file(store: Path, overlay: OverlayMap) -> Path:
 def pictures(output: AIOutput, photo: Path | None, side: int = 512) -> list[tuple[str, float, bytes]]:
     """(finding, probability, PNG) of each map drawn over the photograph as a reader sees it (the bands, filled),
     at ``side`` pixels: for the investigator's case browser. No photograph, no pictures."""
-    import cv2
-    import numpy as np
     from PIL import Image
 
     from revision_core.saliency_render import render_overlay
@@ -71,4 +69,13 @@ def pictures(output: AIOutput, photo: Path | None, side: int = 512) -> list[tupl
         small = im.convert("RGB")
     small.thumbnail((side, side))
     return [(m.finding, m.probability,
-             render_overlay(small, cv2.imdecode(np.frombuffer(m.png, np.uint8), cv2.IMREAD_GRAYSCALE))) for m in maps]
+             render_overlay(small, _decoded(m.png))) for m in maps]
+
+
+def _decoded(png: bytes):
+    """A display map as an array: grey, or grey + the alpha of what the model saw."""
+    import cv2
+    import numpy as np
+
+    arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    return arr if arr.ndim == 2 else arr[..., [0, -1]]
