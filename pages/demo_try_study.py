@@ -74,22 +74,21 @@ left, right = st.columns([2, 1], gap="small")
 with left, st.container(key="viewer_column"):
     case_viewer(key=f"mini_viewer_{mini.seed}_{i}", screen_url=urls[i], full_url=urls[i], width=sizes[i][0],
                 height=sizes[i][1])
-with right:
+with right, st.form(f"mini_form_{i}", border=False):  # the whole column: Submit sticks to the window's bottom
     if aided:
         with st.container(border=True, key="ai_panel"):
             st.markdown("**AI suggestion.** A demo model trained on synthetic images only; it can be wrong.")
             suggestion_bars(names, probs[i])
     else:
         st.caption("Unaided case: read it on your own.")
-    with st.form(f"mini_form_{i}", border=False):
-        choice = st.radio("Primary diagnosis", list(names), format_func=lambda k: plain(names[k]),  # radio: Markdown
-                          index=None, key=f"mini_q_{i}")
-        with st.container(key="submit_bar"):
-            if st.session_state.pop("mini_error", False):
-                st.error("Choose a diagnosis first.")
-            if st.form_submit_button("Submit", type="primary"):
-                if choice is None:
-                    st.session_state["mini_error"] = True
-                else:
-                    mini.answers.append(choice)
-                st.rerun()
+    choice = st.radio("Primary diagnosis", list(names), format_func=lambda k: plain(names[k]),  # radio: Markdown
+                      index=None, key=f"mini_q_{i}")
+    with st.container(key="submit_bar"):
+        if st.session_state.pop("mini_error", False):
+            st.error("Choose a diagnosis first.")
+        if st.form_submit_button("Submit", type="primary"):
+            if choice is None:
+                st.session_state["mini_error"] = True
+            else:
+                mini.answers.append(choice)
+            st.rerun()

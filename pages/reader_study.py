@@ -115,7 +115,23 @@ head[0].markdown(f"**{mode}** · {eye_label(item.eye)} · :gray[{plain(state.stu
 with head[1]:
     pause_button("case")
 
-with right:
+key = st.session_state.setdefault(f"idem_{item.assignment_id}", uuid.uuid4().hex)
+sequential_step1 = state.design == "sequential" and item.step == 1
+allow_ungradable = item.allow_ungradable
+
+
+def _submit(reader_id: int, assignment_id: int, questions: tuple, idempotency_key: str) -> None:
+    # a callback runs before the next script run, so that run draws the next item directly
+    answer = collect_answer(questions, assignment_id, allow_ungradable)
+    try:
+        submit_answer(factory, reader_id, assignment_id, answer, idempotency_key)
+    except AnswerInvalid as exc:
+        st.session_state["answer_error"] = form_problem(exc)
+
+
+# the whole column is the form: the Submit bar sticks to the bottom of the window within its form, so a form that
+# began below the AI panel could not hold a bar grown by an error message in view
+with right, st.form(f"answer_{item.assignment_id}", border=False):
     if aided and item.block_start:
         st.info("**AI-assisted readings start here.** From this case on, the model's suggestion is shown "
                 "beside the photograph.", icon=":material/lightbulb:")
@@ -132,28 +148,15 @@ with right:
             st.caption(f"Model: {plain(card.get('name', '?'))} · version {plain(ai.model_version)}"
                        + (" · **demo model trained on synthetic images only, not for clinical use**"
                           if card.get("is_demo") else ""))
-
-    key = st.session_state.setdefault(f"idem_{item.assignment_id}", uuid.uuid4().hex)
-    sequential_step1 = state.design == "sequential" and item.step == 1
-    allow_ungradable = item.allow_ungradable
-
-    def _submit(reader_id: int, assignment_id: int, questions: tuple, idempotency_key: str) -> None:
-        # a callback runs before the next script run, so that run draws the next item directly
-        answer = collect_answer(questions, assignment_id, allow_ungradable)
-        try:
-            submit_answer(factory, reader_id, assignment_id, answer, idempotency_key)
-        except AnswerInvalid as exc:
-            st.session_state["answer_error"] = form_problem(exc)
-
-    with st.form(f"answer_{item.assignment_id}", border=False):
-        draw_answer_form(item.questions, item.assignment_id, allow_ungradable)
-        with st.container(key="submit_bar"):  # stays at the bottom of the window, with any error above the button
-            if st.session_state.get("answer_error"):
-                show_form_problem(st.session_state.pop("answer_error"), item.assignment_id)
-            label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
-            st.form_submit_button(label, type="primary", on_click=_submit,
-                                  args=(st.session_state["reader_id"], item.assignment_id, item.questions, key))
-            if sequential_step1:
-                st.caption("Your unaided answer is locked when you continue; the model output follows on the next "
-                           "screen.")
+    draw_answer_form(item.questions, item.assignment_id, allow_ungradable)
+    with st.container(key="submit_bar"):  # stays at the bottom of the window, with any error above the button
+        if st.session_state.get("answer_error"):
+            show_form_problem(st.session_state.pop("answer_error"), item.assignment_id)
+        label = "Lock my unaided answer and continue" if sequential_step1 else "Submit answer"
+        st.form_submit_button(label, type="primary", on_click=_submit,
+                              args=(st.session_state["reader_id"], item.assignment_id, item.questions, key))
+        if sequential_step1:
+            st.caption("Your unaided answer is locked when you continue; the model output follows on the next "
+                       "screen.")
+with right:
     answers_link()  # below the form: the heading row, and so the photograph's height, stay as they are

@@ -196,10 +196,12 @@ def _heatmap_png(width: int, height: int) -> bytes:
 
 def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi_arm",
                      arms: list[str] | None = None, n_readers: int = 1, eyes: tuple[str, ...] = ("OD", "OS"),
-                     precompute_with=None, **toml) -> tuple[str, Path, dict[str, int], list[str]]:
+                     precompute_with=None, saliency: str = "picture",
+                     **toml) -> tuple[str, Path, dict[str, int], list[str]]:
     """A SQLite study whose cases are ``photos`` imported through the manifest import into a store under
-    ``tmp_path`` (as an investigator imports them), with AI outputs (and overlays) stored directly, or with
-    ``precompute_with`` (a loaded model) computed by the study's own precompute, overlays included.
+    ``tmp_path`` (as an investigator imports them), with AI outputs stored directly (``saliency``: ``"maps"``,
+    three display-ready maps a case as precompute makes them, else one picture as older studies hold), or with
+    ``precompute_with`` (a loaded model) computed by the study's own precompute, maps included.
     Returns (db url, store root, ids, access codes); serve it with REVISION_STORE_ROOT = the store root."""
     import csv
 
@@ -225,9 +227,15 @@ def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi
             from study.jobs.precompute import precompute
 
             precompute(s, study.id, loaded=precompute_with, store_root=store)
-        for case in cases if precompute_with is None else ():
-            store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
-                            saliency_png=_heatmap_png(w_ // 8, h_ // 8))
+        for case, photo in zip(cases if precompute_with is None else (), photos):
+            if saliency == "maps":  # display-ready maps as precompute makes them (of a reduced copy: same maps)
+                with Image.open(photo) as im:
+                    maps = map_stack(im.reduce(4).convert("RGB"))
+                store_ai_output(s, case.id, model_card=SALIENCY_CARD, probabilities=PROBS,
+                                label_set="revision_findings", maps=maps)
+            else:
+                store_ai_output(s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
+                                saliency_png=_heatmap_png(w_ // 8, h_ // 8))
         codes = _readers_and_design(s, study, n_readers, None if precompute_with is not None else CARD["version"])
         ids = {"study": study.id}
     return url, store, ids, codes
