@@ -13,7 +13,8 @@ from pages._investigator import header
 from pages._shared import plain
 
 factory, study_id, actor = header("Analysis and exports")
-from study.outputs import report, timefmt  # noqa: E402
+from study.domain import timefmt  # noqa: E402
+from study.outputs import report  # noqa: E402
 from study.services import analysis  # noqa: E402
 
 
