@@ -7,15 +7,18 @@ N of ../shared/real/idrid-lesions (1024 x 680) as well; with ``--synthetic`` or 
 synthetic 3000 x 2500 JPEGs. The bundled demo model, on this machine's CPU (CUDA where present).
 
 1. ``precompute(saliency=False)``: zero-shot probabilities only (the baseline).
-2. ``precompute(saliency=True)`` on a second, identical study: probabilities plus the overlays the
-   saliency arm shows, as the study's ``[ai]`` settings ask for them.
+2. The overlay as precompute made it before display-ready maps (the previous code's work, replayed here): one
+   integrated-gradients map of the top finding at the photograph's full size, blended into a full-size copy
+   of it with a colour map and written as a PNG.
+3. ``precompute(saliency=True, workers=1)`` on a fresh, identical study: the three maps of the top findings,
+   display-ready, in this process.
+4. The same with ``workers`` = every core (the default).
 
     nice -n 10 .venv/bin/python bench/bench_precompute.py [--n 12] [--lesions 0] [--synthetic]
 """
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import tempfile
 import time
@@ -57,6 +60,28 @@ def _study(tmp: Path, name: str, photos: list[Path]):
         return factory, study.id, folder / "store"
 
 
+def _previous_overlay(loaded, photo) -> int:
+    """The overlay precompute made before display-ready maps: IG of the top finding at full size, an inferno
+    colour map blended into a full-size copy, a PNG of it (the previous ``saliency_render.render_overlay``)."""
+    import cv2
+    import numpy as np
+
+    from revision_core.imageio import load_image
+    from revision_core.saliency import explain
+    from revision_core.zeroshot import ZeroShotClassifier
+
+    classifier = ZeroShotClassifier(loaded)
+    image = load_image(photo)
+    probs = classifier.predict_images([image])[0]
+    m = explain(loaded, classifier, image, classifier.findings[int(np.argmax(probs))], "integrated_gradients").map
+    rgb = np.asarray(image, dtype=np.float32)
+    colour = cv2.applyColorMap(np.round(m * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+    alpha = (0.45 * m)[..., None]
+    out = np.round(rgb * (1 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    return len(buf)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=12, help="IDRiD photographs (3410 x 2848), cycled past 12")
@@ -64,6 +89,7 @@ def main() -> int:
     ap.add_argument("--synthetic", action="store_true", help="synthetic photographs even where real ones exist")
     args = ap.parse_args()
     from revision_core.model import load_model
+    from revision_core.saliency_batch import default_workers
     from study.jobs.precompute import precompute
 
     print(f"bench_precompute: {load_note()} (at start)")
@@ -76,22 +102,33 @@ def main() -> int:
             photos += extra
             what += f" + {len(extra)} IDRiD lesion-set photographs (1024 x 680)"
         loaded = load_model("demo")
-        print(f"  {len(photos)} photographs: {what}; model {loaded.card.name} on {loaded.card.device}")
+        cores = default_workers(loaded.device)
+        print(f"  {len(photos)} photographs: {what}; model {loaded.card.name} on {loaded.card.device}, {cores} cores")
         timings = {}
-        for label, saliency in (("probabilities only", False), ("with saliency overlays", True)):
-            factory, study_id, store = _study(tmp, label.replace(" ", "_"), photos)
+        runs = [("probabilities only", False, 1), (f"3 maps, 1 process", True, 1),
+                (f"3 maps, {cores} processes", True, cores)]
+        for label, saliency, workers in runs:
+            factory, study_id, store = _study(tmp, f"run{len(timings)}", photos)
             with factory() as s:
                 t0 = time.perf_counter()
-                report = precompute(s, study_id, loaded=loaded, store_root=store.parent / "store", saliency=saliency)
+                report = precompute(s, study_id, loaded=loaded, store_root=store, saliency=saliency, workers=workers)
                 seconds = time.perf_counter() - t0
             timings[label] = seconds
-            extra = f", {len(report.saliency_failed)} overlay failures" if report.saliency_failed else ""
-            print(f"  {label:24s}: {seconds:7.1f} s for {report.stored} photographs = "
+            extra = f", {len(report.saliency_failed)} map failures" if report.saliency_failed else ""
+            print(f"  {label:28s}: {seconds:7.1f} s for {report.stored} photographs = "
                   f"{seconds / max(1, report.stored):6.2f} s per photograph{extra}")
-        base, full = timings["probabilities only"], timings["with saliency overlays"]
-        workers = "workers" in inspect.signature(precompute).parameters
-        print(f"  overlays cost {(full - base) / len(photos):.2f} s per photograph on top of the probabilities "
-              f"({full / max(base, 1e-9):.1f}x the baseline){'' if workers else '; one process'}")
+            if not saliency:
+                t0 = time.perf_counter()
+                for photo in photos:
+                    _previous_overlay(loaded, photo)
+                seconds = time.perf_counter() - t0 + timings[label]
+                timings["before"] = seconds
+                print(f"  {'before: 1 full-size overlay':28s}: {seconds:7.1f} s for {len(photos)} photographs = "
+                      f"{seconds / len(photos):6.2f} s per photograph (the probabilities above plus the overlays)")
+        base = timings["probabilities only"]
+        for label in ("before", runs[1][0], runs[2][0]):
+            print(f"  {label}: {(timings[label] - base) / len(photos):.2f} s per photograph on top of the "
+                  f"probabilities ({timings[label] / max(base, 1e-9):.1f}x the baseline)")
     print(f"bench_precompute: {load_note()} (at end)")
     return 0
 
