@@ -113,8 +113,8 @@ with st.expander("4. Design and AI precompute"):
                 st.success(f"{investigator.build_design(factory, study_id, actor)} assignments stored.")
             except (ValueError, investigator.DesignLocked) as exc:
                 st.error(plain(str(exc)))
-    st.caption("Precompute stores the model's suggestion (and saliency overlays for an ai_saliency arm) for every "
-               "case; it resumes where it stopped.")
+    st.caption("Precompute stores the model's suggestion for every case (and, for an ai_saliency arm, saliency maps "
+               "of its most probable findings, computed on every CPU core); it resumes where it stopped.")
     if st.button("Run the AI precompute", key="precompute"):
         bar = st.progress(0.0, text="Loading the model ...")
 
