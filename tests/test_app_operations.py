@@ -109,6 +109,11 @@ def test_early_access_to_session_two(env):
         n1 = len(s.scalars(select(Assignment.id).where(Assignment.reader_id == 1, Assignment.session == 1)).all())
     for k in range(n1):
         answer_next(factory, 1, now=datetime.now(timezone.utc) - timedelta(hours=2) + timedelta(minutes=k))
+    detail = investigator("pages/investigator_readers.py")  # the long status: a word in the metric, whole below
+    assert detail.metric[3].value == "washout"
+    assert any(c.value.replace("\\", "").startswith("Status: washout: session 2 opens ") for c in detail.caption)
+    shown = detail.dataframe[1].value  # the answers, counted from 1 as the reader saw them ("Case 1 of ...")
+    assert list(shown["position"]) == list(range(1, n1 + 1))
     at = investigator("pages/investigator_operations.py")
     assert "washout" in at.dataframe[0].value.set_index("reader").loc["R001", "status"]
     assert at.selectbox(key="ops_washout_reader").value == 1
