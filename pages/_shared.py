@@ -174,7 +174,7 @@ APP_CSS = """
 /* a window up to a tablet's width: slimmer margins (the visitor's sidebar already takes 300 px), and headings in
    columns a size smaller so that a word ("Investigators") is never split over two lines */
 @media (max-width: 1200px) {
-  [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 3rem; }
+  [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 4.25rem; }
   [data-testid="stColumn"] h3 { font-size: 1.4rem; }
 }
 [data-testid="stColumn"] h3 { word-break: normal; overflow-wrap: normal; }
