@@ -144,6 +144,8 @@ def test_random_actions_never_raise_and_an_overlay_belongs_to_its_image(seed, de
         choices = sorted(present) + ["leave"]
         if page == PLAYGROUND and "sal_run" in present:
             choices += ["sal_run"] * 2  # Explain often: overlays are what can go stale
+        if page == PLAYGROUND and "pg_seed" not in done and "pg_seed" in present:
+            choices += ["pg_seed"]  # shown only for one of the three sources: drive it when it is there
         key = rng.choice(choices)
         if key == "leave":  # to another page and, on the next action, maybe back
             page = rng.choice([p for p in (PLAYGROUND, EVALUATION, WELCOME) if p != page])
