@@ -89,17 +89,16 @@ def _init_worker(kit: dict) -> None:
 def _maps(loaded, classifier, job: MapJob, method: str, settings: dict, threads: int | None) -> MapResult:
     """The job's maps, or the reason there are none."""
     from .imageio import load_image
-    from .saliency import explain
+    from .saliency import explain_findings
     from .saliency_render import display_png, display_size
 
     try:
         image = load_image(job.source)
-        size = display_size(*image.size)
         maps = []
-        for finding in job.findings:
-            sal = explain(loaded, classifier, image, finding, method, size=size, threads=threads, **settings)
+        for sal in explain_findings(loaded, classifier, image, job.findings, method, size=display_size(*image.size),
+                                    threads=threads, **settings):
             png, w, h = display_png(image, sal.map, seen=sal.seen)
-            maps.append(Map(finding, png, w, h, dict(sal.params)))
+            maps.append(Map(sal.finding, png, w, h, dict(sal.params)))
         return MapResult(job.key, tuple(maps))
     except Exception as exc:  # noqa: BLE001 - reported per photograph, never fatal (the caller stores the rest)
         return MapResult(job.key, error=f"{type(exc).__name__}: {exc}")
@@ -131,8 +130,9 @@ class MapPool:
     def run(self, jobs: Sequence[MapJob]) -> Iterator[MapResult]:
         """Each job's result, in the order they finish (with one worker: in the jobs' order)."""
         if self.workers == 1 or len(jobs) == 1 and self._pool is None:
+            threads = 1 if self.loaded.device.type == "cpu" else None  # one thread a map, as in the workers
             for job in jobs:
-                yield _maps(self.loaded, self.classifier, job, self.method, self.settings, None)
+                yield _maps(self.loaded, self.classifier, job, self.method, self.settings, threads)
             return
         if self._pool is None:  # spawn: a clean process (torch's threads do not survive a fork)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),

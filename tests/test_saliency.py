@@ -237,6 +237,16 @@ def test_what_the_model_did_not_see_is_carried_in_the_alpha_and_drawn_as_a_dashe
     assert (drawn == SEEN_EDGE).all(axis=2).any()  # the dashed edge of what the model saw
 
 
+def test_several_findings_at_once_equal_one_at_a_time(cnn, fundus):
+    from revision_core.saliency import explain_findings
+
+    loaded, clf = cnn
+    both = explain_findings(loaded, clf, fundus[0], ["amd", "glaucoma"], "integrated_gradients", steps=4)
+    for sal, finding in zip(both, ["amd", "glaucoma"]):
+        alone = explain(loaded, clf, fundus[0], finding, "integrated_gradients", steps=4)
+        assert sal.finding == finding and np.allclose(sal.raw, alone.raw) and np.allclose(sal.map, alone.map)
+
+
 def test_explain_at_a_display_size(cnn, fundus):
     loaded, clf = cnn
     image = fundus[0]

@@ -105,7 +105,7 @@ def test_saliency_failure_reported_not_fatal(tmp_path, tiny_model, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("no layer")
 
-    monkeypatch.setattr("revision_core.saliency.explain", boom)  # what each map's worker calls
+    monkeypatch.setattr("revision_core.saliency.explain_findings", boom)  # what each photograph's worker calls
     with Session() as s:
         t = study_toml("multi_arm")
         st = studies.create_study(s, parse_text(t), t)
@@ -123,13 +123,13 @@ def test_study_chooses_the_saliency_method_and_how_many_findings(tmp_path, tiny_
     Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
     seen = []
-    real_explain = saliency.explain
+    real_explain = saliency.explain_findings
 
-    def spy(loaded, classifier, image, finding, method, **kw):
-        seen.append((finding, method, kw.get("steps")))
-        return real_explain(loaded, classifier, image, finding, method, **kw)
+    def spy(loaded, classifier, image, findings, method, **kw):
+        seen.extend((f, method, kw.get("steps")) for f in findings)
+        return real_explain(loaded, classifier, image, findings, method, **kw)
 
-    monkeypatch.setattr(saliency, "explain", spy)
+    monkeypatch.setattr(saliency, "explain_findings", spy)
     with Session() as s:
         t = study_toml("multi_arm") + '[ai]\nsaliency = "occlusion"\nsaliency_steps = 4\nsaliency_findings = 2\n'
         st = studies.create_study(s, parse_text(t), t)
