@@ -104,6 +104,10 @@ def _maps(loaded, classifier, job: MapJob, method: str, settings: dict, threads:
         return MapResult(job.key, error=f"{type(exc).__name__}: {exc}")
 
 
+def _ready() -> None:
+    """Nothing: submitted once per worker by ``MapPool.start`` so that every worker process starts at once."""
+
+
 def _worker_maps(job: MapJob, method: str, settings: dict) -> MapResult:
     loaded, classifier = _WORKER["models"]
     return _maps(loaded, classifier, job, method, settings, None)
@@ -122,6 +126,15 @@ class MapPool:
     def __enter__(self) -> MapPool:
         return self
 
+    def start(self) -> None:
+        """Start the worker processes now (they import torch and unpickle the tower, seconds on a busy machine),
+        so that this overlaps the caller's own work, e.g. the first batch's probabilities."""
+        if self.workers > 1 and self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(_kit(self.loaded, self.classifier),))
+            for _ in range(self.workers):
+                self._pool.submit(_ready)
+
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
@@ -134,9 +147,7 @@ class MapPool:
             for job in jobs:
                 yield _maps(self.loaded, self.classifier, job, self.method, self.settings, threads)
             return
-        if self._pool is None:  # spawn: a clean process (torch's threads do not survive a fork)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(_kit(self.loaded, self.classifier),))
+        self.start()  # spawn: a clean process (torch's threads do not survive a fork)
         futures = [self._pool.submit(_worker_maps, job, self.method, self.settings) for job in jobs]
         for future in as_completed(futures):
             yield future.result()

@@ -116,6 +116,8 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
     saliency_card = {**card, "saliency": {"method": method, "steps": steps, "findings": config.saliency_findings}}
     store = study_store(study.id, store_root)
     with MapPool(loaded, classifier, method=method, workers=workers, steps=steps) as pool:
+        if saliency and len(todo) > 1:
+            pool.start()  # the workers start while the first batch's probabilities are computed
         for start in range(0, len(todo), batch_size):
             batch = {c.id: c for c in todo[start:start + batch_size]}
             chunk = list(batch.values())
