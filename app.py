@@ -19,11 +19,14 @@ import sys
 
 import streamlit as st
 
-from pages._shared import (LANDING, check_reader_session, check_server_settings, public_demo_enabled, role,
-                           session_cookie_scripts, sign_out)
+from pages._shared import (FAVICON, LANDING, app_style, check_reader_session, check_server_settings,
+                           public_demo_enabled, role, session_cookie_scripts, sign_out)
 from study.domain.study_mode import PublicDemoSettingError, public_demo_setting
 
-st.set_page_config(page_title="ReVision Reader Study", page_icon=":material/visibility:", layout="wide")
+# the favicon is a file of the app (a material icon would be fetched from a font CDN: a third-party request
+# from a hospital network, and a broken icon offline)
+st.set_page_config(page_title="ReVision Reader Study", page_icon=str(FAVICON), layout="wide")
+app_style()
 
 demo = [
     st.Page("pages/demo_playground.py", title="Model playground", icon=":material/biotech:"),

@@ -1,8 +1,14 @@
 // The case viewer: a fundus photograph on a canvas, with zoom, pan, brightness, contrast, gamma,
-// red-free and (saliency arm only) the AI overlay. Everything happens in the browser: no view change
+// red-free and (saliency arm only) the AI's saliency maps. Everything happens in the browser: no view change
 // sends anything to the server. Photographs arrive by signed URL (cached by the browser); the screen
 // image (longest side 2048 px) is shown first and the full-resolution file is fetched once the zoom
 // needs more pixels than the screen image has. No libraries, no CDN: this file is the whole viewer.
+//
+// A saliency map arrives as a small grey PNG (revision_core/saliency_render.py) whose grey values mark the
+// retina's attribution bands (top 10%, 5%, 1%); the viewer cuts it at those values on screen, at any zoom,
+// and draws the bands in blue to cyan (colours no fundus lesion has), filled or as outlines, each outline
+// with a dark halo so it reads on a bright disc and a dark periphery alike. The map says which finding it
+// explains ("Where the model looked for ... (91%)") and the reader can switch among the top findings.
 
 const VIEWERS = new WeakMap();
 const MAX_DEVICE_PX_PER_IMAGE_PX = 8; // zoom limit: one photograph pixel as 8x8 screen pixels
@@ -15,7 +21,22 @@ function preload(url) {
   image.src = url;
   image.decode().catch(() => PRELOADED.delete(url));
   PRELOADED.set(url, image);
-  while (PRELOADED.size > 3) PRELOADED.delete(PRELOADED.keys().next().value);
+  while (PRELOADED.size > 8) PRELOADED.delete(PRELOADED.keys().next().value);
+}
+
+function loadImage(url, onload) {
+  // an image fetched ahead when there is one (decoded already), else a new one
+  const ahead = PRELOADED.get(url);
+  if (ahead && ahead.complete && ahead.naturalWidth) { queueMicrotask(() => onload(ahead)); return ahead; }
+  const image = new Image();
+  image.decoding = "async";
+  image.onload = () => onload(image);
+  image.src = url;
+  return image;
+}
+
+function rgba(rgb, alpha) {
+  return `rgba(${rgb[0]}, ${rgb[1]}, ${rgb[2]}, ${alpha})`;
 }
 
 export default function (component) {
@@ -32,7 +53,7 @@ export default function (component) {
   };
 }
 
-// Brightness and contrast as the server-side viewer defines them, then gamma:
+// Brightness and contrast around mid-grey, then gamma:
 // out = 255 * (clamp(((in - 128) * contrast + 128) * brightness) / 255) ^ (1 / gamma)
 function lookupTable(brightness, contrast, gamma) {
   const lut = new Uint8ClampedArray(256);
@@ -61,7 +82,8 @@ class Viewer {
     this.iw = data.width;
     this.ih = data.height;
     this.adjust = { brightness: 1, contrast: 1, gamma: 1, redFree: false };
-    this.overlay = { show: false, opacity: 0.5 };
+    this.overlay = { show: false, opacity: 1, style: "filled", index: 0 };
+    this.maps = data.maps || [];
     this.pointers = new Map();
     this.frame = 0;
     this.listeners = [];
@@ -92,11 +114,62 @@ class Viewer {
     return el("label", { class: "cv-slider" }, [el("span", { text: label }), input, out]);
   }
 
+  mapTools() {
+    // the saliency arm's row: which finding's map, filled or outline, its opacity
+    const d = this.data;
+    const row = el("div", { class: "cv-ai", "data-testid": "map-tools" });
+    if (this.maps.length) {
+      this.mapSelect = el("select", { "aria-label": "Finding the map explains", "data-control": "map_finding" });
+      this.maps.forEach((m, i) => this.mapSelect.append(
+        el("option", { value: String(i), text: `${m.name} (${m.percent}%)` })));
+      this.on(this.mapSelect, "change", () => this.chooseMap(Number(this.mapSelect.value)));
+      row.append(el("label", { class: "cv-field" }, [el("span", { text: "for" }), this.mapSelect]));
+      this.styleButtons = {};
+      const group = el("div", { class: "cv-segmented", role: "group", "aria-label": "How the map is drawn" });
+      for (const [style, label] of [["filled", "Filled"], ["outline", "Outline"]]) {
+        const b = this.button(label, `Map drawn ${label.toLowerCase()}`, () => this.setMapStyle(style),
+                              { "aria-pressed": String(style === this.overlay.style), "data-control": `map_${style}` });
+        this.styleButtons[style] = b;
+        group.append(b);
+      }
+      row.append(group);
+    }
+    row.append(this.slider("opacity", "Opacity", 0, 1, 0.05, this.overlay.opacity, (v) => this.setOpacity(v)));
+    return row;
+  }
+
+  mapLegend() {
+    // on the photograph while a map is shown: what it explains (top) and what its colours mean (bottom)
+    const p = this.data.palette;
+    this.caption = el("div", { class: "cv-caption", "data-testid": "map-caption" });
+    this.legend = el("div", { class: "cv-legend", "data-testid": "map-legend" });
+    const title = el("div", { class: "cv-legend-title",
+                              text: `Model attribution (${this.data.method || "saliency"}), not a lesion map` });
+    this.legend.append(title);
+    if (p && this.maps.length) {
+      // strongest first: the top 1%, 5% and 10% of the retina's attribution, each swatch as the map draws it
+      const names = ["top 10% of the retina (weakest shown)", "5%", "top 1% (strongest)"];
+      const row = el("div", { class: "cv-legend-row" });
+      [2, 1, 0].forEach((i) => {
+        const b = p.bands[i];
+        row.append(el("span", { class: "cv-swatch", style: `background:${rgba(b.fill, 0.75)};border-color:${rgba(b.line, 1)};`
+                                + `box-shadow:0 0 0 1px ${rgba(p.halo.rgb, p.halo.alpha)}` }),
+                   el("span", { class: "cv-legend-label", text: names[i] }));
+      });
+      this.legend.append(row);
+      this.seenRow = el("div", { class: "cv-legend-row", hidden: "" }, [
+        el("span", { class: "cv-swatch cv-swatch-edge" }),
+        el("span", { class: "cv-legend-label", text: "dashed: the edge of what the model saw (no map beyond it)" })]);
+      this.legend.append(this.seenRow);
+    }
+    this.stage.append(this.caption, this.legend);
+  }
+
   build() {
     this.sliders = {};
     const d = this.data;
     this.root = el("div", { class: "cv-root", "data-testid": "case-viewer", "data-zoom": "fit", "data-source": "none",
-                            "data-case": String(d.id) });
+                            "data-case": String(d.id), "data-overlay": "hidden" });
     const tools = el("div", { class: "cv-tools" });
     tools.append(
       this.button("\u2212", "Zoom out (-)", () => this.zoomBy(1 / 1.5)),
@@ -107,8 +180,9 @@ class Viewer {
     this.redFreeButton = this.button("Red-free", "Red-free: green channel in grey (G)", () => this.toggleRedFree(),
                                      { "aria-pressed": "false", "data-control": "red_free" });
     tools.append(this.redFreeButton);
-    if (d.overlay) {
-      this.overlayButton = this.button(d.overlay_label || "AI overlay", "Show the AI saliency overlay (S)",
+    this.hasOverlay = Boolean(this.maps.length || d.overlay);
+    if (this.hasOverlay) {
+      this.overlayButton = this.button("Where the model looked", "Show where the model looked: its saliency map (S)",
                                        () => this.toggleOverlay(), { "aria-pressed": "false", "data-control": "overlay" });
       tools.append(this.overlayButton);
     }
@@ -118,16 +192,17 @@ class Viewer {
       this.slider("contrast", "Contrast", 0.5, 2, 0.05, 1, (v) => this.setAdjust("contrast", v)),
       this.slider("gamma", "Gamma", 0.4, 2.5, 0.05, 1, (v) => this.setAdjust("gamma", v)),
     ]);
-    if (d.overlay) adjust.append(this.slider("opacity", "Overlay", 0, 1, 0.05, 0.5, (v) => this.setOpacity(v)));
     this.stage = el("div", { class: "cv-stage", tabindex: "0", "aria-label": "Fundus photograph viewer" });
     this.canvas = el("canvas", { class: "cv-canvas" });
     this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
     this.status = el("div", { class: "cv-status" });
     this.loading = el("div", { class: "cv-loading", text: "Loading photograph\u2026" });
     this.stage.append(this.canvas, this.loading);
-    const help = el("div", { class: "cv-help", text: "Wheel or pinch: zoom \u00b7 drag: pan \u00b7 double-click: fit \u00b7 "
-      + "keys: + \u2212 0 1, arrows, G red-free" + (d.overlay ? ", S overlay" : "") + ", R reset" });
-    this.root.append(tools, adjust, this.stage, el("div", { class: "cv-foot" }, [this.status, help]));
+    if (this.hasOverlay) this.mapLegend();
+    const help = el("div", { class: "cv-help", text: "Wheel or pinch: zoom \u00b7 drag: pan \u00b7 double-click or 0: fit \u00b7 "
+      + "keys: + \u2212 1, arrows, G red-free" + (this.hasOverlay ? ", S map" : "") + ", R reset" });
+    this.foot = el("div", { class: "cv-foot" }, [this.status, help]);
+    this.root.append(tools, ...(this.hasOverlay ? [this.mapTools()] : []), adjust, this.stage, this.foot);
     this.parent.appendChild(this.root);
 
     this.on(this.stage, "wheel", (e) => this.onWheel(e), { passive: false });
@@ -149,22 +224,38 @@ class Viewer {
       this.draw();
       for (const url of d.prefetch || []) preload(url); // the next case: fetched and decoded while this one is read
     };
-    const ahead = PRELOADED.get(d.screen_url);
-    if (ahead && ahead.complete && ahead.naturalWidth) {
-      this.screen = ahead;
-      ready();
-    } else {
-      this.screen = new Image();
-      this.screen.decoding = "async";
-      this.screen.onload = ready;
-      this.screen.onerror = () => { this.loading.textContent = "The photograph could not be loaded: reload the page."; };
-      this.screen.src = d.screen_url;
-    }
-    if (d.overlay) {
+    this.screen = loadImage(d.screen_url, ready);
+    this.screen.onerror = () => { this.loading.textContent = "The photograph could not be loaded: reload the page."; };
+    if (d.overlay) { // a picture stored before saliency maps had bands: drawn as it is
       this.overlayImage = new Image();
       this.overlayImage.onload = () => this.draw();
       this.overlayImage.src = d.overlay;
     }
+    this.mapImages = this.maps.map((m) => loadImage(m.url, () => { this.mapCache = null; this.draw(); }));
+    const start = Number.isInteger(d.show_map) ? d.show_map : 0;
+    this.chooseMap(start);
+    if (Number.isInteger(d.show_map)) this.toggleOverlay();
+  }
+
+  chooseMap(index) {
+    this.overlay.index = index;
+    this.mapCache = null;
+    const m = this.maps[index];
+    if (this.mapSelect) this.mapSelect.value = String(index);
+    if (this.caption) {
+      const what = m ? `${m.name.toLowerCase()} (${m.percent}%)` : (this.data.overlay_label || "");
+      this.caption.textContent = `Where the model looked for ${what}`;
+      this.root.dataset.map = m ? m.finding : "picture";
+    }
+    this.draw();
+  }
+
+  setMapStyle(style) {
+    this.overlay.style = style;
+    this.mapCache = null;
+    for (const [name, b] of Object.entries(this.styleButtons || {})) b.setAttribute("aria-pressed", String(name === style));
+    if (this.legend) this.legend.dataset.style = style;
+    this.draw();
   }
 
   wantFull() {
@@ -190,7 +281,7 @@ class Viewer {
     const rect = this.stage.getBoundingClientRect();
     const scroller = document.querySelector('[data-testid="stMain"]');
     const top = rect.top + (scroller ? scroller.scrollTop : 0) + window.scrollY;
-    const foot = 28;
+    const foot = this.foot ? this.foot.offsetHeight + 4 : 28; // the status and help lines (one or two)
     const h = Math.max(320, Math.floor(window.innerHeight - top - foot - 12));
     this.stage.style.height = `${h}px`;
     const dpr = window.devicePixelRatio || 1;
@@ -228,6 +319,7 @@ class Viewer {
   }
 
   zoomTo(scale, cx = this.canvas.width / 2, cy = this.canvas.height / 2) {
+    this.viewChangedAt = performance.now();
     const s = Math.min(this.maxScale(), Math.max(this.fitScale, scale));
     this.tx = cx - ((cx - this.tx) * s) / this.scale;
     this.ty = cy - ((cy - this.ty) * s) / this.scale;
@@ -242,6 +334,7 @@ class Viewer {
   }
 
   panBy(dx, dy) {
+    this.viewChangedAt = performance.now();
     this.tx += dx;
     this.ty += dy;
     this.clamp();
@@ -308,7 +401,7 @@ class Viewer {
       ArrowUp: () => this.panBy(0, step), ArrowDown: () => this.panBy(0, -step),
       g: () => this.toggleRedFree(), G: () => this.toggleRedFree(), r: () => this.resetAll(), R: () => this.resetAll(),
     };
-    if (this.data.overlay) actions.s = actions.S = () => this.toggleOverlay();
+    if (this.hasOverlay) actions.s = actions.S = () => this.toggleOverlay();
     const action = actions[e.key];
     if (!action) return;
     if (e.key.startsWith("Arrow") && this.isFit) return; // nothing to pan: leave the arrows to the page
@@ -335,7 +428,102 @@ class Viewer {
   toggleOverlay() {
     this.overlay.show = !this.overlay.show;
     this.overlayButton.setAttribute("aria-pressed", String(this.overlay.show));
+    this.root.dataset.overlay = this.overlay.show ? "shown" : "hidden";
     this.draw();
+  }
+
+  mapLayer(W, H, sx, sy, sw, sh, dx, dy, dw, dh) {
+    // the current map's bands for this view, at CSS-pixel resolution (so every outline is the same width at any
+    // zoom), cached until the view, the map or the style change
+    const image = this.mapImages[this.overlay.index];
+    if (!image || !image.complete || !image.naturalWidth) return null;
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(W / dpr)), h = Math.max(1, Math.round(H / dpr));
+    const key = [this.overlay.index, this.overlay.style, w, h, sx, sy, sw, sh, dx, dy, dw, dh].join(",");
+    if (this.mapCache && this.mapCache.key === key) return this.mapCache.canvas;
+    const canvas = (this.mapCache && this.mapCache.canvas) || document.createElement("canvas");
+    canvas.width = w; canvas.height = h;
+    const g = canvas.getContext("2d", { willReadFrequently: true });
+    g.clearRect(0, 0, w, h);
+    g.imageSmoothingEnabled = true; // bilinear upsampling keeps the bands' edges smooth
+    const kx = image.naturalWidth / this.iw, ky = image.naturalHeight / this.ih;
+    g.drawImage(image, sx * kx, sy * ky, sw * kx, sh * ky, dx / dpr, dy / dpr, dw / dpr, dh / dpr);
+    // only the photograph's rectangle on this layer is worked on; a map pixel with no alpha is one the model did
+    // not see (a centre crop leaves the photograph's sides out): level UNSEEN
+    const x0 = Math.max(0, Math.ceil(dx / dpr)), y0 = Math.max(0, Math.ceil(dy / dpr));
+    const x1 = Math.min(w - 1, Math.floor((dx + dw) / dpr) - 1), y1 = Math.min(h - 1, Math.floor((dy + dh) / dpr) - 1);
+    const out = new ImageData(w, h);
+    if (x1 < x0 || y1 < y0) { g.putImageData(out, 0, 0); this.mapCache = { key, canvas }; return canvas; }
+    const p = g.getImageData(0, 0, w, h).data, pal = this.data.palette, [g1, g2, g3] = pal.grey, UNSEEN = 4;
+    const level = new Uint8Array(w * h);
+    let anyUnseen = false;
+    for (let y = y0; y <= y1; y++) {
+      for (let x = x0, i = y * w + x0; x <= x1; x++, i++) {
+        const j = 4 * i;
+        if (p[j + 3] < 128) { level[i] = UNSEEN; anyUnseen = true; continue; }
+        const v = p[j];
+        level[i] = v >= g3 ? 3 : v >= g2 ? 2 : v >= g1 ? 1 : 0;
+      }
+    }
+    if (this.seenRow) this.seenRow.hidden = !anyUnseen;
+    // colours as 32-bit pixels (little-endian RGBA), written in one store each
+    const pack = (rgb, a) => ((a << 24) | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0]) >>> 0;
+    const fill = this.overlay.style === "filled";
+    const halo = pack(pal.halo.rgb, Math.round(255 * pal.halo.alpha)), edge = pack(pal.seen_edge || [235, 240, 255], 230);
+    const lines = [0, ...pal.bands.map((b) => pack(b.line, 255))];
+    const fills = [0, ...pal.bands.map((b) => (fill ? pack(b.fill, Math.round(255 * b.alpha)) : 0))];
+    const o = new Uint32Array(out.data.buffer);
+    // an outline is 2 CSS pixels inside a band's edge, in the band's line colour, and 1 outside it, the dark halo;
+    // a neighbour the model did not see makes no band edge (the bands stop there, the dashed line says why)
+    for (let y = y0; y <= y1; y++) {
+      for (let x = x0, i = y * w + x0; x <= x1; x++, i++) {
+        const L = level[i];
+        if (L === UNSEEN) continue;
+        const l1 = x > 0 ? level[i - 1] : L, r1 = x < w - 1 ? level[i + 1] : L;
+        const u1 = y > 0 ? level[i - w] : L, d1 = y < h - 1 ? level[i + w] : L;
+        if (anyUnseen && (l1 === UNSEEN || r1 === UNSEEN || u1 === UNSEEN || d1 === UNSEEN)) {
+          if ((x + y) % 10 < 5) o[i] = edge;
+          continue;
+        }
+        if (L > 0) {
+          const l2 = x > 1 ? level[i - 2] : L, r2 = x < w - 2 ? level[i + 2] : L;
+          const u2 = y > 1 ? level[i - 2 * w] : L, d2 = y < h - 2 ? level[i + 2 * w] : L;
+          if (Math.min(l1, r1, u1, d1, l2, r2, u2, d2) < L) { o[i] = lines[L]; continue; } // UNSEEN (4) never lower
+        }
+        const hi = Math.max(l1 === UNSEEN ? 0 : l1, r1 === UNSEEN ? 0 : r1, u1 === UNSEEN ? 0 : u1,
+                            d1 === UNSEEN ? 0 : d1);
+        o[i] = hi > L ? halo : fills[L];
+      }
+    }
+    g.putImageData(out, 0, 0);
+    this.mapCache = { key, canvas, scale: this.scale, tx: this.tx, ty: this.ty, W, H,
+                      index: this.overlay.index, style: this.overlay.style };
+    return canvas;
+  }
+
+  paintMap(ctx, W, H, sx, sy, sw, sh, dx, dy, dw, dh) {
+    // while the reader zooms or pans, the last layer moves with the photograph (one draw); once they stop for a
+    // moment the bands are cut again, sharp, for the new view
+    const c = this.mapCache;
+    ctx.globalAlpha = this.overlay.opacity;
+    if (c && c.index === this.overlay.index && c.style === this.overlay.style && c.W === W && c.H === H
+        && (c.scale !== this.scale || c.tx !== this.tx || c.ty !== this.ty)
+        && performance.now() - (this.viewChangedAt || 0) < 150) {
+      const k = this.scale / c.scale;
+      ctx.setTransform(k, 0, 0, k, this.tx - c.tx * k, this.ty - c.ty * k);
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(c.canvas, 0, 0, W, H);
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      clearTimeout(this.mapTimer);
+      this.mapTimer = setTimeout(() => this.draw(), 160);
+    } else {
+      const layer = this.mapLayer(W, H, sx, sy, sw, sh, dx, dy, dw, dh);
+      if (layer) {
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(layer, 0, 0, W, H);
+      }
+    }
+    ctx.globalAlpha = 1;
   }
 
   draw() {
@@ -378,7 +566,9 @@ class Viewer {
         ctx.putImageData(img, bx, by);
       }
     }
-    if (this.overlay.show && this.overlayImage && this.overlayImage.naturalWidth) {
+    if (this.overlay.show && this.maps.length) {
+      this.paintMap(ctx, W, H, x0, y0, x1 - x0, y1 - y0, dx, dy, dw, dh);
+    } else if (this.overlay.show && this.overlayImage && this.overlayImage.naturalWidth) {
       const ko = this.overlayImage.naturalWidth / this.iw, ko_y = this.overlayImage.naturalHeight / this.ih;
       ctx.globalAlpha = this.overlay.opacity;
       ctx.imageSmoothingEnabled = true;
@@ -401,6 +591,7 @@ class Viewer {
 
   destroy() {
     if (this.frame) cancelAnimationFrame(this.frame);
+    clearTimeout(this.mapTimer);
     this.resizeObserver?.disconnect();
     for (const off of this.listeners) off();
     this.listeners = [];

@@ -26,6 +26,14 @@ def _label(q: dict) -> str:
     return plain(f"{q['text']} ({unit})" if unit and q["kind"] == "number" else q["text"])
 
 
+def _mark_required(keys: list[str]) -> None:
+    """A red asterisk after each required question's label (CSS, so the label a screen reader reads stays the
+    question's own text), explained in words above the questions."""
+    st.caption("Questions marked :red[\\*] are required.")
+    labels = ", ".join(f'.st-key-{k} [data-testid="stWidgetLabel"] p::after' for k in keys)
+    st.html(f'<style>{labels} {{ content: " *"; color: #d33; font-weight: 700; }}</style>')
+
+
 def _numbers(q: dict) -> tuple:
     """(min, max, step) of a number question, all int or all float as st.number_input requires."""
     low, high, step = q.get("minimum"), q.get("maximum"), q.get("step")
@@ -37,7 +45,11 @@ def _numbers(q: dict) -> tuple:
 
 
 def draw_answer_form(questions, assignment_id: int, allow_ungradable: bool = False) -> None:
-    """Draw the widgets (call inside ``st.form``); ``questions`` are dicts as ``Item.questions`` holds them."""
+    """Draw the widgets (call inside ``st.form``); ``questions`` are dicts as ``Item.questions`` holds them.
+    Required questions are marked before anything is submitted (a red asterisk, said in words above them)."""
+    required = [widget_key(assignment_id, q["id"]) for q in questions if q.get("required", True)]
+    if required:
+        _mark_required(required)
     if allow_ungradable:
         st.checkbox("Image ungradable", key=widget_key(assignment_id, UNGRADABLE),
                     help="Tick when the photograph cannot be graded; the other questions are then skipped.")
@@ -61,6 +73,30 @@ def draw_answer_form(questions, assignment_id: int, allow_ungradable: bool = Fal
             st.text_area(label, max_chars=q.get("max_length"), key=key, help=helptext)
         elif kind == "boolean":
             st.radio(label, ["Yes", "No"], index=None, horizontal=True, key=key, help=helptext)
+
+
+def form_problem(exc) -> dict:
+    """What a refused answer (``AnswerInvalid``) shows: a short message and the questions to mark. Missing
+    required answers are marked on the form itself, so the message only counts them; other problems (a
+    number out of range, ...) are listed."""
+    missing = list(getattr(exc, "missing", ()))
+    others = [p for p in exc.problems if not p.endswith(": an answer is required")]
+    parts = []
+    if missing:
+        n = len(missing)
+        parts.append(f"Please answer the {n} required question{'s' if n > 1 else ''} marked in red.")
+    if others:
+        parts.append("Please correct: " + "; ".join(others))
+    return {"message": " ".join(parts) or "Please complete the form.", "missing": missing}
+
+
+def show_form_problem(problem: dict, assignment_id: int) -> None:
+    """The message (plain text: it quotes question texts) and a red mark on every unanswered question."""
+    st.error(plain(problem["message"]))
+    keys = [widget_key(assignment_id, qid) for qid in problem["missing"]]
+    if keys:
+        selector = ", ".join(f".st-key-{k}" for k in keys)
+        st.html(f"<style>{selector} {{ border-left: 4px solid #d33; padding-left: 8px; }}</style>")
 
 
 def collect_answer(questions, assignment_id: int, allow_ungradable: bool = False, state=None) -> dict:
@@ -111,8 +147,12 @@ def draft_from_widgets(questions, assignment_id: int, allow_ungradable: bool = F
 
 def draw_draft_form(questions, assignment_id: int, allow_ungradable: bool, draft: dict | None, on_change) -> None:
     """The answer widgets outside an ``st.form``, starting from ``draft`` (what the reader had ticked or typed
-    before a reload; nothing else is pre-filled), each change calling ``on_change()`` so that it is kept."""
+    before a reload; nothing else is pre-filled), each change calling ``on_change()`` so that it is kept.
+    Required questions are marked before anything is submitted, as in :func:`draw_answer_form`."""
     draft = draft or {}
+    required = [widget_key(assignment_id, q["id"]) for q in questions if q.get("required", True)]
+    if required:
+        _mark_required(required)
     if allow_ungradable:
         st.checkbox("Image ungradable", key=widget_key(assignment_id, UNGRADABLE), on_change=on_change,
                     value=bool(draft.get(UNGRADABLE)),

@@ -8,6 +8,7 @@ import io
 import math
 import re
 import warnings
+from pathlib import Path
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -200,17 +201,11 @@ def model_banner(clf, detail: str = "") -> None:
     st.caption(f"Model: {card.name} · version {card.version}{detail}")
 
 
-def probability_chart(names, probabilities, height: int | None = None):
-    """Horizontal bars of suggestion probabilities, highest on top, each labelled with its value."""
-    import plotly.express as px
-
-    pairs = sorted(zip(names, probabilities), key=lambda kv: kv[1])
-    fig = px.bar(x=[p for _, p in pairs], y=[n for n, _ in pairs], orientation="h", range_x=[0, 1.12],
-                 text=[f"{p:.0%}" for _, p in pairs], labels={"x": "probability (suggestion)", "y": ""},
-                 height=height)
-    fig.update_traces(textposition="outside", cliponaxis=False)
-    fig.update_xaxes(tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
-    return fig
+def suggestion_bars(names: dict, probabilities: dict, top: int = 5) -> None:
+    """The AI panel's bars: one labelled bar a finding, most probable first (readable at any column width,
+    unlike a chart whose axis labels are cut on a narrow one). Finding names are shown as plain text."""
+    for finding, p in sorted(probabilities.items(), key=lambda kv: kv[1], reverse=True)[:top]:
+        st.progress(min(max(float(p), 0.0), 1.0), text=f"{plain(names.get(finding, finding))}: **{p:.0%}**")
 
 
 @st.cache_data(show_spinner=False)
@@ -231,25 +226,78 @@ def finding_names(label_set: str | None, questions=()) -> dict[str, str]:
     return names
 
 
-READING_ROOM_CSS = """
-<style>
-/* the reading page: the photograph gets the room. No header band, slim margins, and the viewer column
-   stays in view while the reader scrolls the questions. */
-header[data-testid="stHeader"] { display: none; }
-.stMainBlockContainer, [data-testid="stMainBlockContainer"] { padding: 0.75rem 1rem 1rem 1rem; max-width: none; }
-.st-key-viewer_column { position: sticky; top: 0.5rem; }
+STATION_CSS = """
+/* a reading screen (the reader's, and the visitors' "Try the study"): the viewer's column stays in view while
+   the page scrolls the questions (a sticky flex item must not be stretched to the row's height, or it has no
+   room to stick) */
+[data-testid="stColumn"]:has(.st-key-viewer_column) { position: sticky; top: 0.5rem; align-self: flex-start; }
+/* Submit (and any error above it) stays at the bottom of the window while the form is on screen: the sticky box
+   is the container's layout wrapper, whose parent (the form) gives it room */
+[data-testid="stLayoutWrapper"]:has(> .st-key-submit_bar) { position: sticky; bottom: 0; z-index: 3; }
+.st-key-submit_bar { background-color: rgb(255, 255, 255); padding: 0.5rem 0 0.6rem 0;
+  box-shadow: 0 -8px 8px -8px rgba(0, 0, 0, 0.25); }
+.st-key-submit_bar [data-testid="stAlert"] { max-height: 30vh; overflow-y: auto; }
 /* while the next case is drawn, nothing of the previous one stays on screen: no old AI panel beside a new
    photograph, no old heading above it (the page reruns only on Submit and Pause) */
 [data-testid="stElementContainer"][data-stale="true"] { visibility: hidden; }
-/* ... except the answer form while only it reruns (each change is kept as a draft): it must not blink */
-.st-key-answer_form [data-testid="stElementContainer"][data-stale="true"] { visibility: visible; }
+/* ... except the answers and the Submit bar while only the answer column reruns (each change is kept as a draft):
+   they must not blink */
+.st-key-answer_form [data-testid="stElementContainer"][data-stale="true"],
+.st-key-submit_bar [data-testid="stElementContainer"][data-stale="true"] { visibility: visible; }
+"""
+
+READING_ROOM_CSS = """
+<style>
+/* the reading page: the photograph gets the room. No header band (a reader has no sidebar), slim margins */
+header[data-testid="stHeader"] { display: none; }
+.stMainBlockContainer, [data-testid="stMainBlockContainer"] { padding: 0.75rem 1rem 1rem 1rem; max-width: none; }
 .stMainBlockContainer h3 { padding: 0 0 0.1rem 0; }
+""" + STATION_CSS + """
 </style>
 """
 
 
 def reading_room_style() -> None:
     st.html(READING_ROOM_CSS)
+
+
+def station_style() -> None:
+    """The reading screen's layout without the reader's page chrome (for the visitors' "Try the study")."""
+    st.html("<style>" + STATION_CSS + "</style>")
+
+
+FAVICON = Path(__file__).resolve().parents[1] / "assets" / "favicon.png"  # served by the app: no font CDN
+
+APP_CSS = """
+<style>
+/* every page, on a touch screen: each control at least 44 px high (WCAG 2.5.5 target size), so a finger hits
+   the option it means; the reading station's viewer has the same rule in components/case_viewer.css */
+@media (pointer: coarse) {
+  button[data-testid^="stBaseButton"], [data-testid="stPageLink"] a, [data-testid="stSidebarNav"] a,
+  [data-testid="stExpander"] summary { min-height: 44px; }
+  [data-testid="stRadio"] [role="radiogroup"] label, [data-testid="stCheckbox"] label { min-height: 44px;
+    align-items: center; }
+  [data-testid="stNumberInput"] input, [data-testid="stTextInput"] input { min-height: 44px; }
+  [data-testid="stNumberInput"] button { min-width: 44px; min-height: 44px; }
+  [data-baseweb="select"] > div, [data-testid="stMultiSelect"] [role="group"] { min-height: 44px; }
+  [data-testid="stTooltipIcon"] button { min-width: 44px; min-height: 44px; justify-content: center; }
+  [data-testid="stSlider"] [role="slider"] { width: 28px; height: 28px; }
+  [data-testid="stSlider"] [data-baseweb="slider"] { padding: 10px 0; }
+}
+/* a window up to a tablet's width: slimmer margins (the visitor's sidebar already takes 300 px), and headings in
+   columns a size smaller so that a word ("Investigators") is never split over two lines */
+@media (max-width: 1200px) {
+  [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 4.25rem; }
+  [data-testid="stColumn"] h3 { font-size: 1.4rem; }
+}
+[data-testid="stColumn"] h3 { word-break: normal; overflow-wrap: normal; }
+</style>
+"""
+
+
+def app_style() -> None:
+    """The app-wide style (touch target sizes); app.py calls it on every run, before the page."""
+    st.html(APP_CSS)
 
 
 # --- plain text for user-supplied names (issue 11) ----------------------------------------------------

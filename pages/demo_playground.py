@@ -2,30 +2,32 @@
 configured), any synthetic case or an upload, and see where it looks (saliency).
 
 Why it is built this way: the model, the gallery and each image's suggestions are loaded once per process
-(st.cache_resource), so a warm run only draws; an overlay is stored with the SHA-256 of the image it was
-computed for and drawn only over that image, so no sequence of widget actions shows a stale one.
+(st.cache_resource), so a warm run only draws; the photograph is in the reading station's viewer, and a map
+is drawn there exactly as a saliency-arm reader sees it (named finding, bands, legend, outline mode, the
+findings explained so far to switch among); a map is stored with the SHA-256 of the image it was computed for
+and drawn only over that image, so no sequence of widget actions shows a stale one.
 """
-import html
 import time
 from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 
+from components.case_viewer import case_viewer, image_data_url, png_data_url
 from pages._shared import (
     classifier_or_stop,
     load_upload_reduced,
     model_banner,
     plain,
-    probability_chart,
     real_samples_folder,
     require_public_demo,
+    suggestion_bars,
 )
 from pages._uploads import drop_upload, playground_upload_mb
 from revision_core import samples as gallery_mod
 from revision_core.imageio import ImageLoadError, image_sha256
 from revision_core.saliency import METHOD_NAMES, METHODS, describe_params, explain
-from revision_core.saliency_render import render_overlay
+from revision_core.saliency_render import display_png, display_size
 
 require_public_demo()  # study mode: nothing of the model while a study has unaided readings left (app.py)
 st.title("Model playground")
@@ -34,7 +36,7 @@ card = clf.loaded.card
 model_banner(clf, f" · {card.architecture} · {card.input_size}px · {card.device}")
 names = {k: clf.label_set.finding(k).name for k in clf.findings}
 SOURCES = ["Sample gallery", "Synthetic case by number", "Upload"]
-SAL_RESULT, SAL_SHOWN = "sal_result", "sal_shown"  # session keys: the last overlay (with its image's hash); the one drawn
+SAL_RESULT, SAL_SHOWN = "sal_result", "sal_shown"  # session keys: the last maps (with their image's hash); the one drawn
 
 
 @st.cache_resource(show_spinner="Preparing the sample gallery ...")
@@ -69,13 +71,15 @@ def _probabilities(version: str, sha: str, _image):
 
 folder = real_samples_folder()
 real_folder = str(folder) if folder else None
-source = st.radio("Photograph", SOURCES, horizontal=True, key="pg_source")
-image = sha = probs = None
+# the photograph on the left from the top of the page, everything that chooses or explains it on the right
+left, right = st.columns([3, 2], gap="small")
+source = right.radio("Photograph", SOURCES, horizontal=True, key="pg_source")
+image = sha = probs = items = None
 truth_lines, real = [], False
 if source == "Upload":
     turn = st.session_state.setdefault("pg_upload_turn", 0)
-    upload = st.file_uploader("Colour fundus photograph (JPEG, PNG, TIFF or DICOM)", key=f"pg_upload_{turn}",
-                              max_upload_size=playground_upload_mb())
+    upload = right.file_uploader("Colour fundus photograph (JPEG, PNG, TIFF or DICOM)", key=f"pg_upload_{turn}",
+                                 max_upload_size=playground_upload_mb())
     if upload is not None:
         try:
             # bounded: header pixel check, a share of the server's decode budget, then reduced decoding to
@@ -86,20 +90,20 @@ if source == "Upload":
             st.session_state["pg_upload_turn"] = turn + 1  # a fresh uploader, that points at nothing dropped
             st.rerun()
         except ImageLoadError as exc:
-            st.error(plain(exc))  # the message names the uploaded file: plain text
+            right.error(plain(exc))  # the message names the uploaded file: plain text
     if "pg_uploaded" in st.session_state:
         uploaded_name, image = st.session_state["pg_uploaded"]
         sha, real = image_sha256(image), True
-        st.caption(f"Uploaded: {plain(uploaded_name)} (kept at {image.size[0]} x {image.size[1]} px; "
-                   "upload another to replace it)")
+        right.caption(f"Uploaded: {plain(uploaded_name)} (kept at {image.size[0]} x {image.size[1]} px; "
+                      "upload another to replace it)")
 elif source == "Synthetic case by number":
-    seed = st.number_input("Sample number", min_value=0, max_value=10_000, value=7, step=1, key="pg_seed")
+    seed = right.number_input("Sample number", min_value=0, max_value=10_000, value=7, step=1, key="pg_seed")
     image, sha, case = _synthetic(int(seed))
     present = [names[k] for k in clf.findings if case.labels.get(k)]
     truth_lines = ["Findings: " + plain(", ".join(present) or "normal"), plain(case.report)]
 else:
     items = _gallery(real_folder)
-    index = st.selectbox("Sample", range(len(items)), key="pg_sample",
+    index = right.selectbox("Sample", range(len(items)), key="pg_sample",
                          format_func=lambda i: f"{'Real' if items[i].kind == 'real' else 'Synthetic'}: {items[i].title}")
     sample = items[index]
     image, sha, real = sample.image, sample.sha256, sample.kind == "real"
@@ -110,6 +114,7 @@ else:
         labelled = "not labelled" if sample.findings is None else (
             ", ".join(names.get(k, k) for k in sample.findings) or "normal")
         truth_lines = [f"Reference: {plain(labelled)}" + (f" · {plain(sample.credit)}" if sample.credit else "")]
+if items is not None:  # below both columns: the whole gallery at a glance
     with st.expander(f"Sample gallery ({len(items)} photographs)"):
         thumbs = _thumbnails(real_folder)
         for kind, heading in (("synthetic", "Synthetic"), ("real", "Real")):
@@ -123,57 +128,68 @@ else:
             st.caption("Real photographs appear here where a folder of them is configured "
                        "(REVISION_REAL_SAMPLES, or `[demo] real_samples` in .streamlit/secrets.toml).")
 
-if image is not None:
-    if probs is None:
-        probs = _probabilities(card.version, sha, image)
-    left, right = st.columns([3, 2])
-    left.image(image, caption="Input photograph", width="stretch")
-    chart_names = [html.escape(names[k]) for k in clf.findings]  # plotly renders <a>, <b>
-    right.plotly_chart(probability_chart(chart_names, probs), width="stretch", key="pg_chart")
-    right.caption("Zero-shot suggestions of a demo model: they support, and never replace, the reader's judgement.")
+if image is None:
+    st.session_state[SAL_SHOWN] = None
+    st.stop()
+if probs is None:
+    probs = _probabilities(card.version, sha, image)
+prob = dict(zip(clf.findings, map(float, probs)))
+with right:
+    suggestion_bars(names, prob)
+    st.caption("Zero-shot suggestions of a demo model: they support, and never replace, the reader's judgement.")
     if real:
-        right.info(gallery_mod.REAL_NOTE, icon=":material/info:")
+        st.info(gallery_mod.REAL_NOTE, icon=":material/info:")
         if source == "Sample gallery":
             items = _gallery(real_folder)
             for line in gallery_mod.real_summary(items, _gallery_probabilities(card.version, real_folder),
                                                  clf.findings, names):
-                right.caption(plain(line))
+                st.caption(plain(line))
     if truth_lines:
-        with right.expander("Reference findings" + ("" if real else " and synthetic report")):
+        with st.expander("Reference findings" + ("" if real else " and synthetic report")):
             for line in truth_lines:
                 st.markdown(line)
-
-st.session_state[SAL_SHOWN] = None
-if image is not None:
-    with st.expander("Saliency: where does the model look for a finding?"):
+    with st.expander("Saliency: where does the model look for a finding?", expanded=True):
         c1, c2 = st.columns(2)
         finding = c1.selectbox("Finding", clf.findings, format_func=names.get, index=int(probs.argmax()),
                                key="sal_finding")
-        # integrated gradients by default: on the demo model it points at the lesion in 82% of cases
-        # (Grad-CAM 26%; results/saliency_check_demo_50_seed0.json) and takes well under a second
+        # integrated gradients by default, as a study's precompute: on the demo model it points at the lesion in
+        # 82% of synthetic cases (Grad-CAM 26%; results/saliency_check_demo_50_seed0.json)
         method = c2.selectbox("Method", METHODS, index=METHODS.index("integrated_gradients"), key="sal_method",
                               format_func=METHOD_NAMES.get)
-        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="sal_opacity")
         if st.button("Explain", key="sal_run"):
             settings = gallery_mod.saliency_settings(method)
             bar = st.progress(0.0, text=f"Computing {METHOD_NAMES[method]} ...")
             started = time.perf_counter()
             try:
-                sal = explain(clf.loaded, clf, image, finding, method,
+                sal = explain(clf.loaded, clf, image, finding, method, size=display_size(*image.size),
                               progress=lambda f: bar.progress(f, text=f"Computing {METHOD_NAMES[method]}: {f:.0%}"),
                               **settings)
+                png, _w, _h = display_png(image, sal.map, seen=sal.seen)
+                kept = st.session_state.get(SAL_RESULT) or {}
+                maps = kept.get("maps", {}) if (kept.get("image"), kept.get("method")) == (sha, method) else {}
+                maps[finding] = png  # the maps of this photograph by this method: the viewer switches among them
                 st.session_state[SAL_RESULT] = {"image": sha, "map": sal.map, "finding": finding, "method": method,
-                                                "settings": describe_params(method, sal.params),
+                                                "settings": describe_params(method, sal.params), "maps": maps,
                                                 "seconds": time.perf_counter() - started}
             except ValueError as exc:
                 st.error(plain(exc))
             bar.empty()
-        result = st.session_state.get(SAL_RESULT)
-        if result is not None and result["image"] == sha:  # an overlay belongs to the image it was computed for
-            st.columns([3, 2])[0].image(
-                render_overlay(image, result["map"], opacity=opacity), width="stretch",
-                caption=f"{METHOD_NAMES[result['method']]} saliency for {plain(names[result['finding']])} "
-                        f"({result['settings'] + '; ' if result['settings'] else ''}{result['seconds']:.1f} s): "
-                        "brighter = more influence on the score. Saliency maps can mislead; they are not a "
-                        "localisation.")
-            st.session_state[SAL_SHOWN] = result["image"]
+
+result = st.session_state.get(SAL_RESULT)
+shown = result if result is not None and result["image"] == sha else None  # a map belongs to its photograph
+st.session_state[SAL_SHOWN] = shown["image"] if shown else None
+with left, st.container(key="viewer_column"):
+    order = sorted(shown["maps"], key=lambda f: -prob[f]) if shown else []
+    maps = [{"finding": f, "name": names[f], "probability": prob[f], "url": png_data_url(shown["maps"][f])}
+            for f in order]
+    case_viewer(key=f"pg_viewer_{sha[:16]}_{shown['method'] + '_' + '_'.join(order) if shown else 'plain'}",
+                screen_url=image_data_url(image), full_url=image_data_url(image), width=image.width,
+                height=image.height, maps=maps, map_method=METHOD_NAMES[shown["method"]].lower() if shown else None,
+                show_map=order.index(shown["finding"]) if shown else None)
+    if shown:
+        st.caption(f"{METHOD_NAMES[shown['method']]} saliency for {plain(names[shown['finding']])} "
+                   f"({shown['settings'] + '; ' if shown['settings'] else ''}{shown['seconds']:.1f} s): drawn as the "
+                   "reading station draws it: the bands of the retina's strongest attribution. Saliency maps can "
+                   "mislead; they are not a localisation of lesions.")
+    else:
+        st.caption("Input photograph: zoom with the wheel or a pinch, drag to pan.")

@@ -35,7 +35,7 @@ if mode == "until":
     until = datetime.combine(day, at, tzinfo=zone).astimezone(timezone.utc).replace(tzinfo=None)
 cutoff = analysis.cutoff(mode, until)
 key = f"analysis_{study_id}_{cutoff!r}"  # results belong to the cut-off they were run with
-if st.button("Run the analysis (about a minute for a full study)", key="run_analysis", type="primary"):
+if st.button("Run the analysis", key="run_analysis", type="primary"):
     with st.spinner("Analysing ..."):
         try:
             st.session_state[key] = analysis.results(factory, study_id, cutoff)

@@ -51,6 +51,10 @@ with about:
                                                          .NumberColumn("Probability", format="percent")})
             if out["saliency_png"]:
                 st.image(out["saliency_png"], caption="Saliency overlay", width=240)
+            if out["maps"]:  # as a saliency-arm reader sees them: the retina's strongest attribution, in bands
+                for col, (finding, p, png) in zip(st.columns(len(out["maps"])), out["maps"]):
+                    col.image(png, width="stretch",
+                              caption=f"Where the model looked for {plain(names.get(finding, finding))} ({p:.0%})")
 
 st.subheader("Readings of this case")
 if detail.readings:

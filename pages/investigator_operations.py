@@ -50,8 +50,11 @@ if issued is not None:
 st.subheader("Access codes")
 st.caption("Revoke a code that was lost or shared (the reader's answers stay), or issue a new one: the old code "
            "stops working and the new one is shown here once. Codes are stored only as argon2 hashes.")
-pick = st.selectbox("Reader", list(by_id), format_func=lambda i: f"{by_id[i]['pseudonym']} ({by_id[i]['status']})",
-                    key="ops_code_reader")
+# the picker names the reader only: a status in its label stayed stale in the browser after an operation changed
+# it; the status is said fresh on every run, below it
+pick = st.selectbox("Reader", list(by_id), format_func=lambda i: by_id[i]["pseudonym"], key="ops_code_reader")
+st.caption(f"{plain(by_id[pick]['pseudonym'])}: " + ("access code active" if by_id[pick]["code_active"] else
+                                                      "access code revoked") + f" · {plain(by_id[pick]['status'])}")
 st.text_input("Reason (goes into the audit trail)", key="ops_code_reason", max_chars=investigator.MAX_REASON)
 left, right = st.columns(2)
 left.button("Revoke the code", key="ops_revoke", disabled=not by_id[pick]["code_active"], on_click=_run,

@@ -29,7 +29,10 @@ cols[1].metric("Fast reads", r["fast_reads"])
 last = r["last_activity"]  # the day fits a metric at 1024 px; the full time is in its help and the table below
 cols[2].metric("Last activity", f"{timefmt.local(last):%d %b}" if last else "not started",
                help=timefmt.minute(last) if last else None)
-cols[3].metric("Status", r["status"])
+status, _, more = r["status"].partition(": ")  # "washout: session 2 opens ...": the word fits a metric at 1024 px
+cols[3].metric("Status", status, help=r["status"] if more else None)
+if more:
+    st.caption(f"Status: {plain(r['status'])}")
 st.caption(("Access code active, issued " + timefmt.minute(r["code_issued_at"])) if r["code_active"]
            else f"Access code revoked {timefmt.minute(r['revoked_at'])}")
 st.caption(limits.describe())
@@ -45,10 +48,13 @@ st.dataframe(pd.DataFrame([{**s, "first_shown": timefmt.minute(s["first_shown"])
 
 st.subheader("Answers, with every version")
 if detail.answers:
-    st.dataframe(pd.DataFrame([{**a, "submitted_at": timefmt.minute(a["submitted_at"]), "reason": a["reason"] or ""}
-                               for a in detail.answers]).drop(columns="answer_id"),
+    # the position as the reader saw it ("Case 3 of 60, session 1 of 2"): counted from 1 within each session
+    st.dataframe(pd.DataFrame([{**a, "position": a["position"] + 1, "submitted_at": timefmt.minute(a["submitted_at"]),
+                                "reason": a["reason"] or ""} for a in detail.answers]).drop(columns="answer_id"),
                  hide_index=True, width="stretch", column_config={
-                     "session": "Session", "position": "Position", "case": "Case", "condition": "Condition",
+                     "session": "Session", "position": st.column_config.NumberColumn(
+                         "Shown as case", help="The reader's heading said \"Case n\" (of the session)"),
+                     "case": "Case", "condition": "Condition",
                      "step": "Step", "version": "Version", "answer": "Answer", "reason": "Correction reason",
                      "submitted_at": "Answered", "seconds": "Seconds", "fast": "Fast read"})
 else:

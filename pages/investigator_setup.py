@@ -28,6 +28,8 @@ if study_id is None:
     st.stop()
 
 summary = investigator.setup_summary(factory, study_id)
+if st.session_state.get("setup_flash"):
+    st.success(st.session_state.pop("setup_flash"))
 cols = st.columns(5)
 for col, (label, key) in zip(cols, [("Cases", "cases"), ("AI outputs", "ai_outputs"), ("Readers", "readers"),
                                     ("Assignments", "assignments"), ("Answers", "answers")]):
@@ -53,8 +55,9 @@ with st.expander("2. Import cases (a ZIP with manifest.csv and the images)"):
         if problems:
             st.error("Rejected, nothing imported: fix the problems listed and upload again.")
             st.dataframe(pd.DataFrame({"problem": problems}), hide_index=True, width="stretch")
-        else:
-            st.success(f"{n} cases imported.")
+        else:  # drawn again from the top, so that the counters above say what was just imported
+            st.session_state["setup_flash"] = f"{n} cases imported."
+            st.rerun()
 
 with st.expander("3. Readers and access codes"):
     st.caption("CSV columns: display_name, years_experience (+ specialty, site). Codes are shown once, here, "
@@ -110,8 +113,8 @@ with st.expander("4. Design and AI precompute"):
                 st.success(f"{investigator.build_design(factory, study_id, actor)} assignments stored.")
             except (ValueError, investigator.DesignLocked) as exc:
                 st.error(plain(str(exc)))
-    st.caption("Precompute stores the model's suggestion (and saliency overlays for an ai_saliency arm) for every "
-               "case; it resumes where it stopped.")
+    st.caption("Precompute stores the model's suggestion for every case (and, for an ai_saliency arm, saliency maps "
+               "of its most probable findings, computed on every CPU core); it resumes where it stopped.")
     if st.button("Run the AI precompute", key="precompute"):
         bar = st.progress(0.0, text="Loading the model ...")
 

@@ -51,7 +51,49 @@ def roc_evaluation(classifier, n: int = 60, seed: int = 0, size: int = 224) -> d
              "positives": e["n_pos"], "negatives": e["n_neg"], "note": e.get("note", "")}
             for f, e in table["auroc"].items()]
     aucs = {f: e["auc"] for f, e in table["auroc"].items()}
-    return {"table": rows, "mean_auroc": table["mean_auroc"], "curves": curves, "aucs": aucs, "n": n}
+    cis = {f: e["ci"] for f, e in table["auroc"].items()}
+    negatives = {f: scores[f][labels[f] == 0].tolist() for f in classifier.findings}  # for the real comparison
+    return {"table": rows, "mean_auroc": table["mean_auroc"], "curves": curves, "aucs": aucs, "cis": cis, "n": n,
+            "negative_scores": negatives}
+
+
+def real_evaluation(classifier, images, findings: list[tuple[str, ...]], synthetic: dict) -> dict:
+    """The model on real labelled photographs, for the evaluation page, beside the synthetic result.
+
+    ``findings[i]``: the findings photograph ``i`` shows (``()`` = normal); a finding no photograph's source
+    lists is not labelled. Per labelled finding: how many real photographs show it, how many the model calls
+    (probability >= 0.5) with a Wilson 95% CI (the sensitivity at 0.5), the median probability; the AUROC with
+    its DeLong CI where real negatives exist (normal photographs); else, said as such, the AUROC of the real
+    positives against the synthetic evaluation's negatives (``synthetic["negative_scores"]``), which mixes two
+    sources and is no real-world AUROC. Returns ``{"rows", "n", "normals"}``."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from .evaluate import auroc_ci
+
+    probs = classifier.predict_images(images)
+    labelled = sorted({f for fs in findings for f in fs}, key=classifier.findings.index)
+    normals = [i for i, fs in enumerate(findings) if not fs]
+    rows = []
+    for f in labelled:
+        j = classifier.findings.index(f)
+        pos = np.array([probs[i, j] for i, fs in enumerate(findings) if f in fs])
+        neg = np.array([probs[i, j] for i in normals])
+        called = int((pos >= 0.5).sum())
+        low, high = proportion_confint(called, len(pos), method="wilson")
+        row = {"finding": f, "positives": len(pos), "negatives": len(neg), "called": called,
+               "sensitivity": called / len(pos), "sens_low": float(low), "sens_high": float(high),
+               "median": float(np.median(pos)), "auroc": None, "ci": None, "auroc_vs_synthetic": None,
+               "ci_vs_synthetic": None, "synthetic_auroc": synthetic["aucs"].get(f),
+               "synthetic_ci": synthetic.get("cis", {}).get(f)}
+        if len(neg) >= 2 and len(pos) >= 2:
+            r = auroc_ci(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+            row["auroc"], row["ci"] = r.auc, list(r.ci)
+        synth_neg = np.asarray(synthetic.get("negative_scores", {}).get(f, []))
+        if len(synth_neg) >= 2 and len(pos) >= 2:
+            r = auroc_ci(np.r_[np.ones(len(pos)), np.zeros(len(synth_neg))], np.r_[pos, synth_neg])
+            row["auroc_vs_synthetic"], row["ci_vs_synthetic"] = r.auc, list(r.ci)
+        rows.append(row)
+    return {"rows": rows, "n": len(images), "normals": len(normals)}
 
 
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")

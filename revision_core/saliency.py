@@ -60,6 +60,7 @@ from revision_core.saliency_methods import METHODS, NOTES
 from revision_core.saliency_methods import METHOD_NAMES as _SHORT_NAMES
 
 METHOD_NAMES = {k: v + (f" ({NOTES[k]})" if k in NOTES else "") for k, v in _SHORT_NAMES.items()}  # the playground's
+from revision_core.saliency_render import retina_mask
 BASELINES = ("blurred", "black")
 BLUR_SIGMA_FRACTION = 0.04
 _LOCK = threading.Lock()
@@ -78,6 +79,7 @@ class Saliency:
     score: float = float("nan")            # the finding's log-odds for this image
     baseline_score: float = float("nan")   # ... for the baseline image (IG / SmoothGrad / occlusion)
     convergence_delta: float = float("nan")  # IG: sum(attr) - (score - baseline_score)
+    seen: np.ndarray | None = None  # True where the model saw the image (a centre crop leaves the sides out)
 
 
 # --------------------------------------------------------------------------- validation
@@ -408,39 +410,62 @@ def describe_params(method: str, params: dict[str, Any]) -> str:
 def explain(loaded, classifier, image, finding: str, method: str, *, baseline: str = "blurred", steps: int = 32,
             internal_batch_size: int = 16, nt_samples: int = 8, nt_stdev: float = 0.15,
             window: int | None = None, stride: int | None = None, seed: int = 0,
-            progress: Callable[[float], None] | None = None, threads: int | None = None) -> Saliency:
+            progress: Callable[[float], None] | None = None, threads: int | None = None,
+            size: tuple[int, int] | None = None) -> Saliency:
     """Attribute ``finding``'s zero-shot log-odds for ``image`` (PIL image, path or bytes) with ``method``;
-    ``progress(fraction)`` is called as the attribution advances (and with 1.0 at the end). ``threads``
+    ``progress(fraction)`` is called as the attribution advances (and with 1.0 at the end). ``size`` (w, h)
+    returns the map at that size instead of the image's (the display map: no full-size arrays). ``threads``
     (CPU only) runs the attribution on that many torch threads: on a shared 2-core machine one thread is
     several times faster than two, which wait on each other when the cores are busy (see demo_settings.toml).
 
     Raises ValueError (listing choices) for an unknown finding, method or baseline, ImageLoadError for an
     unreadable image, and ValueError for Grad-CAM on a tower without a supported layer.
     """
+    return explain_findings(loaded, classifier, image, [finding], method, baseline=baseline, steps=steps,
+                            internal_batch_size=internal_batch_size, nt_samples=nt_samples, nt_stdev=nt_stdev,
+                            window=window, stride=stride, seed=seed, progress=progress, threads=threads,
+                            size=size)[0]
+
+
+def explain_findings(loaded, classifier, image, findings, method: str, *, baseline: str = "blurred",
+                     steps: int = 32, internal_batch_size: int = 16, nt_samples: int = 8, nt_stdev: float = 0.15,
+                     window: int | None = None, stride: int | None = None, seed: int = 0,
+                     progress: Callable[[float], None] | None = None, threads: int | None = None,
+                     size: tuple[int, int] | None = None) -> list[Saliency]:
+    """:func:`explain` for several findings of one image (precompute's top findings): the image is read,
+    preprocessed and blurred for the baseline once, and the geometry is worked out once."""
     from PIL import Image
 
     from .imageio import load_image
 
     check_choice(method, METHODS, "method")
     check_choice(baseline, BASELINES, "baseline")
-    scorer = score_function(loaded, classifier, finding)
+    scorers = [score_function(loaded, classifier, f) for f in findings]
     if not isinstance(image, Image.Image):
         image = load_image(image)
     image = image.convert("RGB")
     pixels = loaded.preprocess(image).unsqueeze(0).to(loaded.device, torch.float32)
     base = make_baseline(pixels, baseline, loaded.preprocess)
-    with _LOCK, _cpu_threads(threads if loaded.device.type == "cpu" else None):
-        raw, delta = attribute(scorer, pixels, method, baseline=base, steps=steps,
-                               internal_batch_size=internal_batch_size, nt_samples=nt_samples, nt_stdev=nt_stdev,
-                               window=window, stride=stride, seed=seed, progress=progress)
-        with torch.no_grad():
-            scores = scorer(torch.cat([pixels, base])).cpu().numpy()
     side = pixels.shape[-1]
-    m = to_image_geometry(normalise_map(smoothed(raw, method)), image.size, loaded.preprocess)
-    m[np.asarray(image).max(axis=2) <= 4] = 0     # no retina in the black surround (see module docstring)
+    size = tuple(size) if size else image.size
+    retina = retina_mask(image, size)   # no retina in the black surround (see module docstring)
+    seen = to_image_geometry(np.ones(pixels.shape[-2:], np.float32), size, loaded.preprocess) > 0.5
     params = method_params(method, baseline=baseline, steps=steps, nt_samples=nt_samples, nt_stdev=nt_stdev,
                            window=window, stride=stride, seed=seed, input_size=side)
+    out = []
+    for k, (finding, scorer) in enumerate(zip(findings, scorers)):
+        step = None if progress is None else (lambda f, k=k: progress((k + f) / len(findings)))
+        with _LOCK, _cpu_threads(threads if loaded.device.type == "cpu" else None):
+            raw, delta = attribute(scorer, pixels, method, baseline=base, steps=steps,
+                                   internal_batch_size=internal_batch_size, nt_samples=nt_samples, nt_stdev=nt_stdev,
+                                   window=window, stride=stride, seed=seed, progress=step)
+            with torch.no_grad():
+                scores = scorer(torch.cat([pixels, base])).cpu().numpy()
+        m = to_image_geometry(normalise_map(smoothed(raw, method)), size, loaded.preprocess)
+        m[~retina] = 0
+        out.append(Saliency(map=np.clip(m, 0, 1), raw=raw, method=method, finding=finding, params=dict(params),
+                            score=float(scores[0]), baseline_score=float(scores[1]), convergence_delta=delta,
+                            seen=seen))
     if progress is not None:
         progress(1.0)
-    return Saliency(map=np.clip(m, 0, 1), raw=raw, method=method, finding=finding, params=params,
-                    score=float(scores[0]), baseline_score=float(scores[1]), convergence_delta=delta)
+    return out

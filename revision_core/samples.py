@@ -135,3 +135,40 @@ def real_summary(samples: list[Sample], probabilities: np.ndarray, findings: lis
                      f"model's probability of it is {p.min():.2f}-{p.max():.2f} (median {np.median(p):.2f}); "
                      f"it calls {called if called else 'none'} of them {names.get(f, f).lower()}.")
     return lines
+
+
+@dataclass(frozen=True)
+class LabelledPhoto:
+    """A real photograph the evaluation page scores: the findings it shows (its source's), the rest not labelled."""
+
+    path: Path
+    findings: tuple[str, ...]  # () = a normal photograph (all findings absent)
+    credit: str = ""
+
+
+def labelled_real_photos(folder: Path | None, settings: dict | None = None) -> list[LabelledPhoto]:
+    """Every photograph in ``folder`` that an ``[[evaluation.real_source]]`` covers (sorted, at most
+    ``[evaluation.real] max_files``): the evaluation page's real labelled set. Files no source covers are not
+    labelled and left out; nothing is decoded here."""
+    if folder is None:
+        return []
+    settings = demo_settings() if settings is None else settings
+    evaluation = settings.get("evaluation", {})
+    sources = evaluation.get("real_source", [])
+    limit = int(evaluation.get("real", {}).get("max_files", 400))
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in REAL_SUFFIXES and p.is_file()):
+        source = next((s for s in sources if path.relative_to(folder).match(s["glob"])), None)
+        if source is not None:
+            out.append(LabelledPhoto(path, tuple(source.get("findings", ())), source.get("credit", "")))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def load_labelled(photos: list[LabelledPhoto], settings: dict | None = None) -> list[Image.Image]:
+    """The photographs decoded at reduced size (``[evaluation.real] longest``; the model reads far less);
+    an unreadable file raises (the set is the configured one: nothing is silently dropped)."""
+    settings = demo_settings() if settings is None else settings
+    longest = int(settings.get("evaluation", {}).get("real", {}).get("longest", 512))
+    return [_load_reduced(p.path, longest) for p in photos]

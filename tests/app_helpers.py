@@ -33,8 +33,10 @@ TRUTH = ["amd", "normal", "glaucoma", "diabetic_retinopathy", "rvo", "normal"]
 
 
 def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_readers: int = 2,
-               saliency: bool = False, **toml) -> tuple[str, dict[str, int], list[str]]:
-    """A migrated SQLite study with cases (tiny PNGs), readers and AI outputs; returns (url, study ids, codes)."""
+               saliency: bool | str = False, **toml) -> tuple[str, dict[str, int], list[str]]:
+    """A migrated SQLite study with cases (tiny PNGs), readers and AI outputs; returns (url, study ids, codes).
+    ``saliency``: ``"maps"`` stores display-ready maps of the three most probable findings (as precompute does),
+    ``True`` one rendered picture (``saliency_png``, as studies precomputed before maps had)."""
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     db.upgrade(url)
     factory = db.session_factory(db.make_engine(url))
@@ -47,25 +49,49 @@ def make_study(tmp_path: Path, design: str = "sequential", n_cases: int = 3, n_r
             Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
             truth = TRUTH[i % len(TRUTH)]
             case = committed(add_case, s, study.id, f"C{i:03d}", str(path), {"label": truth, "findings": []})
-            committed(store_ai_output, s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
-                            saliency_png=_png(rng) if saliency else None)
+            maps = map_stack(Image.open(path)) if saliency == "maps" else ()
+            committed(store_ai_output, s, case.id, model_card=SALIENCY_CARD if maps else CARD, probabilities=PROBS,
+                            label_set="revision_findings", saliency_png=_png(rng) if saliency is True else None,
+                            maps=maps)
         codes = _readers_and_design(s, study, n_readers)
         ids = {"study": study.id}
     return url, ids, codes
 
 
-def _readers_and_design(s, study, n_readers: int) -> list[str]:
+def _readers_and_design(s, study, n_readers: int, model_version: str | None = CARD["version"]) -> list[str]:
     """Add ``n_readers`` readers (2, 7, 12 ... years of experience), build the design, pin the AI's model
-    version and commit; returns the readers' access codes."""
+    version (``None``: leave it as precompute set it) and commit; returns the readers' access codes."""
     codes = []
     for i in range(n_readers):
         _, code = committed(add_reader, s, study.id, display_name=f"Reader {i}", years_experience=2 + 5 * i)
         codes.append(code)
     if n_readers:  # without readers there is no design yet (simulate adds readers and builds it)
         committed(build_design, s, study.id)
-    study.model_version = CARD["version"]
+    if model_version is not None:
+        study.model_version = model_version
     s.commit()
     return codes
+
+
+SALIENCY_CARD = {**CARD, "saliency": {"method": "integrated_gradients", "steps": 32, "findings": 3}}
+
+
+def map_stack(image) -> tuple:
+    """Display-ready maps of the three most probable findings of ``PROBS`` (a blob each, in a different place),
+    as ``revision_core.saliency_batch`` returns them to precompute."""
+    from revision_core.saliency_batch import Map
+    from revision_core.saliency_render import display_png
+
+    w, h = image.size
+    yy, xx = np.mgrid[0:h, 0:w]
+    shift = float(np.asarray(image, dtype=np.float32).mean()) % 1  # each photograph's maps differ a little
+    out = []
+    for rank, finding in enumerate(sorted(PROBS, key=PROBS.get, reverse=True)[:3]):
+        cx, cy = (0.25 + 0.2 * rank + 0.05 * shift) * w, 0.5 * h
+        m = np.exp(-(((xx - cx) / (0.12 * w)) ** 2 + ((yy - cy) / (0.12 * h)) ** 2)).astype(np.float32)
+        png, mw, mh = display_png(image, m)
+        out.append(Map(finding, png, mw, mh, {"steps": 32, "baseline": "blurred"}))
+    return tuple(out)
 
 
 def _png(rng) -> bytes:
@@ -205,9 +231,12 @@ def _heatmap_png(width: int, height: int) -> bytes:
 
 def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi_arm",
                      arms: list[str] | None = None, n_readers: int = 1, eyes: tuple[str, ...] = ("OD", "OS"),
+                     precompute_with=None, saliency: str = "picture",
                      **toml) -> tuple[str, Path, dict[str, int], list[str]]:
     """A SQLite study whose cases are ``photos`` imported through the manifest import into a store under
-    ``tmp_path`` (as an investigator imports them), with AI outputs (and overlays) stored directly.
+    ``tmp_path`` (as an investigator imports them), with AI outputs stored directly (``saliency``: ``"maps"``,
+    three display-ready maps a case as precompute makes them, else one picture as older studies hold), or with
+    ``precompute_with`` (a loaded model) computed by the study's own precompute, maps included.
     Returns (db url, store root, ids, access codes); serve it with REVISION_STORE_ROOT = the store root."""
     import csv
 
@@ -229,10 +258,20 @@ def make_photo_study(tmp_path: Path, photos: list[Path], *, design: str = "multi
     with factory() as s:
         study = committed(create_study, s, parse_text(text), text)
         cases = committed(import_manifest, s, study.id, manifest, store_root=store, paths_outside=True)  # ../shared
-        for case in cases:
-            committed(store_ai_output, s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
-                            saliency_png=_heatmap_png(w_ // 8, h_ // 8))
-        codes = _readers_and_design(s, study, n_readers)
+        if precompute_with is not None:
+            from study.jobs.precompute import precompute
+
+            precompute(s, study.id, loaded=precompute_with, store_root=store)
+        for case, photo in zip(cases if precompute_with is None else (), photos):
+            if saliency == "maps":  # display-ready maps as precompute makes them (of a reduced copy: same maps)
+                with Image.open(photo) as im:
+                    maps = map_stack(im.reduce(4).convert("RGB"))
+                committed(store_ai_output, s, case.id, model_card=SALIENCY_CARD, probabilities=PROBS,
+                                label_set="revision_findings", maps=maps)
+            else:
+                committed(store_ai_output, s, case.id, model_card=CARD, probabilities=PROBS, label_set="revision_findings",
+                                saliency_png=_heatmap_png(w_ // 8, h_ // 8))
+        codes = _readers_and_design(s, study, n_readers, None if precompute_with is not None else CARD["version"])
         ids = {"study": study.id}
     return url, store, ids, codes
 

@@ -87,10 +87,13 @@ def test_revoke_and_reissue_show_the_new_code_once(env):
     at.button(key="ops_revoke").click().run()
     assert any("is revoked" in m.value for m in at.success)
     assert at.button(key="ops_revoke").disabled  # already revoked
+    assert any(c.value.startswith("R001: access code revoked") for c in at.caption)
+    assert at.selectbox(key="ops_code_reader").options == ["R001", "R002"]  # no status in the picker: it went stale
     assert at.text_input(key="ops_code_reason").value == ""  # each action gives its own reason
     at.text_input(key="ops_code_reason").input("reader asked for a new code").run()
     at.button(key="ops_reissue").click().run()
     new = at.code[0].value
+    assert any(c.value.startswith("R001: access code active") for c in at.caption)  # said at once, not on reload
     assert any("not shown again" in w.value for w in at.warning)
     with factory() as s:
         assert readers.authenticate(s, new).pseudonym == "R001" and readers.authenticate(s, codes[0]) is None
@@ -109,6 +112,11 @@ def test_early_access_to_session_two(env):
         n1 = len(s.scalars(select(Assignment.id).where(Assignment.reader_id == 1, Assignment.session == 1)).all())
     for k in range(n1):
         answer_next(factory, 1, now=datetime.now(timezone.utc) - timedelta(hours=2) + timedelta(minutes=k))
+    detail = investigator("pages/investigator_readers.py")  # the long status: a word in the metric, whole below
+    assert detail.metric[3].value == "washout"
+    assert any(c.value.replace("\\", "").startswith("Status: washout: session 2 opens ") for c in detail.caption)
+    shown = detail.dataframe[1].value  # the answers, counted from 1 as the reader saw them ("Case 1 of ...")
+    assert list(shown["position"]) == list(range(1, n1 + 1))
     at = investigator("pages/investigator_operations.py")
     assert "washout" in at.dataframe[0].value.set_index("reader").loc["R001", "status"]
     assert at.selectbox(key="ops_washout_reader").value == 1
@@ -158,6 +166,19 @@ def test_case_browser_shows_reference_photo_and_ai_per_version(env):
     assert "Case C001" in text and "Primary diagnosis: **Normal" in text
     assert CARD["version"] in text and "shown to readers" in text
     assert at.get("image"), "the case photograph is drawn"
+
+
+def test_case_browser_shows_each_map_as_a_saliency_reader_sees_it(env):
+    url, factory, codes = env(design="multi_arm", arms=["unaided", "ai", "ai_saliency"], n_readers=3,
+                              saliency="maps")
+    at = investigator("pages/investigator_cases.py")
+    at.selectbox(key="case_pick").set_value(1).run()
+    assert not at.exception, at.exception
+    captions = [i.caption for img in at.get("image") for i in img.proto.imgs]
+    assert [c for c in captions if c.startswith("Where the model looked")] == [
+        "Where the model looked for Diabetic retinopathy (87%)",
+        "Where the model looked for Glaucomatous optic neuropathy (46%)",
+        "Where the model looked for Pathologic myopia (25%)"]
 
 
 def test_reader_detail_lists_versions_and_sign_ins(env):

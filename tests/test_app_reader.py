@@ -53,6 +53,13 @@ def answer(at: AppTest, diagnosis: str = "amd") -> AppTest:
     return at.run()
 
 
+def _study_id(url) -> int:
+    from study.storage.models import Study
+
+    with db.session_factory(db.make_engine(url))() as s:
+        return s.scalar(select(Study.id))
+
+
 def count(url, model, *where):
     factory = db.session_factory(db.make_engine(url))
     with factory() as s:
@@ -158,7 +165,64 @@ def test_crossover_end_of_session_shows_the_date_the_next_session_opens(study_db
     assert any("Session 2 opens on" in i.value for i in at.info)
 
 
-def test_saliency_overlay_reaches_the_viewer_in_the_saliency_arm_only(study_db):
+def _viewer_data(sent: str) -> dict:
+    """The data the page handed the case viewer (the component's JSON), from what was sent."""
+    import json
+    import re
+
+    found = re.search(r'"json": ("(?:[^"\\]|\\.)*")', sent)
+    assert found, "no case viewer on the page"
+    return json.loads(json.loads(found.group(1)))
+
+
+def _map_files(sent: str) -> list[str]:
+    """The store files of every signed link the page carries that names a saliency map (``<sha256>.map.png``)."""
+    import re
+
+    from study.domain import image_links
+
+    names = [image_links.verify(t).file_name for t in set(re.findall(r"/case-image/([A-Za-z0-9_.-]+)", sent))]
+    return [n for n in names if n.endswith(".map.png")]
+
+
+def test_saliency_maps_reach_the_saliency_arm_only_named_and_preloaded_from_saliency_to_saliency(study_db):
+    """Each saliency-arm item carries the links of its three maps (most probable finding first, each named
+    with its probability as the AI panel shows it) and, when the next reading is a saliency one too, the next
+    case's maps to preload; an unaided or AI-only item carries no map link at all (not even the next case's)."""
+    url, _, codes = study_db(design="multi_arm", n_cases=6, n_readers=3, saliency="maps",
+                             arms=["unaided", "ai", "ai_saliency"])
+    at = consent(signed_in(codes[0]))
+    arms, preloads = [], []
+    for _ in range(6):
+        sent = rendered_text(at)
+        data, files = _viewer_data(sent), _map_files(sent)
+        if "Unaided reading" in sent:
+            arms.append("unaided")
+            assert not files and "maps" not in data and not at.get("progress")
+        elif "maps" in data:
+            arms.append("ai_saliency")
+            assert [(m["name"], m["percent"]) for m in data["maps"]] == [
+                ("Diabetic retinopathy", 87), ("Glaucomatous optic neuropathy", 46), ("Pathologic myopia", 25)]
+            ahead = data["prefetch"][1:]  # after the next photograph: the next case's maps, if any
+            assert len(files) == 3 + len(ahead) and len(ahead) in (0, 3)
+            preloads.append(len(ahead))
+            assert data["method"] == "integrated gradients" and data["palette"]["grey"] == [64, 128, 192]
+        else:
+            arms.append("ai")
+            assert not files and "maps" not in data and len(at.get("progress")) == 5
+        answer(at)
+        assert not at.exception, at.exception
+    first, second = [i for i, a in enumerate(arms) if a == "ai_saliency"]
+    assert second == first + 1 and set(arms) == {"unaided", "ai", "ai_saliency"}  # the arms come in blocks
+    assert preloads == [3, 0]  # saliency to saliency: preloaded; the last reading has no next
+    from study.outputs.export import answers_table
+
+    with db.session_factory(db.make_engine(url))() as s:
+        table = answers_table(s, _study_id(url))
+    assert (table.ai_saliency_shown == (table.condition == "ai_saliency")).all()  # the export says who saw maps
+
+
+def test_a_picture_of_an_older_study_still_reaches_the_saliency_arm_only(study_db):
     url, _, codes = study_db(design="multi_arm", n_cases=3, n_readers=3, saliency=True,
                              arms=["unaided", "ai", "ai_saliency"])
     seen = set()
@@ -166,13 +230,13 @@ def test_saliency_overlay_reaches_the_viewer_in_the_saliency_arm_only(study_db):
         at = consent(signed_in(code))
         for _ in range(3):
             sent = rendered_text(at)
-            has_overlay = "data:image/png;base64," in sent  # the overlay travels in the viewer's data only
+            has_overlay = "data:image/png;base64," in sent  # the picture travels in the viewer's data only
             if "Unaided reading" in sent:
                 seen.add("unaided")
                 assert not has_overlay and not at.get("progress")
             elif has_overlay:
                 seen.add("ai_saliency")
-                assert "Grad-CAM overlay" in sent
+                assert "diabetic retinopathy (87%)" in sent  # the finding it explains (the most probable one)
             else:
                 seen.add("ai")
             answer(at)

@@ -23,6 +23,7 @@ OUT = ROOT / "test-output"
 AI_MARKERS = ["AI suggestion", "It can be wrong", "0.8731", CARD["version"], CARD["name"]]
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium; "
                        "scripts/install_system_deps.sh does it)"),
 ]
@@ -176,6 +177,8 @@ def test_every_reachable_page_renders(server):
     with sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
         page.goto(base)
         _settle(page, WELCOME_TITLE)
         assert _nav(page) == START_PAGES + DEMO_PAGES + SIGNIN_PAGES
@@ -189,16 +192,16 @@ def test_every_reachable_page_renders(server):
         page.keyboard.press("Escape")
         expect(page.get_by_text("Page not found")).to_have_count(0)
 
-        # the playground; its saliency expander computes an overlay on demand
+        # the playground; its saliency section (open) computes a map on demand, drawn as a reader sees it
         _open(page, "Model playground")
         expect(page.get_by_text("Input photograph")).to_be_visible(timeout=30_000)
-        page.get_by_text("Saliency: where does the model look").click()
         explain = page.get_by_role("button", name="Explain")
         expect(explain).to_be_visible(timeout=30_000)
         _idle(page)  # a click while the script is still running can be lost in the rerun
         explain.click()
         expect(page.get_by_text("saliency for")).to_be_visible(timeout=90_000)  # seconds of CPU on a busy 2-core machine
         _settle(page, "Model playground")
+        expect(page.locator('[data-testid="map-caption"]')).to_contain_text("Where the model looked for")
         expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
         _shot(page, "tour_1_playground.png")
 
@@ -210,7 +213,8 @@ def test_every_reachable_page_renders(server):
         _shot(page, "tour_3_try_study_intro.png")
         page.get_by_role("button", name="Start").click()
         expect(page.get_by_text("Case 1 of 10")).to_be_visible(timeout=30_000)
-        _settle(page, "Try the study")
+        _idle(page)  # no page title while reading: the photograph gets the height
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
         expect(page.get_by_text("Primary diagnosis")).to_be_visible()
         _shot(page, "tour_4_try_study_case1.png")
 
@@ -266,6 +270,8 @@ def test_every_reachable_page_renders(server):
             _shot(page, f"tour_{n}_{title.lower().replace(' ', '_')}.png")
         expect(page.get_by_role("button", name="Download these events as CSV")).to_be_visible()
         browser.close()
+    outside = [u for u in requests if not u.startswith((base, "data:", "blob:"))]
+    assert not outside, f"requests that left the server (a favicon or font from a CDN?): {outside}"
 
 
 @pytest.mark.parametrize("size", [(1440, 900), (1024, 768)], ids=["1440x900", "1024x768"])
@@ -296,6 +302,23 @@ def test_the_welcome_page_is_the_front_door(server, size):
             main.get_by_role("link", name=link).click()
             # the page's title (the playground draws it before it loads the model, which takes a while cold)
             expect(page.locator("h1").filter(has_text=title).first).to_be_visible(timeout=90_000)
+        if size == (1024, 768):  # Try the study on a small screen: the photograph and the answers side by side
+            _open(page, "Try the study")
+            page.get_by_role("button", name="Start").click()
+            expect(page.get_by_text("Case 1 of 10")).to_be_visible(timeout=30_000)
+            _idle(page)
+            page.wait_for_function("() => window.__caseViewer && window.__caseViewer.painted", timeout=30_000)
+            submit = page.locator('[data-testid="stFormSubmitButton"] button')
+            submit.click()
+            expect(page.get_by_text("Choose a diagnosis first.")).to_be_visible(timeout=30_000)
+            _idle(page)
+            stage = page.locator(".cv-stage").bounding_box()
+            assert stage["width"] >= 400 and stage["height"] >= 400, f"the photograph is small: {stage}"
+            for what, box in (("photograph", stage), ("Submit", submit.bounding_box()),
+                              ("error", page.get_by_text("Choose a diagnosis first.").bounding_box()),
+                              ("first answer", page.locator('[role="radiogroup"] label').first.bounding_box())):
+                assert box["y"] >= 0 and box["y"] + box["height"] <= size[1] + 1, f"{what} is not in view: {box}"
+            _shot(page, "try_study_1024x768.png")
         browser.close()
 
 

@@ -155,19 +155,128 @@ def test_score_function_matches_classifier(cnn, fundus):
         assert 1 / (1 + np.exp(-s)) == pytest.approx(p, abs=1e-5)
 
 
-def test_overlay_png_is_deterministic_and_depends_on_opacity(fundus):
+def test_overlay_png_is_deterministic_and_depends_on_opacity_and_style(fundus):
     image, _ = fundus
     m = np.zeros((256, 256), np.float32)
     m[100:140, 60:90] = 1.0
+    m[110:120, 70:80] = 2.0
     a = render_overlay(image, m, opacity=0.45)
     assert a[:8] == b"\x89PNG\r\n\x1a\n"
     assert a == render_overlay(image, m, opacity=0.45)
     assert a != render_overlay(image, m, opacity=0.8)
-    assert a != render_overlay(image, m, opacity=0.45, contour=True)
-    assert a != render_overlay(image, m, opacity=0.45, colormap="jet")
+    assert a != render_overlay(image, m, opacity=0.45, style="outline")
     assert b"tIME" not in a and b"tEXt" not in a
-    with pytest.raises(ValueError, match="inferno"):
-        render_overlay(image, m, colormap="rainbowish")
+    with pytest.raises(ValueError, match="filled, outline"):
+        render_overlay(image, m, style="heat")
+
+
+def test_map_bands_are_the_retinas_top_quantiles_in_colours_no_lesion_has():
+    """The display map puts the band edges at fixed grey levels where 10%, 5% and 1% of the retina's pixels
+    lie above them; the surround is 0; the bands are blue to cyan (no red, yellow or white of a fundus)."""
+    import colorsys
+
+    from revision_core.saliency_render import BAND_GREY, BANDS, LEVELS, bands_of, display_map, palette
+
+    rng = np.random.default_rng(0)
+    m = rng.random((300, 400)).astype(np.float32) ** 3
+    yy, xx = np.mgrid[:300, :400]
+    retina = (yy - 150) ** 2 + (xx - 200) ** 2 < 140 ** 2
+    grey = display_map(m, retina)
+    assert grey.dtype == np.uint8 and not grey[~retina].any()
+    band = bands_of(grey)[retina]
+    for k, level in enumerate(LEVELS, start=1):
+        assert (band >= k).mean() == pytest.approx(1 - level, abs=0.002)
+    order = np.argsort(m[retina])
+    assert (np.diff(grey[retina][order].astype(int)) >= 0).all()  # monotone: the order of the map is kept
+    assert palette()["grey"] == list(BAND_GREY) and len(palette()["bands"]) == len(LEVELS)
+    for fill, _alpha, line in BANDS:
+        for rgb in (fill, line):
+            hue = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] * 360
+            assert 180 <= hue <= 240 and rgb[2] > rgb[0], rgb  # cyan (180) to blue (240)
+    flat = display_map(np.zeros((20, 20), np.float32))
+    assert not flat.any()  # no evidence: no band at all
+
+
+def test_display_png_is_small_and_keeps_the_photographs_shape():
+    import cv2
+
+    from revision_core.saliency_render import DISPLAY_SIDE, display_png
+
+    image = Image.fromarray(np.full((680, 1024, 3), 120, np.uint8))
+    m = np.zeros((680, 1024), np.float32)
+    m[300:340, 500:560] = 1.0
+    png, w, h = display_png(image, m)
+    assert (w, h) == (DISPLAY_SIDE, round(680 * DISPLAY_SIDE / 1024))
+    grey = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert grey.shape == (h, w) and grey.ndim == 2 and len(png) < 20_000
+    y, x = np.unravel_index(int(np.argmax(grey)), grey.shape)
+    assert 300 * h / 680 <= y <= 340 * h / 680 and 500 * w / 1024 <= x <= 560 * w / 1024
+
+
+def test_what_the_model_did_not_see_is_carried_in_the_alpha_and_drawn_as_a_dashed_edge(cnn):
+    """A centre crop leaves a wide photograph's sides out: the map says so (alpha 0 there), the bands are
+    cut at the quantiles of the part the model saw, and the server's drawing marks the edge."""
+    import io
+
+    from revision_core.saliency_render import SEEN_EDGE, display_png, render_overlay
+
+    loaded, clf = cnn
+    rng = np.random.default_rng(3)
+    wide = Image.fromarray(rng.integers(30, 220, (64, 128, 3), dtype=np.uint8))
+    sal = explain(loaded, clf, wide, "amd", "gradcam")
+    assert sal.seen.shape == (64, 128) and sal.seen[:, 64].all() and not sal.seen[:, :16].any()
+    png, w, h = display_png(wide, sal.map, seen=sal.seen)
+    im = Image.open(io.BytesIO(png))
+    assert im.mode == "LA" and (w, h) == (128, 64)
+    alpha = np.asarray(im)[..., 1]
+    assert (alpha[:, :16] == 0).all() and (alpha[:, 48:80] == 255).all()
+    square = Image.fromarray(rng.integers(30, 220, (64, 64, 3), dtype=np.uint8))
+    sq = explain(loaded, clf, square, "amd", "gradcam")
+    assert sq.seen.all() and Image.open(io.BytesIO(display_png(square, sq.map, seen=sq.seen)[0])).mode == "L"
+    drawn = np.asarray(Image.open(io.BytesIO(render_overlay(wide, np.asarray(im)))))
+    assert (drawn == SEEN_EDGE).all(axis=2).any()  # the dashed edge of what the model saw
+
+
+def test_several_findings_at_once_equal_one_at_a_time(cnn, fundus):
+    from revision_core.saliency import explain_findings
+
+    loaded, clf = cnn
+    both = explain_findings(loaded, clf, fundus[0], ["amd", "glaucoma"], "integrated_gradients", steps=4)
+    for sal, finding in zip(both, ["amd", "glaucoma"]):
+        alone = explain(loaded, clf, fundus[0], finding, "integrated_gradients", steps=4)
+        assert sal.finding == finding and np.allclose(sal.raw, alone.raw) and np.allclose(sal.map, alone.map)
+
+
+def test_explain_at_a_display_size(cnn, fundus):
+    loaded, clf = cnn
+    image = fundus[0]
+    full = explain(loaded, clf, image, "amd", "gradcam")
+    small = explain(loaded, clf, image, "amd", "gradcam", size=(64, 64))
+    assert full.map.shape == (image.height, image.width) and small.map.shape == (64, 64)
+    assert np.array_equal(full.raw, small.raw)  # the same attribution, only mapped to another size
+
+
+def test_maps_in_worker_processes_equal_this_process(cnn, fundus, tmp_path):
+    """Every core: two worker processes give byte-identical maps to the in-process computation."""
+    from revision_core.saliency_batch import MapJob, MapPool
+
+    loaded, clf = cnn
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.roll(np.asarray(fundus[0]), 7 * i, axis=1)).save(paths[-1])
+    jobs = [MapJob(i, p, ("amd", "glaucoma")) for i, p in enumerate(paths)]
+    with MapPool(loaded, clf, method="integrated_gradients", workers=1, steps=4) as pool:
+        here = {r.key: r for r in pool.run(jobs)}
+    with MapPool(loaded, clf, method="integrated_gradients", workers=2, steps=4) as pool:
+        there = {r.key: r for r in pool.run(jobs)}
+    assert set(here) == set(there) == {0, 1}
+    for key in here:
+        assert here[key].error is None and [m.finding for m in here[key].maps] == ["amd", "glaucoma"]
+        assert [m.png for m in here[key].maps] == [m.png for m in there[key].maps]
+    with MapPool(loaded, clf, method="integrated_gradients", workers=1, steps=4) as pool:
+        bad = list(pool.run([MapJob("x", tmp_path / "missing.png", ("amd",))]))
+    assert bad[0].maps == () and "ImageLoadError" in bad[0].error
 
 
 def test_cache_key_changes_with_every_input():

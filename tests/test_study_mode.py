@@ -253,7 +253,7 @@ def test_the_demo_pages_come_back_when_no_unaided_reading_is_left(live_study):
     assert at.title[0].value == WELCOME  # the visitors' front door while the demo is on (issue 13)
     assert _nav_files(at) == ["pages/welcome.py"] + DEMO_FILES + ["pages/reader_signin.py", "pages/investigator_signin.py"]
     at.switch_page("pages/demo_playground.py").run()
-    assert any(c.value.startswith("Model:") for c in at.caption) and len(at.get("plotly_chart")) == 1
+    assert any(c.value.startswith("Model:") for c in at.caption) and len(at.get("progress")) == 5  # suggestions
 
 
 def test_the_demo_pages_come_back_when_the_readers_are_revoked(live_study):

@@ -53,7 +53,7 @@ def answers_table(session: Session, study_id: int | str) -> pd.DataFrame:
         shown = ai.get(c.id) if a.condition in AIDED_CONDITIONS else None
         top, top_p = rules.ai_call(shown.probabilities) if shown else (None, None)
         saliency_shown = bool(shown is not None and a.condition == "ai_saliency"
-                              and (shown.saliency_png or shown.saliency_path))
+                              and (shown.saliency_png or shown.saliency_path or shown.overlays))
         row = {"study": study.name, "reader": r.pseudonym, "level": r.level, "years": r.years_experience,
                "case": c.case_key, "patient": c.patient_pseudonym, "truth": sc.truth}
         if custom:

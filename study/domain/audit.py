@@ -54,7 +54,7 @@ MAX_REASON = 2000
 
 def require_reason(reason: Any) -> str:
     if not isinstance(reason, str) or not reason.strip():
-        raise ValueError("a reason is required: it goes into the audit trail with your name")
+        raise ValueError("a reason is required: it is kept with the change in the audit trail")
     if len(reason) > MAX_REASON:
         raise ValueError(f"the reason is {len(reason)} characters long; at most {MAX_REASON}")
     if (why := stored_text.char_problem(reason, multiline=True)) is not None:

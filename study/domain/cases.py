@@ -417,6 +417,15 @@ def _write_file(target: Path, data: bytes) -> None:
         raise
 
 
+def store_file(store: Path, name: str, data: bytes) -> Path:
+    """``data`` as the file ``name`` of a study store, written durably and atomically unless it is there."""
+    path = Path(store) / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(path, data)
+    return path
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:

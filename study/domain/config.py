@@ -41,6 +41,8 @@ SALIENCY_METHODS = METHODS  # revision_core.saliency_methods: the methods revisi
 DEFAULT_SALIENCY = "integrated_gradients"
 LEGACY_SALIENCY = "gradcam"  # what precompute used before [ai] saliency existed (stored configs without it)
 DEFAULT_SALIENCY_STEPS = 32
+DEFAULT_SALIENCY_FINDINGS = 3  # [ai] saliency_findings: maps for the case's most probable findings, at most 3
+MAX_SALIENCY_FINDINGS = 3
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Bounds on the texts of a study's TOML, each checked like every stored text (study.storage.text: length,
 # control and bidirectional characters), so SQLite and PostgreSQL accept the same files and a name cannot
@@ -64,10 +66,12 @@ class StudyConfigError(ValueError):
 
 
 class AnswerInvalid(ValueError):
-    """An answer does not fit the study's questions; ``problems`` lists every problem."""
+    """An answer does not fit the study's questions; ``problems`` lists every problem, ``missing`` the ids of
+    the required questions left unanswered (so a form can mark them)."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], missing: tuple[str, ...] = ()):
         self.problems = problems
+        self.missing = tuple(missing)
         super().__init__("invalid answer: " + "; ".join(problems))
 
 
@@ -141,6 +145,7 @@ class StudyConfig:
     allow_ungradable: bool = False
     saliency: str = DEFAULT_SALIENCY
     saliency_steps: int = DEFAULT_SALIENCY_STEPS
+    saliency_findings: int = DEFAULT_SALIENCY_FINDINGS
     custom_questions: bool = False  # True: the study's own [[question]] tables
     fast_read_seconds: float = DEFAULT_FAST_READ_SECONDS  # [monitor]: reads faster than this are flagged
     stalled_days: float = DEFAULT_STALLED_DAYS  # [monitor]: a started reader idle this long is flagged
@@ -192,7 +197,8 @@ class StudyConfig:
             "questions": [q.to_dict() for q in self.questions],
             "levels": [asdict(lv) for lv in self.levels],
             "allow_ungradable": self.allow_ungradable, "saliency": self.saliency,
-            "saliency_steps": self.saliency_steps, "custom_questions": self.custom_questions,
+            "saliency_steps": self.saliency_steps, "saliency_findings": self.saliency_findings,
+            "custom_questions": self.custom_questions,
             "fast_read_seconds": self.fast_read_seconds, "stalled_days": self.stalled_days,
         }
 
@@ -210,6 +216,7 @@ class StudyConfig:
                    allow_ungradable=bool(d.get("allow_ungradable", False)),
                    saliency=d.get("saliency", LEGACY_SALIENCY),
                    saliency_steps=int(d.get("saliency_steps", DEFAULT_SALIENCY_STEPS)),
+                   saliency_findings=int(d.get("saliency_findings", DEFAULT_SALIENCY_FINDINGS)),
                    custom_questions=bool(d.get("custom_questions", False)),
                    fast_read_seconds=float(d.get("fast_read_seconds", DEFAULT_FAST_READ_SECONDS)),
                    stalled_days=float(d.get("stalled_days", DEFAULT_STALLED_DAYS)))
@@ -223,7 +230,7 @@ _ALLOWED = {
     "monitor": {"fast_read_seconds", "stalled_days"},
     "study": {"name", "label_set", "model", "checkpoint", "seed", "corrections_allowed", "allow_ungradable",
               "unaided_corrections_after_ai"},
-    "ai": {"saliency", "saliency_steps"},
+    "ai": {"saliency", "saliency_steps", "saliency_findings"},
     "questions": {"findings", "confidence", "referral"},
     "experience": {"level"},
     "design": {"type", "washout_days", "arms"},
@@ -576,6 +583,11 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1024:
         problems.append(f"[ai] saliency_steps: must be a whole number in [1, 1024], got {steps!r}")
         steps = DEFAULT_SALIENCY_STEPS
+    top = ai_table.get("saliency_findings", DEFAULT_SALIENCY_FINDINGS)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_SALIENCY_FINDINGS:
+        problems.append(f"[ai] saliency_findings: must be a whole number in [1, {MAX_SALIENCY_FINDINGS}] (maps for "
+                        f"the case's most probable findings), got {top!r}")
+        top = DEFAULT_SALIENCY_FINDINGS
     fast_read = _number(monitor, "fast_read_seconds", "[monitor]", problems)
     if fast_read is not None and not 0 <= fast_read <= 3600:
         problems.append(f"[monitor] fast_read_seconds: must be in [0, 3600] seconds (0 turns the flag off), "
@@ -600,7 +612,7 @@ def parse_config(data: dict[str, Any], source: str = "study configuration") -> S
                        seed=seed, corrections_allowed=corrections, design=design_cfg, questions=qs, levels=levels,
                        unaided_corrections_after_ai=after_ai,
                        findings=tuple(k for k, _ in findings), allow_ungradable=allow_ungradable,
-                       saliency=saliency, saliency_steps=steps, custom_questions=custom,
+                       saliency=saliency, saliency_steps=steps, saliency_findings=top, custom_questions=custom,
                        fast_read_seconds=DEFAULT_FAST_READ_SECONDS if fast_read is None else float(fast_read),
                        stalled_days=DEFAULT_STALLED_DAYS if stalled is None else float(stalled))
 
@@ -731,6 +743,7 @@ def validate_answer(questions: tuple[Question, ...] | list[Question], answer: An
         elif key not in known:
             problems.append(f"unknown question {key!r} (questions: {', '.join(sorted(known))})")
     out: dict[str, Any] = {UNGRADABLE: True} if ungradable else {}
+    missing = []
     for q in questions:
         value = answer.get(q.id)
         if q.kind == "text" and isinstance(value, str) and not value.strip():
@@ -740,6 +753,7 @@ def validate_answer(questions: tuple[Question, ...] | list[Question], answer: An
         if value is None:
             if q.required and not ungradable:
                 problems.append(f"{_label(q)}: an answer is required")
+                missing.append(q.id)
             elif q.kind == "multi_choice" and not ungradable:
                 out[q.id] = []
             continue
@@ -750,5 +764,5 @@ def validate_answer(questions: tuple[Question, ...] | list[Question], answer: An
         if checked is not None:
             out[q.id] = checked
     if problems:
-        raise AnswerInvalid(problems)
+        raise AnswerInvalid(problems, missing)
     return out

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from study.domain import flags, rules, timefmt
+from study.domain import flags, overlays, rules, timefmt
 from study.domain.audit_trail import event_row
 from study.domain.cases import display_files, store_root_of
 from study.domain.design import verify_design
@@ -182,7 +182,7 @@ def case_detail(session: Session, study_id: int, case_id: int, *, store_root=Non
             "label_set": out.label_set, "created_at": out.created_at, "shown_to_readers": shown is not None
             and out.id == shown.id, "ai_call": call, "ai_call_probability": p,
             "probabilities": dict(sorted(out.probabilities.items(), key=lambda kv: -kv[1])),
-            "saliency_png": out.saliency_png})
+            "saliency_png": out.saliency_png, "maps": overlays.pictures(out, detail.image_path)})
     latest = rules.latest_version_subquery()
     for pseudonym, level, a, ans in session.execute(
             select(Reader.pseudonym, Reader.level, Assignment, Answer)

@@ -1,5 +1,5 @@
-"""What the reading page shows around a workflow item: the photograph's links, the eye, an answer in
-words, and the study's session plan for the consent page. Kept apart from the workflow because none of
+"""What the reading page shows around a workflow item: the photograph's links (and, in the saliency arm,
+the saliency maps' links), the eye, an answer in words, and the study's session plan for the consent page. Kept apart from the workflow because none of
 it is a rule of the study: it is how a case is put on a screen.
 """
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.domain import image_links
-from study.domain.cases import display_files
+from study.domain import image_links, overlays
+from study.domain.cases import display_files, study_store
 from study.domain.studies import study_config
 from study.storage import db
 from study.storage.models import Assignment, Reader, Study
@@ -20,19 +20,32 @@ EYES = {"right": "Right eye (OD)", "left": "Left eye (OS)"}
 
 
 @dataclass(frozen=True)
+class MapLink:
+    """A saliency map as the viewer gets it: which finding it explains, its probability, where to fetch it."""
+
+    finding: str
+    probability: float
+    url: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class CaseDisplay:
     screen_url: str  # longest side 2048 px, shown first
     full_url: str  # native pixels, fetched when the zoom needs them
     width: int  # the upright photograph's size in pixels
     height: int
-    prefetch: tuple[str, ...] = ()  # the next case's screen image
+    prefetch: tuple[str, ...] = ()  # the next case's screen image (and its maps, saliency arm to saliency arm)
+    maps: tuple[MapLink, ...] = ()  # saliency arm only: this case's maps, most probable finding first
 
 
 def case_display(key: bytes, study_id: int, image_ref: str, next_image_ref: str | None = None, *, reader_id: int,
-                 code_version: int, store_root=None) -> CaseDisplay:
-    """Links to a case photograph's display files in the study store (made on first use for older studies),
-    and to the next case's screen image for the browser to prefetch; signed with ``key`` for one reader and
-    their code's version (``study.domain.image_links``)."""
+                 code_version: int, maps=(), next_maps=(), store_root=None) -> CaseDisplay:
+    """Links to a case photograph's display files in the study store (made on first use for older studies), to
+    the next case's screen image for the browser to prefetch, and to the saliency maps the item carries
+    (``AIPanel.maps`` and ``next_maps``: given only for a saliency-arm reading); every link signed with ``key``
+    for one reader and their code's version (``study.domain.image_links``)."""
 
     files = display_files(study_id, image_ref, store_root)
 
@@ -42,7 +55,14 @@ def case_display(key: bytes, study_id: int, image_ref: str, next_image_ref: str 
     prefetch = ()
     if next_image_ref:
         prefetch = (url(display_files(study_id, next_image_ref, store_root).screen.name),)
-    return CaseDisplay(url(files.screen.name), url(files.full.name), files.width, files.height, prefetch)
+    store = study_store(study_id, store_root)
+
+    def link(m) -> str:
+        return url(overlays.ensure_file(store, m).name)
+
+    return CaseDisplay(url(files.screen.name), url(files.full.name), files.width, files.height,
+                       prefetch + tuple(link(m) for m in next_maps),
+                       tuple(MapLink(m.finding, m.probability, link(m), m.width, m.height) for m in maps))
 
 
 def describe_answer(questions, payload: dict) -> list[tuple[str, str]]:

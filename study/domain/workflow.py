@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from revision_core.saliency_methods import method_name
 from study.domain import audit
+from study.domain.overlays import OverlayMap, maps_of
 from study.domain.config import StudyConfig, validate_answer
 from study.domain.rules import (
     Progress,
@@ -128,10 +129,14 @@ class AIPanel:
     model_version: str
     model_card: dict[str, Any]
     probabilities: dict[str, float]
-    saliency_png: bytes | None = None  # ai_saliency only
+    saliency_png: bytes | None = None  # ai_saliency only: one rendered picture (outputs stored before ai_overlay)
     saliency_path: str | None = None
     label_set: str | None = None  # whose finding names the panel shows
     saliency_label: str | None = None  # the saliency method in words, e.g. "Integrated gradients"
+    maps: tuple[OverlayMap, ...] = ()  # ai_saliency only: where the model looked, per top finding
+    # the next reading's maps, for the browser to preload: only when this reading and the next are both in the
+    # saliency arm, so a map never reaches a page that shows no saliency (an unaided one least of all)
+    next_maps: tuple[OverlayMap, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +147,8 @@ class AidedItem(Item):
         d = super().to_dict()
         if self.ai.saliency_png is not None:
             d["ai"]["saliency_png"] = f"<{len(self.ai.saliency_png)} bytes png>"
+        for key in ("maps", "next_maps"):
+            d["ai"][key] = [{**m, "png": f"<{len(m['png'])} bytes png>"} for m in d["ai"][key]]
         return d
 
 
@@ -203,9 +210,9 @@ def _ai_output(session: Session, study: Study, case_id: int) -> AIOutput:
     return out
 
 
-def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None, int, int]:
-    """(block start, sessions, next image, k and n of "case k of n in this session") for assignment ``a``:
-    what the screen says around the case.
+def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, Assignment | None, int, int]:
+    """(block start, sessions, next reading, k and n of "case k of n in this session") for assignment ``a``:
+    what the screen says around the case (and what the browser may preload).
 
     The AI-assisted block starts at an aided reading whose previous reading in the same session (designs
     group a session's readings by condition) was unaided, or that opens its session; in a sequential
@@ -217,7 +224,7 @@ def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None,
         select(Assignment.session, func.count(Assignment.id), func.count(Assignment.id).filter(_answered()))
         .where(Assignment.reader_id == a.reader_id).group_by(Assignment.session))}
     in_session, answered_in_session = per_session[a.session]
-    nxt = session.scalar(select(Case.image_ref).join(Assignment, Assignment.case_id == Case.id).where(
+    nxt = session.scalar(select(Assignment).where(
         Assignment.reader_id == a.reader_id, ~_answered(), Assignment.id != a.id,
         or_(Assignment.session > a.session, (Assignment.session == a.session) & (Assignment.position > a.position)))
         .order_by(Assignment.session, Assignment.position).limit(1))
@@ -226,13 +233,16 @@ def _neighbours(session: Session, a: Assignment) -> tuple[bool, int, str | None,
 
 
 def _saliency_label(out: AIOutput) -> str:
+    """The method that made the maps, in words (e.g. "integrated gradients")."""
     method = ((out.model_card or {}).get("saliency") or {}).get("method") or "gradcam"
-    return method_name(method) + " overlay"
+    name = method_name(method)  # in a sentence: "integrated gradients", but "Grad-CAM", "SmoothGrad"
+    return name if any(c.isupper() for c in name[1:]) else name.lower()
 
 
 def _build_item(session: Session, study: Study, config: StudyConfig, a: Assignment, case: Case, position: int,
                 total: int, shown_at: datetime) -> Item:
-    block_start, sessions, next_image, session_position, session_total = _neighbours(session, a)
+    block_start, sessions, nxt, session_position, session_total = _neighbours(session, a)
+    next_image = nxt.case.image_ref if nxt is not None else None
     common = dict(assignment_id=a.id, case_id=case.case_key, image_ref=case.image_ref, condition=a.condition,
                   step=a.step, session=a.session, questions=tuple(q.to_dict() for q in config.questions),
                   position=position, total=total, shown_at=shown_at, eye=case.eye, sessions=sessions,
@@ -247,11 +257,16 @@ def _build_item(session: Session, study: Study, config: StudyConfig, a: Assignme
         return Item(**common)
     out = _ai_output(session, study, case.id)
     with_saliency = a.condition == "ai_saliency"
+    next_maps = ()
+    if with_saliency and nxt is not None and nxt.condition == "ai_saliency" and nxt.case_id != case.id:
+        ahead = shown_ai_output(session, study.model_version, nxt.case_id)
+        next_maps = maps_of(ahead) if ahead is not None else ()
     panel = AIPanel(model_version=out.model_version, model_card=dict(out.model_card),
                     probabilities={k: float(v) for k, v in out.probabilities.items()},
                     saliency_png=out.saliency_png if with_saliency else None,
                     saliency_path=out.saliency_path if with_saliency else None, label_set=out.label_set,
-                    saliency_label=_saliency_label(out) if with_saliency else None)
+                    saliency_label=_saliency_label(out) if with_saliency else None,
+                    maps=maps_of(out) if with_saliency else (), next_maps=next_maps)
     return AidedItem(**common, ai=panel)
 
 

@@ -5,12 +5,15 @@ suggestion for a case, and the analysis must know which model version made it. :
 works in batches and commits each batch, skipping cases that already have an output for this model
 version, so an interrupted run resumes where it stopped; an unreadable image is reported, not fatal.
 torch and the model are imported only inside :func:`precompute`, so the workflow stays light.
-Saliency overlays (for studies with an ``ai_saliency`` arm) explain the top finding of each case
-with ``revision_core.saliency.explain`` using the study's ``[ai] saliency`` method (default integrated
-gradients with ``[ai] saliency_steps``) and are rendered to PNG bytes; the stored model card then
-carries ``saliency = {"method": ..., "steps": ...}`` so the export and the reader page know which
-method made the overlay. A saliency failure is reported and the probabilities are still stored (the
-case then shows no overlay).
+
+Saliency maps (for studies with an ``ai_saliency`` arm) explain each case's most probable findings
+(``[ai] saliency_findings``, at most three) with the study's ``[ai] saliency`` method (default integrated
+gradients with ``[ai] saliency_steps``), in the display-ready form the reading station draws
+(``revision_core.saliency_batch``: one small grey PNG per finding, the retina's attribution bands), on
+every CPU core; each is stored as an ``ai_overlay`` row and written to the study store
+(``study.domain.overlays``). The stored model card then carries ``saliency = {"method": ..., "steps": ...,
+"findings": n}``. A saliency failure is reported and the probabilities are still stored (the case then
+shows no map).
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study.domain import audit
+from study.domain import audit, overlays
 from study.domain.cases import case_source, store_root_of, study_store
 from study.domain.rules import ranked_findings
 from study.domain.studies import DesignLocked, get_study, study_config
-from study.storage.models import AIOutput, Case
+from study.storage.models import AIOutput, AIOverlay, Case
 
 
 def store_ai_output(session: Session, case_id: int, *, model_card: dict, probabilities: dict[str, float],
                     label_set: str, saliency_png: bytes | None = None, saliency_path: str | None = None,
-                    actor: str = "precompute") -> AIOutput:
+                    maps=(), actor: str = "precompute") -> AIOutput:
     """Store one case's AI output for ``model_card['version']`` in the caller's transaction; a second store
-    for the same pair raises."""
+    for the same pair raises. ``maps``: its saliency maps (``revision_core.saliency_batch.Map``), most probable
+    finding first."""
     version = model_card.get("version")
     if not version:
         raise ValueError("model_card must carry the model 'version' (hash of the weights)")
@@ -42,12 +46,17 @@ def store_ai_output(session: Session, case_id: int, *, model_card: dict, probabi
     row = AIOutput(case_id=case.id, model_version=str(version), label_set=label_set, model_card=dict(model_card),
                    probabilities={k: float(v) for k, v in probabilities.items()}, saliency_png=saliency_png,
                    saliency_path=saliency_path)
+    method = (model_card.get("saliency") or {}).get("method", "")
+    row.overlays = [AIOverlay(finding=m.finding, rank=rank, method=method, params=dict(m.params), png=m.png,
+                              sha256=overlays.sha256(m.png), width=m.width, height=m.height)
+                    for rank, m in enumerate(maps, start=1)]
     session.add(row)
     session.flush()
     audit.record(session, actor=actor, action="ai_output.stored", entity="ai_output", entity_id=row.id,
                  study_id=case.study_id, after={"case_id": case.id, "model_version": row.model_version,
                                                 "probabilities": row.probabilities, "saliency_png": saliency_png,
-                                                "saliency_path": saliency_path})
+                                                "saliency_path": saliency_path,
+                                                "maps": {o.finding: o.sha256 for o in row.overlays}})
     return row
 
 
@@ -66,25 +75,21 @@ def _image_path(case: Case, store: Path):
     return case_source(store, case.image_ref)
 
 
-def _overlay(loaded, classifier, path, probs: dict[str, float], method: str, steps: int = 32) -> bytes:
-    from revision_core.imageio import load_image
-    from revision_core.saliency import explain
-    from revision_core.saliency_render import render_overlay
-
-    image = load_image(path)
-    top = ranked_findings(probs)[0]  # the finding the AI panel lists first
-    return render_overlay(image, explain(loaded, classifier, image, top, method, steps=steps).map)
+def top_findings(probs: dict[str, float], n: int) -> tuple[str, ...]:
+    """The ``n`` findings a case's maps explain: the first ``n`` of the AI panel's order (``rules.ranked_findings``)."""
+    return tuple(ranked_findings(probs)[:n])
 
 
 def precompute(session: Session, study_id: int, *, loaded=None, store_root: str | Path | None = None,
                batch_size: int = 16, actor: str = "precompute", device: str | None = None,
                saliency: bool | None = None, saliency_method: str | None = None, saliency_steps: int | None = None,
-               on_progress=None) -> PrecomputeReport:
-    """Zero-shot probabilities (and saliency overlays where the design shows them) for every case of the
+               workers: int | None = None, on_progress=None) -> PrecomputeReport:
+    """Zero-shot probabilities (and saliency maps where the design shows them) for every case of the
     study that lacks them for this model version. ``saliency=None``: only if an arm is ``ai_saliency``;
-    ``saliency_method``/``saliency_steps`` default to the study's ``[ai]`` settings."""
+    ``saliency_method``/``saliency_steps`` default to the study's ``[ai]`` settings; ``workers``: processes
+    for the maps (default: every CPU core; one on a GPU)."""
+    from revision_core.saliency_batch import MapJob, MapPool
     from revision_core.zeroshot import ZeroShotClassifier
-
 
     study = get_study(session, study_id)
     config = study_config(study)
@@ -108,28 +113,37 @@ def precompute(session: Session, study_id: int, *, loaded=None, store_root: str 
         saliency = "ai_saliency" in config.design.conditions
     method = saliency_method or config.saliency
     steps = saliency_steps or config.saliency_steps
-    saliency_card = {**card, "saliency": {"method": method, "steps": steps}}
+    saliency_card = {**card, "saliency": {"method": method, "steps": steps, "findings": config.saliency_findings}}
     store = study_store(study.id, store_root_of(study, store_root))  # where its import put the photographs
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        pred = classifier.predict_files([_image_path(c, store) for c in batch], batch_size=batch_size)
-        for i, case in enumerate(batch):
-            if i in pred.errors:
-                report.failed[case.case_key] = pred.errors[i]
-                continue
-            probs = {k: float(p) for k, p in zip(pred.findings, pred.probabilities[i])}
-            png = None
-            if saliency:
-                try:
-                    png = _overlay(loaded, classifier, _image_path(case, store), probs, method, steps=steps)
-                except Exception as exc:  # reported, never fatal: the probabilities are still stored
-                    report.saliency_failed[case.case_key] = f"{type(exc).__name__}: {exc}"
-            store_ai_output(session, case.id, model_card=saliency_card if png else card, probabilities=probs, label_set=config.label_set,
-                            saliency_png=png, actor=actor)
-            report.stored += 1
-        session.commit()  # one batch at a time: an interrupted run keeps every finished batch
-        if on_progress is not None:  # e.g. a web page's progress bar: (cases handled, cases to do)
-            on_progress(min(start + batch_size, len(todo)), len(todo))
+    with MapPool(loaded, classifier, method=method, workers=workers, steps=steps) as pool:
+        if saliency and len(todo) > 1:
+            pool.start()  # the workers start while the first batch's probabilities are computed
+        for start in range(0, len(todo), batch_size):
+            batch = {c.id: c for c in todo[start:start + batch_size]}
+            chunk = list(batch.values())
+            pred = classifier.predict_files([_image_path(c, store) for c in chunk], batch_size=batch_size)
+            probs = {}
+            for i, case in enumerate(chunk):
+                if i in pred.errors:
+                    report.failed[case.case_key] = pred.errors[i]
+                else:
+                    probs[case.id] = {k: float(p) for k, p in zip(pred.findings, pred.probabilities[i])}
+            jobs = [MapJob(cid, _image_path(batch[cid], store), top_findings(p, config.saliency_findings))
+                    for cid, p in probs.items()] if saliency else []
+            maps = {cid: () for cid in probs}
+            for result in pool.run(jobs):
+                if result.error:  # reported, never fatal: the probabilities are still stored
+                    report.saliency_failed[batch[result.key].case_key] = result.error
+                maps[result.key] = result.maps
+            for cid, p in probs.items():
+                row = store_ai_output(session, cid, model_card=saliency_card if maps[cid] else card, probabilities=p,
+                                      label_set=config.label_set, maps=maps[cid], actor=actor)
+                for shown in overlays.maps_of(row):
+                    overlays.ensure_file(store, shown)
+                report.stored += 1
+            session.commit()  # one batch at a time: an interrupted run keeps every finished batch
+            if on_progress is not None:  # e.g. a web page's progress bar: (cases handled, cases to do)
+                on_progress(min(start + batch_size, len(todo)), len(todo))
     if study.model_version != version:
         before = study.model_version
         study.model_version = version

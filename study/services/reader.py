@@ -29,6 +29,7 @@ from study.domain import own_answers as own
 from study.domain.image_links import LinkInvalid
 from study.domain.own_answers import OwnAnswers, OwnReading, own_photo
 from study.domain.reader_screen import CaseDisplay, consent_summary, describe_answer, eye_label
+from study.domain.rules import ranked_findings
 from study.domain.workflow import WorkflowError
 from study.services.signin import check_reader_session  # the sign-in service owns the session rules
 from study.storage import db
@@ -37,7 +38,7 @@ from study.storage.models import AIDED_CONDITIONS, AuditEvent, Reader, Study, ut
 __all__ = ["AnswerInvalid", "CONSENT_ACTION", "LinkInvalid", "MAX_REASON", "OwnAnswers", "OwnReading", "ReaderState",
            "SessionEnded", "WorkflowError", "case_display", "consent_summary", "correct_own_answer", "describe_answer",
            "eye_label", "has_consented", "is_aided", "link_key", "load_draft", "own_answers", "own_photo", "photograph",
-           "reader_state", "record_consent", "save_draft", "submit_answer"]
+           "ranked_findings", "reader_state", "record_consent", "save_draft", "submit_answer"]
 
 
 class SessionEnded(WorkflowError):
@@ -175,14 +176,15 @@ def link_key(factory: sessionmaker[Session]) -> bytes:
 
 
 def case_display(factory: sessionmaker[Session], state: ReaderState, image_ref: str,
-                 next_image_ref: str | None = None) -> CaseDisplay:
-    """Links to the case photograph (and the next one, to prefetch) for this reader and their code: they stop
-    working when the code is revoked or reissued (``study.domain.image_links``)."""
+                 next_image_ref: str | None = None, *, maps=(), next_maps=()) -> CaseDisplay:
+    """Links to the case photograph (and the next one, to prefetch), and in the saliency arm to the maps the
+    item carries, for this reader and their code: they stop working when the code is revoked or reissued
+    (``study.domain.image_links``)."""
     if state.code_version is None:
         raise SessionEnded(reader_sessions.ENDED["revoked"])
     return reader_screen.case_display(link_key(factory), state.study_id, image_ref, next_image_ref,
-                                      reader_id=state.reader_id, code_version=state.code_version,
-                                      store_root=state.store_root)
+                                      reader_id=state.reader_id, code_version=state.code_version, maps=maps,
+                                      next_maps=next_maps, store_root=state.store_root)
 
 
 def photograph(factory: sessionmaker[Session], token: str) -> Path:

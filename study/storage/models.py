@@ -178,9 +178,30 @@ class AIOutput(Base):
     label_set: Mapped[str] = mapped_column(String(200))
     probabilities: Mapped[dict[str, Any]]
     model_card: Mapped[dict[str, Any]]
-    saliency_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    saliency_png: Mapped[bytes | None] = mapped_column(LargeBinary)  # before ai_overlay: one rendered picture
     saliency_path: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    overlays: Mapped[list[AIOverlay]] = relationship(order_by="AIOverlay.rank")
+
+
+class AIOverlay(Base):
+    """One saliency map of an AI output: where the model looked for one of the case's top findings, in the
+    display-ready form the reading station draws (``revision_core.saliency_render.display_png``: a small
+    grey PNG whose grey values mark the attribution bands). ``rank`` 1 is the most probable finding."""
+
+    __tablename__ = "ai_overlay"
+    __table_args__ = (UniqueConstraint("ai_output_id", "finding"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ai_output_id: Mapped[int] = mapped_column(ForeignKey("ai_output.id"), index=True)
+    finding: Mapped[str] = mapped_column(String(100))
+    rank: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]]
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))  # of ``png``: its file name in the study store
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
 
 
 class WashoutOverride(Base):

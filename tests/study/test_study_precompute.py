@@ -11,8 +11,8 @@ from study.domain import cases, studies
 from study.storage import db
 from study.jobs import precompute
 from study.domain.config import parse_text
-from study.storage.models import AIOutput, AuditEvent
-from tests.study.helpers import study_toml, committed
+from study.storage.models import AIOutput, AIOverlay, AuditEvent
+from tests.study.helpers import committed, study_toml
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +54,47 @@ def test_precompute_stores_versioned_resumable_and_reports_failures(tmp_path, ti
                         .where(AuditEvent.action == "ai_output.stored")) == 4
 
 
-def test_precompute_saliency_for_a_saliency_arm(tmp_path, tiny_model):
+def test_precompute_maps_the_top_findings_for_a_saliency_arm(tmp_path, tiny_model):
+    """An ai_saliency arm gets a display-ready map for each of the case's three most probable findings (rank 1
+    the most probable), stored as ai_overlay rows and written to the study store under their SHA-256."""
+    import hashlib
+
     _engine, Session = db.open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
+    store = tmp_path / "store"
     with Session() as s:
         t = study_toml("multi_arm")
         st = committed(studies.create_study, s, parse_text(t), t)
-        committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
-        report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
+        committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=store)
+        report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=store, workers=1)
         assert report.stored == 1 and report.failed == {} and report.saliency_failed == {}
         row = s.scalar(select(AIOutput))
-        assert row.saliency_png.startswith(b"\x89PNG")
-        assert row.model_card["saliency"] == {"method": "integrated_gradients", "steps": 32}  # the default
-        assert row.model_card["version"] == tiny_model.card.version
-        overlay = Image.open(__import__("io").BytesIO(row.saliency_png))
-        assert overlay.size == (64, 64)
+        assert row.saliency_png is None  # the picture of older studies: maps replace it
+        assert row.model_card["saliency"] == {"method": "integrated_gradients", "steps": 32, "findings": 3}
+        ranked = sorted(row.probabilities, key=lambda f: (-row.probabilities[f], f))
+        assert [(o.rank, o.finding) for o in row.overlays] == list(enumerate(ranked[:3], start=1))
+        for o in row.overlays:
+            assert o.method == "integrated_gradients" and o.params["steps"] == 32
+            assert (o.width, o.height) == (96, 64)  # smaller than 512: never enlarged
+            assert o.sha256 == hashlib.sha256(o.png).hexdigest()
+            assert (cases.study_store(st.id, store) / f"{o.sha256}.map.png").read_bytes() == o.png
+            # grey bands, and an alpha channel: the model's centre crop of this 96 x 64 photograph leaves its sides out
+            stored = Image.open(__import__("io").BytesIO(o.png))
+            assert stored.mode == "LA" and not np.asarray(stored)[:, :8, 1].any()
+
+
+def test_precompute_without_a_saliency_arm_makes_no_map(tmp_path, tiny_model):
+    _engine, Session = db.open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
+    with Session() as s:
+        t = study_toml("crossover")
+        st = studies.create_study(s, parse_text(t), t)
+        cases.import_manifest(s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
+        precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
+        assert s.scalar(select(func.count()).select_from(AIOverlay)) == 0
+        assert "saliency" not in s.scalar(select(AIOutput)).model_card
 
 
 def test_saliency_failure_reported_not_fatal(tmp_path, tiny_model, monkeypatch):
@@ -80,35 +105,47 @@ def test_saliency_failure_reported_not_fatal(tmp_path, tiny_model, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("no layer")
 
-    monkeypatch.setattr(precompute, "_overlay", boom)
+    monkeypatch.setattr("revision_core.saliency.explain_findings", boom)  # what each photograph's worker calls
     with Session() as s:
         t = study_toml("multi_arm")
         st = committed(studies.create_study, s, parse_text(t), t)
         committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
-        report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
+        report = precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store", workers=1)
         assert report.stored == 1 and report.saliency_failed == {"A": "RuntimeError: no layer"}
-        assert s.scalar(select(AIOutput)).saliency_png is None
+        row = s.scalar(select(AIOutput))
+        assert row.overlays == [] and "saliency" not in row.model_card
 
 
-def test_study_chooses_the_saliency_method(tmp_path, tiny_model, monkeypatch):
+def test_study_chooses_the_saliency_method_and_how_many_findings(tmp_path, tiny_model, monkeypatch):
+    from revision_core import saliency
+
     _engine, Session = db.open_database(f"sqlite:///{tmp_path / 's.sqlite'}")
     Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "m.csv").write_text("case_id,image_path,label\nA,a.png,amd\n")
     seen = []
+    real_explain = saliency.explain_findings
 
-    def fake(loaded, classifier, path, probs, method, steps=32):
-        seen.append((method, steps))
-        return b"\x89PNG fake"
+    def spy(loaded, classifier, image, findings, method, **kw):
+        seen.extend((f, method, kw.get("steps")) for f in findings)
+        return real_explain(loaded, classifier, image, findings, method, **kw)
 
-    monkeypatch.setattr(precompute, "_overlay", fake)
+    monkeypatch.setattr(saliency, "explain_findings", spy)
     with Session() as s:
-        t = study_toml("multi_arm") + '[ai]\nsaliency = "occlusion"\nsaliency_steps = 4\n'
+        t = study_toml("multi_arm") + '[ai]\nsaliency = "occlusion"\nsaliency_steps = 4\nsaliency_findings = 2\n'
         st = committed(studies.create_study, s, parse_text(t), t)
         committed(cases.import_manifest, s, st.id, tmp_path / "m.csv", store_root=tmp_path / "store")
-        precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store")
+        precompute.precompute(s, st.id, loaded=tiny_model, store_root=tmp_path / "store", workers=1)
         row = s.scalar(select(AIOutput))
-        assert seen == [("occlusion", 4)]
-        assert row.model_card["saliency"] == {"method": "occlusion", "steps": 4}
+        assert [(m, k) for _f, m, k in seen] == [("occlusion", 4)] * 2
+        assert [f for f, _m, _k in seen] == [o.finding for o in row.overlays]
+        assert row.model_card["saliency"] == {"method": "occlusion", "steps": 4, "findings": 2}
+
+
+def test_saliency_findings_setting_is_checked():
+    from study.domain.config import StudyConfigError
+
+    with pytest.raises(StudyConfigError, match=r"\[ai\] saliency_findings: must be a whole number in \[1, 3\]"):
+        parse_text(study_toml("multi_arm") + "[ai]\nsaliency_findings = 5\n")
 
 
 def test_one_store_root_for_the_command_line_and_the_servers(tmp_path, tiny_model, monkeypatch, capsys):

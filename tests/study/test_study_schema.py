@@ -28,7 +28,7 @@ def test_upgrade_is_idempotent(db_url):
     db.upgrade(db_url)  # already at head: must be a no-op, not an error
     eng = db.make_engine(db_url)
     with eng.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0004_sessions_keys_store"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0005_ai_overlay"
     eng.dispose()
 
 

@@ -13,8 +13,7 @@ from study.storage import db
 from study.domain import workflow
 from study.domain.config import AnswerInvalid
 from study.storage.models import Answer, Assignment, AuditEvent, utcnow
-from tests.study.helpers import SALIENCY, VALID_ANSWER, answer_history
-from tests.study.helpers import committed
+from tests.study.helpers import CARD, SALIENCY, VALID_ANSWER, answer_history, committed
 
 AI_WORDS = ("probabilit", "model_card", "model_version", "saliency", "abc123def4567890", '"ai"')
 
@@ -257,3 +256,41 @@ def test_every_write_is_audited(Session, make_study):
     assert actions.count("ai_output.stored") == 3 and actions.count("reader.added") == 1
     assert actions.count("design.built") == 1 and actions.count("design.locked") == 1
     assert actions.count("assignment.shown") == len(items) == actions.count("answer.submitted")
+
+
+def test_saliency_maps_only_for_the_saliency_arm_and_preloaded_only_towards_it(Session, make_study):
+    """The item of a saliency reading carries its case's maps (most probable finding first) and the next
+    reading's maps only when that reading is a saliency one too; an AI-only item carries none; an unaided
+    item has no AI field at all."""
+    from revision_core.saliency_batch import Map
+    from study.jobs import precompute
+    from study.storage.models import Case
+
+    sid, case_ids, codes = make_study("multi_arm", n_cases=9, n_readers=3, with_ai=False)
+    with Session() as s:
+        for cid in case_ids:
+            probs = {"amd": 0.7, "glaucoma": 0.2, "rvo": 0.5, "diabetic_retinopathy": 0.1}
+            maps = [Map(f, f"png-{cid}-{f}".encode(), 8, 6, {"steps": 32}) for f in ("amd", "rvo", "glaucoma")]
+            precompute.store_ai_output(s, cid, model_card={**CARD, "saliency": {"method": "integrated_gradients"}},
+                                       label_set="revision_findings", probabilities=probs, maps=maps)
+        s.commit()
+        keys = {c.id: c.case_key for c in s.scalars(select(Case))}
+        for rid in codes:
+            items = _walk(s, rid)
+            for item, nxt in zip(items, items[1:] + [None]):
+                json.dumps(item.to_dict())  # the maps' bytes are summarised, never serialised
+                if item.condition == "unaided":
+                    assert not hasattr(item, "ai")
+                    continue
+                if item.condition == "ai":
+                    assert item.ai.maps == () and item.ai.next_maps == ()
+                    continue
+                assert [(m.finding, m.probability) for m in item.ai.maps] == [("amd", 0.7), ("rvo", 0.5),
+                                                                             ("glaucoma", 0.2)]
+                assert {m.png for m in item.ai.maps} == {f"png-{c}-{f}".encode() for c in keys
+                                                         if keys[c] == item.case_id for f in ("amd", "rvo", "glaucoma")}
+                if nxt is not None and nxt.condition == "ai_saliency":
+                    assert [m.png for m in item.ai.next_maps] == [m.png for m in nxt.ai.maps]
+                else:
+                    assert item.ai.next_maps == ()
+            assert [i.condition for i in items].count("ai_saliency") == 3
