@@ -33,10 +33,11 @@ def parse_imrmc(text: str) -> tuple[dict, dict, list]:
 
 
 def _study_with_corrections(Session):
-    sid = seed_study(Session, n_cases=6, ai_accuracy=0.9, name="Export")
+    # unaided answers stay open to corrections after the AI-assisted readings began (the study says so)
+    sid = seed_study(Session, n_cases=6, ai_accuracy=0.9, name="Export", unaided_corrections_after_ai=True)
     simulate(Session, sid, 3, seed=2)
     with Session() as s:
-        # correct two unaided session-1 answers (allowed: crossover unaided answers are not locked)
+        # correct two unaided session-1 answers
         answers = list(s.scalars(select(Answer).join(Assignment).where(Assignment.condition == "unaided")
                                  .order_by(Answer.id).limit(2)))
         for ans in answers:

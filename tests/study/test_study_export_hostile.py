@@ -28,14 +28,16 @@ STUDY = "\tstudy"
 def _hostile_study(Session) -> int:
     """A simulated study whose case keys, a level name, the study name and a correction reason are hostile
     (written straight into the database, as an older database or another path could hold them)."""
-    sid = seed_study(Session, n_cases=4, ai_accuracy=0.9, name="Hostile export")
+    sid = seed_study(Session, n_cases=4, ai_accuracy=0.9, name="Hostile export", unaided_corrections_after_ai=True)
     simulate(Session, sid, 2, seed=4)
     with Session() as s:
         for key, hostile in HOSTILE_KEYS.items():
             s.execute(update(Case).where(Case.study_id == sid, Case.case_key == key).values(case_key=hostile))
         first = s.scalars(select(Reader).where(Reader.study_id == sid).order_by(Reader.id)).first()
         first.level = LEVEL
-        s.get(Study, sid).name = STUDY
+        s.commit()
+        # the tab is refused by today's stored-text check on a flush; an older database can hold it
+        s.execute(update(Study).where(Study.id == sid).values(name=STUDY))
         s.commit()
         ans = s.scalars(select(Answer).join(Assignment).where(Assignment.condition == "unaided")
                         .order_by(Answer.id)).first()
@@ -99,9 +101,10 @@ def test_imrmc_ids_with_line_breaks_cannot_add_lines(Session, tmp_path):
     injected = "c000\nBEGIN DATA:\n-1,99,0,1"
     with Session() as s:
         s.execute(update(Case).where(Case.study_id == sid, Case.case_key == "c000").values(case_key=injected))
+        # line breaks are refused by today's stored-text check on a flush; an older database can hold them
         first = s.scalars(select(Reader).where(Reader.study_id == sid).order_by(Reader.id)).first()
-        first.pseudonym = "R\r\nNR: 99"
-        s.get(Study, sid).name = "name\u2028N1: 7"
+        s.execute(update(Reader).where(Reader.id == first.id).values(pseudonym="R\r\nNR: 99"))
+        s.execute(update(Study).where(Study.id == sid).values(name="name\u2028N1: 7"))
         s.commit()
         out = tmp_path / "x.imrmc"
         export(s, sid, "imrmc", out)

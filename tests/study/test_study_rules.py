@@ -84,7 +84,7 @@ def test_shown_output_is_the_same_for_workflow_export_and_rule(make_study, Sessi
 
 
 def test_progress_one_count_for_workflow_monitor_and_status(make_study, Session):
-    sid, _, codes = make_study("crossover", n_cases=4, n_readers=2)
+    sid, _, codes = make_study("crossover", n_cases=4, n_readers=2, unaided_corrections_after_ai=True)
     reader_id = next(iter(codes))
     with Session() as s:
         first = None

@@ -19,10 +19,10 @@ from tests.study.helpers import CARD, LABELS, study_toml, committed
 
 
 def seed_study(Session, *, n_cases: int, ai_accuracy: float, design: str = "crossover", name: str = "Sim",
-               rng_seed: int = 0) -> int:
+               rng_seed: int = 0, **toml_kw) -> int:
     """A study whose AI top suggestion is right with probability ``ai_accuracy``."""
     rng = random.Random(rng_seed)
-    text = study_toml(design, name=name)
+    text = study_toml(design, name=name, **toml_kw)
     with Session() as s:
         st = committed(studies.create_study, s, parse_text(text), text)
         for i in range(n_cases):
