@@ -1,0 +1,25 @@
+"""Study data for the tests and benchmarks: a study TOML builder, label keys, a model card, a fake saliency PNG,
+a valid answer."""
+
+from __future__ import annotations
+
+
+def study_toml(design: str = "crossover", *, name: str = "Test study", corrections: bool = True, seed: int = 1234,
+               washout: int | None = None, arms: list[str] | None = None, findings: bool = True) -> str:
+    lines = ["[study]", f'name = "{name}"', 'label_set = "revision_findings"', 'model = "demo"', f"seed = {seed}",
+             f"corrections_allowed = {str(corrections).lower()}", "", "[questions]",
+             f"findings = {str(findings).lower()}", "", "[design]", f'type = "{design}"']
+    if washout is not None:
+        lines.append(f"washout_days = {washout}")
+    if arms is not None:
+        lines.append("arms = [" + ", ".join(f'"{a}"' for a in arms) + "]")
+    return "\n".join(lines) + "\n"
+
+
+LABELS = ["diabetic_retinopathy", "amd", "glaucoma", "rvo", "pathologic_myopia", "normal"]
+CARD = {"name": "demo", "architecture": "ViT-Test", "version": "abc123def4567890", "input_size": 224,
+        "device": "cpu", "precision": "fp32", "source": "test", "is_demo": True}
+SALIENCY = b"\x89PNG\r\n\x1a\nfake-saliency"
+
+
+VALID_ANSWER = {"primary_diagnosis": "amd", "findings": ["amd"], "confidence": 70, "referral": True}
