@@ -17,21 +17,32 @@ def pytest_configure(config):
     st_config.set_option("client.showErrorDetails", "full")
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
-needs_reference = pytest.mark.skipif(
-    not (REFERENCE / "vandyke.csv").is_file(),
-    reason=f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)",
-)
+# Public reference data with published results (Van Dyke, Franken, aSAH): part of the repository, with their
+# sources, licences and citations in tests/data/README.md, so the checks against OR-DBM, MRMCaov, RJafroc and
+# pROC run on every clone.
+REFERENCE = Path(__file__).resolve().parent / "data"
+REFERENCE_FILES = ("vandyke.csv", "franken.csv", "asah.csv")
 
 
 @pytest.fixture(scope="session")
-def vandyke():
-    """The Van Dyke et al. (1993) MRMC reads from ../shared/reference, read once (tests never modify it)."""
+def reference_data() -> Path:
+    """The reference data folder, checked complete: a missing file fails the tests that use it (never a skip)."""
+    missing = [name for name in REFERENCE_FILES if not (REFERENCE / name).is_file()]
+    assert not missing, f"reference data missing from {REFERENCE}: {missing} (see tests/data/README.md)"
+    return REFERENCE
+
+
+# for the tests that compare with published results: they fail, never skip, without their data
+needs_reference = pytest.mark.usefixtures("reference_data")
+
+
+@pytest.fixture(scope="session")
+def vandyke(reference_data):
+    """The Van Dyke et al. (1993) MRMC reads (tests/data), read once (tests never modify it)."""
     import pandas as pd
 
-    if not (REFERENCE / "vandyke.csv").is_file():
-        pytest.skip(f"reference data not found at {REFERENCE} (expected ../shared/reference next to the repo)")
-    return pd.read_csv(REFERENCE / "vandyke.csv")
+    return pd.read_csv(reference_data / "vandyke.csv")
+
 
 TINY_VIT = {
     "embed_dim": 32,

@@ -58,7 +58,7 @@ def test_report_models_match_lme4(tmp_path):
     assert [fe["se"] for fe in res["reading_time"]["fixed_effects"]] == pytest.approx(rl["se"].tolist(), rel=1e-3)
 
 
-# lme4's VerbAgg example, published in ../shared/reference/README.md (lme4 1.1.31, Laplace):
+# lme4's VerbAgg example, published in tests/data/README.md (lme4 1.1.31, Laplace):
 # glmer(r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item), family = binomial).
 VERBAGG = {
     "Intercept": (0.1992881, 0.4057765),

@@ -17,15 +17,14 @@ from revision_core.evaluate import (
     roc_curve_points,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from tests.conftest import REFERENCE
+
 ASAH = REFERENCE / "asah.csv"
 TOL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def asah():
-    if not ASAH.exists():
-        pytest.skip(f"pROC reference data not found at {ASAH} (shared/reference is not checked out)")
+def asah(reference_data):
     import pandas as pd
 
     d = pd.read_csv(ASAH)

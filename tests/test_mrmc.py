@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 from tests.conftest import REFERENCE, needs_reference
 
 # Published OR-DBM MRMC 2.51 / RJafroc 3.6.1 / MRMCaov output for Van Dyke et al. (1993),
-# copied from shared/reference/README.md.
+# copied from tests/data/README.md.
 VD_AUC_1 = [0.919645732689, 0.858776167472, 0.9038647343, 0.973107890499, 0.829790660225]
 VD_AUC_2 = [0.947826086957, 0.905314009662, 0.921739130435, 0.999355877617, 0.929951690821]
 REL = 1e-9  # the table prints 12 significant digits; the brief asks for 1e-6
@@ -145,7 +145,7 @@ def test_auc_matches_mann_whitney_and_jackknife_matches_brute_force(vandyke):
         np.testing.assert_allclose(jk[:, k], empirical_auc(scores[:, keep], truth[keep]), atol=1e-13)
 
 
-@pytest.mark.skipif(not (REFERENCE / "asah.csv").is_file(), reason=f"asah.csv not found in {REFERENCE}")
+@needs_reference
 def test_delong_covariance_reproduces_proc():
     asah = pd.read_csv(REFERENCE / "asah.csv")
     truth = asah["outcome_poor"].to_numpy()
@@ -172,7 +172,7 @@ def test_delong_covariance_reproduces_proc():
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not (REFERENCE / "franken.csv").is_file(), reason=f"franken.csv not found in {REFERENCE}")
+@needs_reference
 def test_franken_truncates_cov2_minus_cov3():
     res = mrmc_analysis(REFERENCE / "franken.csv")
     c, t, r = res.components, len(res.modalities), len(res.readers)

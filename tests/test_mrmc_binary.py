@@ -23,7 +23,7 @@ def sens(vandyke):
 
 @needs_reference
 def test_vandyke_sensitivity_reproduces_mrmcaov(sens):
-    # shared/reference/README.md: MRMCaov (Smith, Hillis & Pesce), positive when rating >= 3.
+    # tests/data/README.md: MRMCaov (Smith, Hillis & Pesce), positive when rating >= 3.
     assert sens.per_modality[1] == pytest.approx(0.8222222, rel=REL)
     assert sens.per_modality[2] == pytest.approx(0.92, rel=REL)
     r = sens.rrrc

@@ -2,7 +2,7 @@
 
 The RJafroc numbers are the expectations of its own tests (tests/testthat/test-SsSampleSizeRoc.R,
 ``goodValues361``: ``SsPowerGivenJK`` / ``SsSampleSizeKGivenJ`` with method "OR", FOM "Wilcoxon")
-on dataset02 (Van Dyke) and dataset03 (Franken), which are ../shared/reference/vandyke.csv and
+on dataset02 (Van Dyke) and dataset03 (Franken), which are tests/data/vandyke.csv and
 franken.csv. They are printed to 7-8 decimals; we match to half a unit of the last printed digit.
 
 FRRC (issue 19): by default the statistic is referred to F(1, K - 1), as RJafroc's
@@ -20,21 +20,17 @@ import pytest
 
 from study.analysis.stats.mrmc_sizing import (ORComponents, cases_for_power, or_power, pilot_components, power_grid,
                                   sample_size_table)
-from tests.conftest import REFERENCE
+from tests.conftest import REFERENCE, needs_reference
 
 VANDYKE, FRANKEN = REFERENCE / "vandyke.csv", REFERENCE / "franken.csv"
-needs_reference = pytest.mark.skipif(not VANDYKE.exists() or not FRANKEN.exists(),
-                                     reason=f"reference data not found at {REFERENCE} (../shared/reference)")
 
-# Van Dyke OR components as published in ../shared/reference/README.md (jackknife, 114 cases).
+# Van Dyke OR components as published in tests/data/README.md (jackknife, 114 cases).
 VD = ORComponents(var_tr=0.000200402523581, cov1=0.000346613709441, cov2=0.000344074828861,
                   cov3=0.000239028370892, var_error=0.000802288265572, n_cases=114)
 
 
 @pytest.fixture(scope="module")
-def vandyke():
-    if not VANDYKE.exists():
-        pytest.skip(f"reference data not found at {REFERENCE}")
+def vandyke(reference_data):
     return pilot_components(VANDYKE)
 
 

@@ -1,5 +1,5 @@
 # Writes lme4's VerbAgg data (Debian's r-cran-lme4 ships it) as CSV for the glmer reference in
-# ../shared/reference/README.md. Usage: Rscript verbagg.R out.csv
+# tests/data/README.md. Usage: Rscript verbagg.R out.csv
 suppressPackageStartupMessages(library(lme4))
 out <- commandArgs(trailingOnly = TRUE)[1]
 data(VerbAgg, package = "lme4")
