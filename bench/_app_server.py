@@ -17,10 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.app_helpers import CARD, PROBS, TRUTH  # noqa: E402
-from tests.study.helpers import committed, study_toml  # noqa: E402
-from tests.app_helpers import CHROMIUM, launch_chromium  # noqa: E402,F401  (launch_chromium: re-exported for the bench scripts)
-from tests.app_helpers import streamlit_server as app_server  # noqa: E402
+from testsupport.app import CARD, PROBS, TRUTH  # noqa: E402
+from testsupport.studies import committed, study_toml  # noqa: E402
+from testsupport.app import CHROMIUM, launch_chromium  # noqa: E402,F401  (launch_chromium: re-exported for the bench scripts)
+from testsupport.app import streamlit_server as app_server  # noqa: E402
 
 
 

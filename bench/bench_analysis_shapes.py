@@ -23,7 +23,7 @@ from study.analysis.mrmc_sections import mrmc_section  # noqa: E402
 from study.analysis.reads import prepare_reads  # noqa: E402
 from study.analysis.simulated_reads import shaped_reads, simulate_reads  # noqa: E402
 from study.analysis.study_analysis import DEFAULTS, analyze_frame  # noqa: E402
-from tests.glmer_reference import BLME_HINT, INSTALL_HINT, glmer_available, run_glmer  # noqa: E402
+from testsupport.glmer import BLME_HINT, INSTALL_HINT, glmer_available, run_glmer  # noqa: E402
 
 GOAL_S = 30.0
 LEVELS = ("resident", "fellow", "consultant")

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from study.analysis.stats.glmm import fit_glmm, simulate_reader_study  # noqa: E402
-from tests.glmer_reference import INSTALL_HINT, glmer_available, run_glmer  # noqa: E402
+from testsupport.glmer import INSTALL_HINT, glmer_available, run_glmer  # noqa: E402
 
 FORMULA = "correct ~ condition * experience + (1|reader) + (1|case)"
 

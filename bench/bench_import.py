@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from PIL import Image  # noqa: E402
-from tests.study.helpers import committed
+from testsupport.studies import committed
 
 REAL = REPO.parent / "shared" / "real" / "idrid"
 
@@ -40,7 +40,7 @@ def import_once(paths: list[Path], tmp: Path) -> tuple[float, int, int]:
     from study.domain import cases, studies
     from study.storage import db
     from study.domain.config import parse_text
-    from tests.study.helpers import study_toml
+    from testsupport.studies import study_toml
 
     url = f"sqlite:///{tmp / 'study.sqlite'}"
     db.upgrade(url)

@@ -39,7 +39,7 @@ from study.storage import db
 from study.domain.config import parse_text
 from study.services import investigator
 from study.domain.studies import create_study
-from tests.study.helpers import study_toml, committed
+from testsupport.studies import study_toml, committed
 url = "sqlite:///" + {tmp!r} + "/study.sqlite"
 db.upgrade(url)
 factory = db.session_factory(db.make_engine(url))
@@ -60,7 +60,7 @@ def _photos(tmp: Path, target_bytes: int) -> list[bytes]:
     import numpy as np
     from PIL import Image
 
-    from tests.app_helpers import real_photos
+    from testsupport.app import real_photos
 
     sources = real_photos()
     out: list[bytes] = []

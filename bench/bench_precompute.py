@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _app_server import load_note  # noqa: E402
 
-from tests.app_helpers import REPO_ROOT, study_photos  # noqa: E402
+from testsupport.app import REPO_ROOT, study_photos  # noqa: E402
 
 LESIONS = REPO_ROOT.parent / "shared" / "real" / "idrid-lesions"
 
@@ -40,7 +40,7 @@ def _study(tmp: Path, name: str, photos: list[Path]):
     from study.domain.config import parse_text
     from study.domain.studies import create_study
     from study.storage import db
-    from tests.study.helpers import study_toml
+    from testsupport.studies import study_toml
 
     folder = tmp / name
     folder.mkdir()

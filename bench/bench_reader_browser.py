@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _app_server import (browser_missing, launch_chromium, load_note, pct, reader_consent,  # noqa: E402
                          reader_sign_in, streamlit_server)
 
-from tests.app_helpers import (answer_default_protocol, make_photo_study, study_photos,  # noqa: E402
-                               viewer_view_changes)
+from testsupport.app import answer_default_protocol, make_photo_study, study_photos, viewer_view_changes  # noqa: E402
 
 TARGET_MS, FRAME_MS = 500.0, 50.0
 WARMUP = 2

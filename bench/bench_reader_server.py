@@ -26,16 +26,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _app_server import load_note, make_big_study, pct  # noqa: E402
 
-from tests.app_helpers import submit_button  # noqa: E402
-from tests.study.helpers import VALID_ANSWER  # noqa: E402
-from tests.study.helpers import committed
+from testsupport.app import submit_button  # noqa: E402
+from testsupport.studies import VALID_ANSWER  # noqa: E402
+from testsupport.studies import committed
 
 WARMUP = 2  # one unaided and one aided answer, not counted (first imports of the viewer etc.)
 TARGET_MS = 100.0
 
 
 def page_latencies(url: str, code: str, n: int) -> tuple[list[float], list[str]]:
-    from tests.test_app_reader import consent, signed_in
+    from testsupport.app import consent, signed_in
 
     os.environ["REVISION_DB_URL"] = url
     at = signed_in(code)

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _app_server import load_note  # noqa: E402
 
-from tests.app_helpers import REPO_ROOT  # noqa: E402
+from testsupport.app import REPO_ROOT  # noqa: E402
 
 LESIONS = REPO_ROOT.parent / "shared" / "real" / "idrid-lesions"
 KINDS = ("MA", "HE", "EX", "SE")

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _app_server import (browser_missing, launch_chromium, load_note, reader_consent, reader_sign_in,  # noqa: E402
                          rss_mb, streamlit_server)
 
-from tests.app_helpers import make_photo_study, study_photos  # noqa: E402
+from testsupport.app import make_photo_study, study_photos  # noqa: E402
 
 SETTLE_S = 1.5
 

@@ -38,8 +38,8 @@ from study.storage import db
 from study.jobs import precompute  # noqa: E402
 from study.domain.config import parse_text  # noqa: E402
 from study.storage.models import Answer, Assignment  # noqa: E402
-from tests.study.helpers import CARD, LABELS, VALID_ANSWER, study_toml  # noqa: E402
-from tests.study.helpers import committed
+from testsupport.studies import CARD, LABELS, VALID_ANSWER, study_toml  # noqa: E402
+from testsupport.studies import committed
 
 
 def setup(url: str, n_readers: int, n_cases: int) -> None:
@@ -206,7 +206,7 @@ def main() -> int:
     if args.pg_url:
         ok &= run(args.pg_url, args.readers, args.cases, "postgresql", args.think_ms)[0]
     else:
-        from tests.study.conftest import PostgresServer, find_pg_bin
+        from testsupport.postgres import PostgresServer, find_pg_bin
 
         bin_dir = find_pg_bin()
         if bin_dir is None:

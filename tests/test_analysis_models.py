@@ -9,7 +9,7 @@ import pytest
 from study.analysis.mixed_models import glmm_section, model_ladder, reading_time_section
 from study.analysis.reads import prepare_reads
 from study.analysis.simulated_reads import shaped_reads
-from tests.glmer_reference import BLME_HINT, INSTALL_HINT, glmer_available, run_glmer
+from testsupport.glmer import BLME_HINT, INSTALL_HINT, glmer_available, run_glmer
 
 FULL = "correct ~ condition * level + (1|reader) + (1|case)"
 

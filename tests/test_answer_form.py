@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from study.domain.config import AnswerInvalid, parse_text, validate_answer
-from tests.study.helpers import study_toml
+from testsupport.studies import study_toml
 
 CUSTOM = parse_text('''[study]
 name = "F"

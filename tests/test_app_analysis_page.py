@@ -17,8 +17,9 @@ from study.services import analysis
 from study.outputs import report
 from study.services.analysis import Cutoff
 from study.jobs.simulate_readers import answer_all
-from tests.app_helpers import APP, make_study
-from tests.study.helpers import committed
+from tests.app_helpers import make_study
+from testsupport.app import APP
+from testsupport.studies import committed
 
 PASSWORD = "correct horse battery staple"
 PAGE_ONLY = ["Data cut-off", "Report", "Exports"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app_helpers import APP, rendered_text
+from tests.app_helpers import rendered_text
+from testsupport.app import APP
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,10 @@ from streamlit.testing.v1 import AppTest
 
 from study.storage import db
 from study.domain import workflow
-from tests.app_helpers import APP, make_study, rendered_text
-from tests.study.helpers import study_toml
-from tests.study.helpers import committed
+from tests.app_helpers import make_study, rendered_text
+from testsupport.app import APP
+from testsupport.studies import study_toml
+from testsupport.studies import committed
 
 PAGES = ["pages/investigator_setup.py", "pages/investigator_monitor.py", "pages/investigator_analysis.py"]
 ROOT = Path(APP).parent

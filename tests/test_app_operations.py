@@ -14,9 +14,10 @@ from streamlit.testing.v1 import AppTest
 from study.storage import db
 from study.domain import readers, workflow
 from study.storage.models import Answer, Assignment, AuditEvent
-from tests.app_helpers import APP, CARD, as_signed_in_reader, make_study, rendered_text
+from tests.app_helpers import as_signed_in_reader, make_study, rendered_text
 from tests.study.helpers import answer_history
-from tests.study.helpers import committed
+from testsupport.app import APP, CARD
+from testsupport.studies import committed
 
 ROOT = Path(APP).parent
 PAGES = ["pages/investigator_operations.py", "pages/investigator_audit.py", "pages/investigator_cases.py",

@@ -19,9 +19,8 @@ from study.domain.answers import answers_table
 from study.jobs.precompute import store_ai_output
 from study.domain.readers import add_reader
 from study.domain.studies import create_study
-from tests.app_helpers import APP, CARD, PROBS, submit_button
-from tests.test_app_reader import consent, signed_in
-from tests.study.helpers import committed
+from testsupport.app import APP, CARD, PROBS, consent, signed_in, submit_button
+from testsupport.studies import committed
 
 DR_TOML = Path(__file__).resolve().parents[1] / "studies" / "dr_grading.toml"
 

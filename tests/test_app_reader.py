@@ -7,8 +7,9 @@ from streamlit.testing.v1 import AppTest
 
 from study.storage import db
 from study.storage.models import Answer, AuditEvent
-from tests.app_helpers import APP, PROBS, make_study, rendered_text, submit_button
-from tests.study.helpers import committed
+from tests.app_helpers import make_study, rendered_text
+from testsupport.app import APP, PROBS, consent, sign_in, signed_in, submit_button
+from testsupport.studies import committed
 
 AI_MARKERS = ["AI suggestion", "It can be wrong", "0.8731", "0.873", "87.3", "feedc0de12345678", "ReVision test model", "probability"]
 
@@ -20,27 +21,6 @@ def study_db(tmp_path, monkeypatch):
         monkeypatch.setenv("REVISION_DB_URL", url)
         return url, ids, codes
     return make
-
-
-def sign_in(at: AppTest, code: str) -> AppTest:
-    at.text_input(key="access_code").input(code)
-    at.button[0 if at.button[0].label == "Sign in" else -1].click()
-    return at.run()
-
-
-def signed_in(code: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page("pages/reader_signin.py").run()
-    sign_in(at, code)
-    if at.session_state["role"] == "reader":  # the navigation now offers the reading page
-        at.switch_page("pages/reader_study.py").run()
-    return at
-
-
-def consent(at: AppTest) -> AppTest:
-    at.checkbox(key="consent_box").check().run()
-    at.button(key="consent_start").click().run()
-    return at
 
 
 def answer(at: AppTest, diagnosis: str = "amd") -> AppTest:

@@ -16,7 +16,7 @@ from study.domain import readers, workflow
 from study.cli import main
 from study.storage.models import Assignment, AuditEvent, Reader
 from tests.app_helpers import make_study
-from tests.study.helpers import committed
+from testsupport.studies import committed
 
 ANSWER = {"primary_diagnosis": "amd", "confidence": 60, "referral": False}
 

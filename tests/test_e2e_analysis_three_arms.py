@@ -17,7 +17,7 @@ import pytest
 
 from study.jobs.simulate_readers import answer_all
 from study.storage import db
-from tests.app_helpers import CHROMIUM, launch_chromium, make_photo_study, real_photos, streamlit_server
+from testsupport.app import CHROMIUM, launch_chromium, make_photo_study, real_photos, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"

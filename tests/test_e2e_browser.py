@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from study.storage import db
 from study.domain import workflow
 from study.storage.models import Answer, AuditEvent, Reader
-from tests.app_helpers import CARD, CHROMIUM, SUBMIT_SELECTOR, launch_chromium, make_study, streamlit_server
-from tests.study.helpers import committed
+from tests.app_helpers import SUBMIT_SELECTOR, make_study
+from testsupport.app import CARD, CHROMIUM, launch_chromium, streamlit_server
+from testsupport.studies import committed
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"

@@ -28,8 +28,9 @@ from sqlalchemy import func, select
 
 from study.storage import db
 from study.storage.models import Answer
-from tests.app_helpers import (CARD, CHROMIUM, SUBMIT_SELECTOR, answer_default_protocol, launch_chromium,
-                               make_photo_study, streamlit_server, study_photos, viewer_view_changes)
+from testsupport.app import (CARD, CHROMIUM, answer_default_protocol, launch_chromium, make_photo_study,
+                             streamlit_server, study_photos, viewer_view_changes)
+from tests.app_helpers import SUBMIT_SELECTOR
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"

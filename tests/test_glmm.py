@@ -12,7 +12,7 @@ from scipy.special import expit
 from study.analysis.stats._crossed import CrossedStructure
 from study.analysis.stats._design import build_design
 from study.analysis.stats.glmm import BLME_NORMAL, _LaplaceFit, fit_glmm, fit_lmm_log_time, simulate_reader_study
-from tests.glmer_reference import BLME_HINT, INSTALL_HINT, glmer_available, run_glmer
+from testsupport.glmer import BLME_HINT, INSTALL_HINT, glmer_available, run_glmer
 
 FORMULA = "correct ~ condition * experience + (1|reader) + (1|case)"
 

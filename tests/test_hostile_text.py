@@ -18,7 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 from pages._shared import WORD_JOINER, load_upload_reduced, plain
 from revision_core.imageio import ImageLoadError
-from tests.app_helpers import APP, REPO_ROOT, make_study, rendered_text
+from tests.app_helpers import make_study, rendered_text
+from testsupport.app import APP, REPO_ROOT
 
 TRACKER = "![x](http://127.0.0.1:9/track.png?reader=1)"
 HOSTILE = [TRACKER, "[click](javascript:alert(1))", "<img src=http://127.0.0.1:9/a.png>", "**bold** _it_ `code`",

@@ -13,7 +13,8 @@ import random
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app_helpers import APP, REPO_ROOT, rendered_text
+from tests.app_helpers import rendered_text
+from testsupport.app import APP, REPO_ROOT
 
 ACTIONS = 200
 REAL = REPO_ROOT.parent / "shared" / "real"

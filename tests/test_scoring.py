@@ -6,7 +6,7 @@ import pytest
 
 from study.domain.config import Question, parse_text
 from study.domain.scoring import reference, score
-from tests.study.helpers import study_toml
+from testsupport.studies import study_toml
 
 GRADE = Question("g", "ordinal", "Grade", options=(("0", "none"), ("1", "mild"), ("2", "mod"), ("3", "sev")),
                  truth="grade", primary=True)

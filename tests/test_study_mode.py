@@ -15,8 +15,9 @@ from streamlit.testing.v1 import AppTest
 from study.storage import db, settings
 from study.domain import study_mode, workflow
 from study.storage.models import Reader
-from tests.app_helpers import APP, CARD, CHROMIUM, make_study, rendered_text
-from tests.study.helpers import committed
+from tests.app_helpers import make_study, rendered_text
+from testsupport.app import APP, CARD, CHROMIUM
+from testsupport.studies import committed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_FILES = ["pages/demo_playground.py", "pages/demo_evaluation.py", "pages/demo_try_study.py"]
@@ -349,8 +350,8 @@ def test_browser_a_visitor_gets_no_prediction_while_a_study_is_live(tmp_path, ti
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.app_helpers import launch_chromium, streamlit_server
     from tests.test_e2e_browser import _idle, _nav
+    from testsupport.app import launch_chromium, streamlit_server
 
     url, _, _ = make_study(tmp_path, design="sequential", n_cases=2, n_readers=1)
     env = {"REVISION_DB_URL": url, "REVISION_APP_MODEL": "revision-tiny-cnn",

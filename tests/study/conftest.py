@@ -1,109 +1,25 @@
 """Database fixtures: every db test runs on SQLite and on a real, throwaway PostgreSQL 15.
 
-The PostgreSQL server is started once per test session with initdb + pg_ctl in a temporary folder on a
-free port. PostgreSQL refuses to run as root, so when the tests run as root the folder is given to the
-``postgres`` user and the commands run through ``runuser -u postgres --``. Binaries are found via
-``$REVISION_PG_BIN`` (if set, only there), else ``/usr/lib/postgresql/15/bin`` (Debian/Ubuntu), then any
-other ``/usr/lib/postgresql/N/bin`` (newest first), then ``pg_ctl`` on PATH; where none exist the PostgreSQL-parametrised tests skip and say so. Each test gets its own fresh database.
+The PostgreSQL server (``testsupport.postgres``) is started once per test session, so once per xdist worker,
+with initdb + pg_ctl in a temporary folder on a free port. PostgreSQL refuses to run as root, so when the
+tests run as root the folder is given to the ``postgres`` user and the commands run through
+``runuser -u postgres --``. Binaries are found via ``$REVISION_PG_BIN`` (if set, only there), else
+``/usr/lib/postgresql/15/bin`` (Debian/Ubuntu), then any other ``/usr/lib/postgresql/N/bin`` (newest first),
+then ``pg_ctl`` on PATH; where none exist the PostgreSQL-parametrised tests skip and say so. Each test gets
+its own fresh database. Tests on PostgreSQL are marked ``postgresql`` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import glob
-import itertools
-import os
-import shutil
-import socket
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 
 from study.storage import db
 from study.domain import readers
-from tests.study.helpers import CARD, LABELS, SALIENCY, study_toml, committed
-
-PG_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
-
-
-def find_pg_bin() -> Path | None:
-    """$REVISION_PG_BIN if set (and then only it); else PostgreSQL 15's Debian path, any other
-    /usr/lib/postgresql/N/bin (newest first), then pg_ctl on PATH."""
-    env = os.environ.get("REVISION_PG_BIN")
-    if env:
-        candidates = [env]
-    else:
-        others = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
-                        if Path(p).parent.name.isdigit() else 0, reverse=True)
-        candidates = list(PG_CANDIDATES) + others
-        on_path = shutil.which("pg_ctl")
-        if on_path:
-            candidates.append(str(Path(on_path).parent))
-    for c in candidates:
-        if (Path(c) / "initdb").is_file() and (Path(c) / "pg_ctl").is_file():
-            return Path(c)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PostgresServer:
-    def __init__(self, bin_dir: Path):
-        self.bin = bin_dir
-        self.root = Path(tempfile.mkdtemp(prefix="revision-pg-"))
-        self.data = self.root / "data"
-        self.port = _free_port()
-        self.as_root = os.geteuid() == 0
-        self._dbs = itertools.count(1)
-
-    def _cmd(self, *args: str) -> list[str]:
-        return (["runuser", "-u", "postgres", "--"] if self.as_root else []) + list(args)
-
-    def _run(self, *args: str) -> None:
-        subprocess.run(self._cmd(*args), check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        os.chmod(self.root, 0o755)
-        if self.as_root:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--no-sync")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c full_page_writes=off -c max_connections=200")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-o", opts,
-                  "-w", "-t", "60", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        subprocess.run(self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"),
-                       capture_output=True, timeout=120)
-
-    def restart(self) -> None:
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c full_page_writes=off -c max_connections=200")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-o", opts,
-                  "-m", "fast", "-w", "-t", "60", "restart")
-
-    def url(self, dbname: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
-
-    def new_database(self) -> str:
-        import psycopg
-
-        name = f"study_test_{next(self._dbs)}"
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def cleanup(self) -> None:
-        self.stop("immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
+from testsupport.postgres import PG_CANDIDATES, PostgresServer, find_pg_bin
+from testsupport.studies import CARD, LABELS, SALIENCY, study_toml, committed
 
 
 @pytest.fixture(scope="session")

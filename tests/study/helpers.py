@@ -1,5 +1,5 @@
-"""Shared test data for the study tests: a TOML builder, labels, a model card, a valid answer; and two
-oracles the tests read the database and the store with."""
+"""Two oracles the study tests read the database and the store with. (The study data the tests share with the
+benchmarks, study_toml, LABELS, CARD, SALIENCY, VALID_ANSWER and committed, are in ``testsupport.studies``.)"""
 
 from __future__ import annotations
 
@@ -7,31 +7,6 @@ from sqlalchemy import select
 
 from study.domain.cases import case_source, study_store
 from study.storage.models import Answer
-
-
-def study_toml(design: str = "crossover", *, name: str = "Test study", corrections: bool = True, seed: int = 1234,
-               washout: int | None = None, arms: list[str] | None = None, findings: bool = True,
-               unaided_corrections_after_ai: bool | None = None) -> str:
-    lines = ["[study]", f'name = "{name}"', 'label_set = "revision_findings"', 'model = "demo"', f"seed = {seed}",
-             f"corrections_allowed = {str(corrections).lower()}"]
-    if unaided_corrections_after_ai is not None:
-        lines.append(f"unaided_corrections_after_ai = {str(unaided_corrections_after_ai).lower()}")
-    lines += ["", "[questions]",
-             f"findings = {str(findings).lower()}", "", "[design]", f'type = "{design}"']
-    if washout is not None:
-        lines.append(f"washout_days = {washout}")
-    if arms is not None:
-        lines.append("arms = [" + ", ".join(f'"{a}"' for a in arms) + "]")
-    return "\n".join(lines) + "\n"
-
-
-LABELS = ["diabetic_retinopathy", "amd", "glaucoma", "rvo", "pathologic_myopia", "normal"]
-CARD = {"name": "demo", "architecture": "ViT-Test", "version": "abc123def4567890", "input_size": 224,
-        "device": "cpu", "precision": "fp32", "source": "test", "is_demo": True}
-SALIENCY = b"\x89PNG\r\n\x1a\nfake-saliency"
-
-
-VALID_ANSWER = {"primary_diagnosis": "amd", "findings": ["amd"], "confidence": 70, "referral": True}
 
 
 def answer_history(session, assignment_id: int) -> list[Answer]:
@@ -44,15 +19,3 @@ def load_case_image(study_id: int, image_ref: str, store_root=None):
     from revision_core.imageio import load_image
 
     return load_image(case_source(study_store(study_id, store_root), image_ref))
-
-
-def committed(fn, session, *args, **kwargs):
-    """``fn(session, ...)`` as a service or job calls it: the domain never commits, the caller commits the
-    transaction once the call has returned (an exception leaves it uncommitted)."""
-    result = fn(session, *args, **kwargs)
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()  # as the service's ``with`` block does when its commit fails
-        raise
-    return result

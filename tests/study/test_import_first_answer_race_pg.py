@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 
 from study.domain import cases, design, workflow
 from study.storage.models import Answer, Case
-from tests.study.helpers import VALID_ANSWER
-from tests.study.helpers import committed
+from testsupport.studies import VALID_ANSWER
+from testsupport.studies import committed
 
 
 @pytest.fixture

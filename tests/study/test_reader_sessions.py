@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from study.domain import reader_operations, reader_sessions, workflow
 from study.services import reader as reader_service, signin
 from study.storage.models import Answer, AnswerDraft, AuditEvent, ReaderSession, utcnow
-from tests.study.helpers import VALID_ANSWER, committed
+from testsupport.studies import VALID_ANSWER, committed
 
 
 def _signed_in(Session, code: str, now=None) -> signin.SignInResult:

@@ -17,7 +17,7 @@ from study.services import investigator
 from study.storage.models import (AIOutput, Answer, AnswerDraft, Assignment, AuditEvent, Base, Case, Reader,
                                   ReaderSession, ServerKey, SignInCounter, StoredTextInvalid, Study,
                                   WashoutOverride)
-from tests.study.helpers import study_toml
+from testsupport.studies import study_toml
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 _UNIQUE = itertools.count(1000)

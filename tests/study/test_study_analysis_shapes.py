@@ -17,7 +17,7 @@ from study.jobs.simulate_readers import answer_all
 from study.services import analysis
 from study.services.analysis import Cutoff
 from study.storage.models import Reader
-from tests.study.helpers import VALID_ANSWER, committed
+from testsupport.studies import VALID_ANSWER, committed
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 START = datetime(2026, 4, 6, 9, 0, tzinfo=timezone.utc)

@@ -17,8 +17,8 @@ from study.cli import main
 from study.storage.models import Reader
 from study.services import analysis
 from study.jobs.simulate_readers import answer_all
-from tests.study.helpers import VALID_ANSWER
-from tests.study.helpers import committed
+from testsupport.studies import VALID_ANSWER
+from testsupport.studies import committed
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)

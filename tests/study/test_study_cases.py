@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from study.domain import cases, studies
 from study.domain.config import parse_text
 from study.storage.models import AuditEvent, Case
-from tests.study.helpers import study_toml, committed
+from testsupport.studies import study_toml, committed
 
 
 def _image(path, seed, exif=False):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from study.domain.config import AnswerInvalid, StudyConfigError, load_config, parse_text, validate_answer
-from tests.study.helpers import study_toml
+from testsupport.studies import study_toml
 
 DEMO = Path(__file__).resolve().parents[2] / "studies" / "demo.toml"
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from study.domain import design, readers, studies, workflow
 from study.domain.config import parse_text
 from study.storage.models import Assignment, AuditEvent
-from tests.study.helpers import VALID_ANSWER, study_toml
-from tests.study.helpers import committed
+from testsupport.studies import VALID_ANSWER, study_toml
+from testsupport.studies import committed
 
 CASES = [f"c{i:02d}" for i in range(12)]
 READERS = [(f"R{i:03d}", lvl) for i, lvl in enumerate(["junior", "junior", "senior", "senior", "intermediate",

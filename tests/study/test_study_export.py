@@ -13,7 +13,7 @@ from study.outputs.export import answers_table, export
 from study.storage.models import Answer, Assignment
 from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
-from tests.study.helpers import committed
+from testsupport.studies import committed
 
 
 def parse_imrmc(text: str) -> tuple[dict, dict, list]:
@@ -92,7 +92,7 @@ def test_fast_read_column_is_the_flag_rule(make_study, Session):
     from datetime import datetime, timedelta, timezone
 
     from study.domain import flags
-    from tests.study.helpers import VALID_ANSWER
+    from testsupport.studies import VALID_ANSWER
 
     sid, _, codes = make_study("sequential", n_cases=2, n_readers=1)  # 4 readings, no washout
     reader_id = next(iter(codes))

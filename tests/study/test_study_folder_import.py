@@ -11,7 +11,7 @@ from study.domain import cases
 from study.cli import main
 from study.storage.models import AuditEvent, Case, Study
 from tests.study.test_study_cases import _image, _study
-from tests.study.helpers import committed
+from testsupport.studies import committed
 
 
 def _good_folder(root):

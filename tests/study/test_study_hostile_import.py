@@ -25,8 +25,8 @@ from study.domain.config import parse_text
 from study.services import investigator
 from study.storage import db, settings
 from study.storage.models import Case
-from tests.study.helpers import study_toml
-from tests.study.helpers import committed
+from testsupport.studies import study_toml
+from testsupport.studies import committed
 
 # --- the corpus ------------------------------------------------------------------------------------------
 
@@ -368,7 +368,7 @@ def test_an_import_being_checked_holds_up_no_reader(Session, make_study, tmp_pat
     import threading
 
     from study.domain import workflow
-    from tests.study.helpers import VALID_ANSWER
+    from testsupport.studies import VALID_ANSWER
 
     _live, _cases, codes = make_study("crossover", n_cases=4, n_readers=2)
     reader_id = next(iter(codes))

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from revision_core.imageio import load_image, strip_to_png_bytes
 from study.domain import cases, image_links
-from tests.study.helpers import load_case_image, committed
+from tests.study.helpers import load_case_image
+from testsupport.studies import committed
 from study.domain.reader_screen import case_display
 from study.services.reader import link_key
 from study.jobs import precompute

@@ -12,7 +12,7 @@ from study.domain import cases
 from study.cli import main
 from study.storage.models import Case, Study
 from tests.study.test_study_cases import _image, _study
-from tests.study.helpers import committed
+from testsupport.studies import committed
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database behaviour here
 

@@ -18,8 +18,8 @@ from study.cli import main
 from study.storage.models import Assignment, AuditEvent, Case, Reader
 from study.services import investigator
 from study.domain.studies import DesignLocked
-from tests.study.helpers import VALID_ANSWER
-from tests.study.helpers import committed
+from testsupport.studies import VALID_ANSWER
+from testsupport.studies import committed
 
 
 def _answer_first_item(Session, reader_id):
@@ -162,7 +162,8 @@ def test_the_setup_page_tells_the_truth_about_the_lock(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from study.storage import db
-    from tests.app_helpers import APP, make_study as make_app_study, rendered_text
+    from tests.app_helpers import make_study as make_app_study, rendered_text
+    from testsupport.app import APP
 
     url, ids, codes = make_app_study(tmp_path, design="crossover", n_cases=4, n_readers=2)
     monkeypatch.setenv("REVISION_DB_URL", url)

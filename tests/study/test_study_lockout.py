@@ -377,7 +377,7 @@ def _app(monkeypatch, tmp_path):
 def test_reader_page_throttle_survives_a_reload_and_the_right_code_gets_in(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from tests.app_helpers import APP
+    from testsupport.app import APP
 
     waits = Waits()
     monkeypatch.setattr(signin, "wait", waits)
@@ -400,7 +400,7 @@ def test_reader_page_throttle_survives_a_reload_and_the_right_code_gets_in(monke
 def test_investigator_page_throttle_survives_a_new_browser(monkeypatch, tmp_path, investigator):
     from streamlit.testing.v1 import AppTest
 
-    from tests.app_helpers import APP
+    from testsupport.app import APP
 
     waits = Waits()
     monkeypatch.setattr(signin, "wait", waits)

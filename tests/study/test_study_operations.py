@@ -18,8 +18,9 @@ from study.jobs.precompute import store_ai_output
 from study.outputs import audit_export
 from study.services import signin
 from study.storage.models import Answer, AuditEvent, Reader, WashoutOverride
-from tests.study.helpers import CARD, VALID_ANSWER
-from tests.study.helpers import answer_history, committed
+from tests.study.helpers import answer_history
+from testsupport.studies import CARD, VALID_ANSWER
+from testsupport.studies import committed
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 ACTOR = "investigator:lead"

@@ -12,7 +12,7 @@ from study.storage import db
 from study.jobs import precompute
 from study.domain.config import parse_text
 from study.storage.models import AIOutput, AIOverlay, AuditEvent
-from tests.study.helpers import committed, study_toml
+from testsupport.studies import committed, study_toml
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from study.domain.config import AnswerInvalid, StudyConfig, StudyConfigError, lo
 from study.outputs.export import answers_table, export, imrmc_text
 from study.outputs.report import analyze_reads, render_html
 from study.jobs.simulate_readers import simulate
-from tests.study.helpers import CARD, LABELS, study_toml, committed
+from testsupport.studies import CARD, LABELS, study_toml, committed
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = '[study]\nname = "Q"\nmodel = "demo"\nseed = 3\n\n[design]\ntype = "crossover"\n\n'

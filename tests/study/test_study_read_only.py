@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from study.domain import audit, workflow
 from study.storage import db
 from study.storage.models import Answer, AuditEvent, Reader
-from tests.study.helpers import VALID_ANSWER
-from tests.study.helpers import committed
+from testsupport.studies import VALID_ANSWER
+from testsupport.studies import committed
 
 
 def test_a_write_in_a_reading_session_is_refused(Session, make_study):

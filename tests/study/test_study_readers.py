@@ -10,7 +10,7 @@ from sqlalchemy import select
 from study.domain import readers, studies
 from study.domain.config import parse_text
 from study.storage.models import AuditEvent, Base, Reader
-from tests.study.helpers import study_toml, committed
+from testsupport.studies import study_toml, committed
 
 CODE_RE = re.compile(r"^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{4}(-[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{4}){2}$")
 

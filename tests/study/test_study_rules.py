@@ -12,8 +12,8 @@ from sqlalchemy import select
 from study.domain import rules, workflow
 from study.storage.models import Reader, Study
 from study.services import investigator
-from tests.study.helpers import CARD, VALID_ANSWER
-from tests.study.helpers import committed
+from testsupport.studies import CARD, VALID_ANSWER
+from testsupport.studies import committed
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from study.storage import db
 from study.storage.models import Answer, AuditEvent, Base, ImmutableRowError
-from tests.study.helpers import VALID_ANSWER
-from tests.study.helpers import committed
+from testsupport.studies import VALID_ANSWER
+from testsupport.studies import committed
 
 
 def test_migrated_schema_equals_orm_metadata(engine):

@@ -15,7 +15,7 @@ from study.domain.config import parse_text
 from study.domain.answers import answers_table
 from study.storage.models import Answer, Assignment, AuditEvent, Reader, utcnow
 from study.jobs.simulate_readers import expected_accuracy, simulate
-from tests.study.helpers import CARD, LABELS, study_toml, committed
+from testsupport.studies import CARD, LABELS, study_toml, committed
 
 
 def seed_study(Session, *, n_cases: int, ai_accuracy: float, design: str = "crossover", name: str = "Sim",

@@ -20,7 +20,7 @@ from study.cli import main
 from study.domain.design import build_design, verify_design
 from study.domain.answers import answers_table
 from study.storage.models import Answer, Assignment, AuditEvent, Reader
-from tests.study.helpers import committed
+from testsupport.studies import committed
 from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
 

@@ -13,7 +13,8 @@ from study.storage import db
 from study.domain import workflow
 from study.domain.config import AnswerInvalid
 from study.storage.models import Answer, Assignment, AuditEvent, utcnow
-from tests.study.helpers import CARD, SALIENCY, VALID_ANSWER, answer_history, committed
+from tests.study.helpers import answer_history
+from testsupport.studies import CARD, SALIENCY, VALID_ANSWER, committed
 
 AI_WORDS = ("probabilit", "model_card", "model_version", "saliency", "abc123def4567890", '"ai"')
 

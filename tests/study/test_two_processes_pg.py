@@ -30,8 +30,8 @@ from study.storage.models import AIOutput, Answer, Assignment, Case, SignInCount
 from study.jobs.precompute import store_ai_output
 from study.services import reader as reader_service, signin
 from study.domain.studies import create_study
-from tests.study.helpers import CARD, LABELS, SALIENCY, VALID_ANSWER, study_toml
-from tests.study.helpers import committed
+from testsupport.studies import CARD, LABELS, SALIENCY, VALID_ANSWER, study_toml
+from testsupport.studies import committed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ from argon2 import PasswordHasher
 from study.storage import db
 from study.domain import readers, workflow
 from study.services import reader as reader_service, signin
-from tests.study.helpers import committed
+from testsupport.studies import committed
 readers.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # as the tests' fixture
 args = json.loads(sys.argv[1])
 factory = db.session_factory(db.make_engine(args["url"]))

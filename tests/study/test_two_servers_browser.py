@@ -31,9 +31,10 @@ from study.domain.studies import create_study
 from study.jobs.precompute import store_ai_output
 from study.storage import db
 from study.storage.models import Answer, AuditEvent, Case, Study
-from tests.app_helpers import CARD, CHROMIUM, PROBS, SUBMIT_SELECTOR, answer_default_protocol, launch_chromium
-from tests.app_helpers import free_port, stop, streamlit_server
-from tests.study.helpers import study_toml
+from tests.app_helpers import SUBMIT_SELECTOR
+from testsupport.app import CARD, CHROMIUM, PROBS, answer_default_protocol, launch_chromium
+from testsupport.app import free_port, stop, streamlit_server
+from testsupport.studies import study_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "test-output"

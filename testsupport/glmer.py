@@ -1,4 +1,5 @@
-"""Runs tests/r/glmer_fit.R on a DataFrame; shared by tests/test_glmm.py and bench/bench_glmm.py."""
+"""Runs testsupport/r/glmer_fit.R (lme4's glmer, or blme's bglmer) on a DataFrame, for the tests and benchmarks that
+compare with R."""
 
 from __future__ import annotations
 
