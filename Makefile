@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` (seeds the demo study if absent, then serves the app on the
-# embedded default: SQLite, demo model) and `make test`.
+# embedded default: SQLite, demo model) and `make test`; for contributors, `make test-fast`.
 # Both create .venv and install requirements.txt when it changed; `make test` also installs the
 # system packages the tests need (R with lme4 as the mixed-model reference) when it can.
 VENV ?= .venv
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 PORT ?= 8501
 
-.PHONY: run test system-deps bench
+.PHONY: run test test-fast system-deps bench
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -28,8 +28,19 @@ run: $(STAMP)
 system-deps:
 	bash scripts/install_system_deps.sh
 
+# The tests run in random order (pytest-randomly prints its seed; `--randomly-seed=N` repeats an order,
+# `-p no:randomly` runs in file order) on parallel workers (pytest-xdist; a module's tests stay on one worker;
+# `make test PYTEST_ARGS=` runs in one process). Tiers by marker (pyproject.toml): `make test` runs every test but the
+# `slow` ones (python -m pytest -m slow); `make test-fast` only unit and service tests: no browser, no
+# PostgreSQL, no R, no system packages needed.
+PYTEST_ARGS ?= -n auto --dist loadscope
+FAST := not browser and not postgresql and not r and not slow
+
 test: $(STAMP) system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "$(FAST)"
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -44,6 +44,21 @@ def vandyke(reference_data):
     return pd.read_csv(reference_data / "vandyke.csv")
 
 
+# ------------------------------------------------------------------ tiers: markers from what a test uses
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark what needs PostgreSQL from the fixtures it uses (``pg_server``, directly or through the database
+    fixtures' ``postgresql`` parameter), so that ``-m "not postgresql"`` leaves it out; ``browser``, ``r``
+    and ``slow`` are marked where the test is written (tests/README.md lists the tiers)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        on_pg = any(isinstance(value, str) and value == "postgresql" for value in params.values())
+        if on_pg or "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgresql)
+
+
 TINY_VIT = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},

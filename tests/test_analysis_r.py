@@ -30,6 +30,9 @@ write.csv(out, "{out}", row.names = FALSE)
 """
 
 
+pytestmark = pytest.mark.r
+
+
 def _have_lme4() -> bool:
     if shutil.which("Rscript") is None:
         return False

@@ -30,6 +30,7 @@ def fitted(study):
 # --- agreement with glmer ------------------------------------------------------------------
 
 
+@pytest.mark.r
 def test_matches_glmer_laplace(study, fitted):
     if not glmer_available():
         pytest.skip(INSTALL_HINT)
@@ -53,6 +54,7 @@ def _unbalanced(seed: int = 7) -> pd.DataFrame:
     return df.sample(frac=0.7, random_state=1).reset_index(drop=True)
 
 
+@pytest.mark.r
 def test_matches_glmer_on_unbalanced_small_study():
     if not glmer_available():
         pytest.skip(INSTALL_HINT)
@@ -245,6 +247,7 @@ def _two_eyes(n_readers=6, n_patients=40, seed=3, crossed=True) -> pd.DataFrame:
                          "correct": (rng.random(len(eta)) < expit(eta)).astype(int)})
 
 
+@pytest.mark.r
 def test_nested_patients_matches_glmer():
     if not glmer_available():
         pytest.skip(INSTALL_HINT)

@@ -344,6 +344,7 @@ def test_a_reader_who_pauses_lands_on_the_reader_signin_page(live_study, as_serv
 
 # --- a real browser on the served app ---------------------------------------------------------------------
 
+@pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium; "
                     "scripts/install_system_deps.sh does it)")
 def test_browser_a_visitor_gets_no_prediction_while_a_study_is_live(tmp_path, tiny_cnn_checkpoint):
