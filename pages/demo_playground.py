@@ -2,11 +2,14 @@
 configured), any synthetic case or an upload, and see where it looks (saliency).
 
 Why it is built this way: the model, the gallery and each image's suggestions are loaded once per process
-(st.cache_resource), so a warm run only draws; the photograph is in the reading station's viewer, and a map
+(st.cache_resource), so a warm run only draws; the gallery's caches are keyed by the demo settings' [gallery]
+table as well as the real-photograph folder, so a process never shows a gallery built from other settings than
+the ones in force; the photograph is in the reading station's viewer, and a map
 is drawn there exactly as a saliency-arm reader sees it (named finding, bands, legend, outline mode, the
 findings explained so far to switch among); a map is stored with the SHA-256 of the image it was computed for
 and drawn only over that image, so no sequence of widget actions shows a stale one.
 """
+import json
 import time
 from pathlib import Path
 
@@ -40,19 +43,24 @@ SAL_RESULT, SAL_SHOWN = "sal_result", "sal_shown"  # session keys: the last maps
 
 
 @st.cache_resource(show_spinner="Preparing the sample gallery ...")
-def _gallery(real_folder: str | None):
-    return gallery_mod.synthetic_samples() + gallery_mod.real_samples(Path(real_folder) if real_folder else None)
+def _gallery(real_folder: str | None, gallery_settings: str):
+    """The gallery that ``gallery_settings`` (the demo settings' [gallery] table as JSON, part of the cache key)
+    describes, with the real photographs in ``real_folder``."""
+    settings = {"gallery": json.loads(gallery_settings)}
+    return (gallery_mod.synthetic_samples(settings)
+            + gallery_mod.real_samples(Path(real_folder) if real_folder else None, settings))
 
 
 @st.cache_resource(show_spinner="Reading the real photographs ...")
-def _gallery_probabilities(version: str, real_folder: str | None):
+def _gallery_probabilities(version: str, real_folder: str | None, gallery_settings: str):
     """Every gallery photograph's suggestions: for the measured line on the real ones (once per process)."""
-    return clf.predict_images([s.image for s in _gallery(real_folder)])
+    return clf.predict_images([s.image for s in _gallery(real_folder, gallery_settings)])
 
 
 @st.cache_resource(show_spinner=False)
-def _thumbnails(real_folder: str | None):
-    return [s.image.resize((160, round(160 * s.image.height / s.image.width))) for s in _gallery(real_folder)]
+def _thumbnails(real_folder: str | None, gallery_settings: str):
+    return [s.image.resize((160, round(160 * s.image.height / s.image.width)))
+            for s in _gallery(real_folder, gallery_settings)]
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -72,6 +80,7 @@ def _probabilities(version: str, sha: str, _image):
 folder = real_samples_folder()
 real_folder = str(folder) if folder else None
 # the photograph on the left from the top of the page, everything that chooses or explains it on the right
+gallery_settings = json.dumps(gallery_mod.demo_settings().get("gallery", {}), sort_keys=True)  # read on every run
 left, right = st.columns([3, 2], gap="small")
 source = right.radio("Photograph", SOURCES, horizontal=True, key="pg_source")
 image = sha = probs = items = None
@@ -102,7 +111,7 @@ elif source == "Synthetic case by number":
     present = [names[k] for k in clf.findings if case.labels.get(k)]
     truth_lines = ["Findings: " + plain(", ".join(present) or "normal"), plain(case.report)]
 else:
-    items = _gallery(real_folder)
+    items = _gallery(real_folder, gallery_settings)
     index = right.selectbox("Sample", range(len(items)), key="pg_sample",
                          format_func=lambda i: f"{'Real' if items[i].kind == 'real' else 'Synthetic'}: {items[i].title}")
     sample = items[index]
@@ -116,7 +125,7 @@ else:
         truth_lines = [f"Reference: {plain(labelled)}" + (f" · {plain(sample.credit)}" if sample.credit else "")]
 if items is not None:  # below both columns: the whole gallery at a glance
     with st.expander(f"Sample gallery ({len(items)} photographs)"):
-        thumbs = _thumbnails(real_folder)
+        thumbs = _thumbnails(real_folder, gallery_settings)
         for kind, heading in (("synthetic", "Synthetic"), ("real", "Real")):
             row = [i for i, s in enumerate(items) if s.kind == kind]
             if row:
@@ -140,9 +149,9 @@ with right:
     if real:
         st.info(gallery_mod.REAL_NOTE, icon=":material/info:")
         if source == "Sample gallery":
-            items = _gallery(real_folder)
-            for line in gallery_mod.real_summary(items, _gallery_probabilities(card.version, real_folder),
-                                                 clf.findings, names):
+            items = _gallery(real_folder, gallery_settings)
+            probabilities = _gallery_probabilities(card.version, real_folder, gallery_settings)
+            for line in gallery_mod.real_summary(items, probabilities, clf.findings, names):
                 st.caption(plain(line))
     if truth_lines:
         with st.expander("Reference findings" + ("" if real else " and synthetic report")):

@@ -168,3 +168,25 @@ def test_random_actions_never_raise_and_an_overlay_belongs_to_its_image(seed, de
                 assert shown == expected_sha(at, gallery), (step, key)  # never a stale overlay
     assert done >= PLAYGROUND_WIDGETS | EVALUATION_WIDGETS, f"widgets never driven: {(PLAYGROUND_WIDGETS | EVALUATION_WIDGETS) - done}"
     assert overlays > 0
+
+
+def test_the_gallery_is_the_one_the_settings_in_force_describe(demo_settings, monkeypatch):
+    """One process, two settings files (as in a test session): the playground's gallery, and so the photograph an
+    overlay is computed for, follows the settings in force, not the first ones the process saw (the gallery's
+    cache was keyed by the real-photograph folder only; an overlay's SHA-256 then named another image than the
+    test's gallery)."""
+    from revision_core.samples import real_samples, synthetic_samples
+    from study.storage.settings import real_samples_folder
+
+    monkeypatch.delenv("REVISION_DEMO_SETTINGS")  # the bundled settings: six synthetic photographs at 512 px
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.switch_page(PLAYGROUND).run()
+    assert not at.exception, at.exception
+    monkeypatch.setenv("REVISION_DEMO_SETTINGS", str(demo_settings))  # two at 256 px
+    gallery = synthetic_samples() + real_samples(real_samples_folder())
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.switch_page(PLAYGROUND).run()
+    assert at.selectbox(key="pg_sample").options == [f"{s.kind.capitalize()}: {s.title}" for s in gallery]
+    at.button(key="sal_run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["sal_shown"] == gallery[0].sha256
