@@ -30,11 +30,11 @@ system-deps:
 
 # The tests run in random order (pytest-randomly prints its seed; `--randomly-seed=N` repeats an order,
 # `-p no:randomly` runs in file order) on parallel workers (pytest-xdist; a module's tests stay on one worker;
-# `make test PYTEST_ARGS=` runs in one process). Tiers by marker (pyproject.toml): `make test` runs every test but the
-# `slow` ones (python -m pytest -m slow); `make test-fast` only unit and service tests: no browser, no
-# PostgreSQL, no R, no system packages needed.
+# `make test PYTEST_ARGS=` runs in one process). Tiers by marker (pyproject.toml): `make test` runs every test
+# but the `slow` ones (those run with `python -m pytest -m slow`), like `pytest` alone; `make test-fast` only
+# the quick unit and service tests: no `browser`, `postgresql` or `r` (so no system packages), no `heavy`.
 PYTEST_ARGS ?= -n auto --dist loadscope
-FAST := not browser and not postgresql and not r and not slow
+FAST := not browser and not postgresql and not r and not slow and not heavy
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

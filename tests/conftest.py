@@ -50,7 +50,7 @@ def vandyke(reference_data):
 def pytest_collection_modifyitems(config, items):
     """Mark what needs PostgreSQL from the fixtures it uses (``pg_server``, directly or through the database
     fixtures' ``postgresql`` parameter), so that ``-m "not postgresql"`` leaves it out; ``browser``, ``r``
-    and ``slow`` are marked where the test is written (tests/README.md lists the tiers)."""
+    and ``slow`` are marked where the test is written (the tiers: pyproject.toml, Makefile)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}

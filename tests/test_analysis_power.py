@@ -18,6 +18,7 @@ def test_marginal_to_conditional_round_trip():
         marginal_to_conditional(1.0, 1.0)
 
 
+@pytest.mark.heavy
 def test_power_rises_with_readers_and_cases_and_reports_progress():
     calls = []
     t = power_table({"junior": 0.65, "senior": 0.75}, gain=5, readers=(4, 16), cases=(30, 200), n_sim=12,

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from revision_core.synthetic import generate_case
@@ -29,6 +30,7 @@ def test_predict_json_and_a_broken_image(tiny_cnn_checkpoint, tmp_path):
     assert "notes.txt" in second["error"]
 
 
+@pytest.mark.heavy
 def test_evaluate_json_shape(tiny_cnn_checkpoint):
     out = _cli("evaluate", "--synthetic", 24, "--seed", 5, "--model", "revision-tiny-cnn", "--checkpoint",
                tiny_cnn_checkpoint, "--size", 224, "--json")
@@ -43,6 +45,7 @@ def test_evaluate_json_shape(tiny_cnn_checkpoint):
     assert abs(result["mean_auroc"] - sum(aucs) / len(aucs)) < 1e-12
 
 
+@pytest.mark.heavy
 def test_evaluate_a_manifest_of_labelled_images(tiny_cnn_checkpoint, tmp_path):
     assert _cli("synth", "--n", 12, "--seed", 3, "--out", tmp_path / "set", "--size", 224).returncode == 0
     out = _cli("evaluate", "--manifest", tmp_path / "set" / "manifest.csv", "--model", "revision-tiny-cnn",
@@ -51,6 +54,7 @@ def test_evaluate_a_manifest_of_labelled_images(tiny_cnn_checkpoint, tmp_path):
     assert json.loads(out.stdout)["n"] == 12
 
 
+@pytest.mark.heavy
 def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     out = _cli("predict", tmp_path / "x.png", "--model", "ViT-B-32")
     assert out.returncode == 2 and "--checkpoint" in out.stderr and "Traceback" not in out.stderr

@@ -200,6 +200,7 @@ def _cli(*args):
                           timeout=300, cwd=REPO_ROOT)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("command", [["predict", "eye.png"], ["evaluate", "--synthetic", "8"]])
 def test_a_checkpoint_with_the_demo_model_is_an_error(tmp_path, command):
     garbage = tmp_path / "garbage.safetensors"
@@ -210,6 +211,7 @@ def test_a_checkpoint_with_the_demo_model_is_an_error(tmp_path, command):
     assert "Traceback" not in out.stderr and not out.stdout
 
 
+@pytest.mark.heavy
 def test_a_checkpoint_with_a_local_dir_model_is_an_error(tmp_path):
     out = _cli("predict", "eye.png", "--model", f"local-dir:{tmp_path}", "--checkpoint", tmp_path / "w.pt")
     assert out.returncode == 2 and "local-dir: model has its own weights" in out.stderr, out.stderr

@@ -370,6 +370,7 @@ def test_cli_table():
     assert "F(1, 15.2597) = 4.456319" in proc.stdout
 
 
+@pytest.mark.heavy
 def test_cli_bad_input_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     _tiny().drop(columns="rating").to_csv(bad, index=False)

@@ -131,6 +131,7 @@ def _act(at: AppTest, key: str, rng: random.Random, n_samples: int) -> None:
     at.run()
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_actions_never_raise_and_an_overlay_belongs_to_its_image(seed, demo_settings):
     from revision_core.samples import real_samples, synthetic_samples

@@ -33,6 +33,7 @@ def test_signature_separates_findings_and_dr_severity():
     assert mild == findings_signature(dict(base), {"diabetic_retinopathy": "mild"})
 
 
+@pytest.mark.heavy
 def test_a_tiny_model_learns_and_is_saved_in_local_dir_layout(tmp_path):
     config = TrainConfig(architecture="revision-tiny-cnn", n_images=64, steps=40, batch_size=32, lr=3e-3,
                          warmup=5, workers=1, validate_every=0, n_validation=16, cache_dir=None, log_every=1000)

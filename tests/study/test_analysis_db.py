@@ -11,6 +11,7 @@ from study.jobs.simulate_readers import simulate
 from tests.study.test_study_simulate import seed_study
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_analyze_from_database(db_url, Session, tmp_path, capsys):
     sid = seed_study(Session, n_cases=16, ai_accuracy=0.8, design="sequential", name="Analyze")

@@ -82,6 +82,7 @@ def test_app_results_equal_cli_results_and_partial_reader_keeps_mrmc(live_study,
     assert "Contract" in page and app["study"]["snapshot_sha256"] in page and "ViT-Test" in page
 
 
+@pytest.mark.heavy
 @SQLITE
 def test_cutoff_completed_readers_and_time(live_study, Session, db_url, tmp_path):
     sid, full, partial = live_study

@@ -28,6 +28,7 @@ def _all_text(engine) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_demo_seeding_is_idempotent_and_codes_work(db_url, tmp_path, tiny_model):
     lines = []

@@ -100,6 +100,7 @@ def test_model_calibration_good_ai_helps_about_15_points_bad_ai_hurts():
     assert expected_accuracy(0.0)[0] < expected_accuracy(0.5)[0] < expected_accuracy(1.0)[0]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_glmm_finds_a_positive_sizeable_ai_effect(Session):
     sid = seed_study(Session, n_cases=40, ai_accuracy=0.9, name="Big")
