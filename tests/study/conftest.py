@@ -1,12 +1,12 @@
 """Database fixtures: every db test runs on SQLite and on a real, throwaway PostgreSQL 15.
 
 The PostgreSQL server (``testsupport.postgres``) is started once per test session, so once per xdist worker,
-with initdb + pg_ctl in a temporary folder on a free port. PostgreSQL refuses to run as root, so when the
-tests run as root the folder is given to the ``postgres`` user and the commands run through
-``runuser -u postgres --``. Binaries are found via ``$REVISION_PG_BIN`` (if set, only there), else
+with initdb + pg_ctl in a temporary folder (in /dev/shm where it has room) on a free port. PostgreSQL refuses
+to run as root, so when the tests run as root the folder is given to the ``postgres`` user and the commands
+run through ``runuser -u postgres --``. Binaries are found via ``$REVISION_PG_BIN`` (if set, only there), else
 ``/usr/lib/postgresql/15/bin`` (Debian/Ubuntu), then any other ``/usr/lib/postgresql/N/bin`` (newest first),
 then ``pg_ctl`` on PATH; where none exist the PostgreSQL-parametrised tests skip and say so. Each test gets
-its own fresh database. Tests on PostgreSQL are marked ``postgresql`` (tests/conftest.py).
+its own fresh database, dropped after it. Tests on PostgreSQL are marked ``postgresql`` (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def pg_server():
         import psycopg  # noqa: F401
     except ImportError:
         pytest.skip("PostgreSQL tests skipped: the psycopg driver is not installed (pip install 'psycopg[binary]')")
-    server = PostgresServer(bin_dir)
+    server = PostgresServer(bin_dir, in_memory=True)
     try:
         server.start()
     except subprocess.CalledProcessError as exc:
@@ -46,13 +46,17 @@ def pg_server():
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
-    """A migrated, empty database URL on each back end."""
+    """A migrated, empty database URL on each back end (a PostgreSQL database is dropped after its test)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'study.sqlite'}"
-    else:
-        url = request.getfixturevalue("pg_server").new_database()
+        db.upgrade(url)
+        yield url
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.new_database()
     db.upgrade(url)
-    return url
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture
