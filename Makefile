@@ -9,8 +9,9 @@ PORT ?= 8501
 
 .PHONY: run test test-fast system-deps bench
 
+# an existing .venv is kept as it is (also a symlink to a shared one, which `python3 -m venv` refuses)
 $(STAMP): requirements.txt
-	python3 -m venv $(VENV)
+	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
