@@ -16,6 +16,7 @@ def _cli(*args, cwd=None):
                           text=True, timeout=300, cwd=cwd)
 
 
+@pytest.mark.heavy
 def test_predict_json_and_a_broken_image(tiny_cnn_checkpoint, tmp_path):
     good = tmp_path / "eye.png"
     Image.fromarray(generate_case(4, size=256).image).save(good)
