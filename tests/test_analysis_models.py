@@ -82,6 +82,7 @@ def test_no_model_when_nothing_can_be_estimated():
         glmm_section(df, _levels(df))
 
 
+@pytest.mark.r
 def test_the_fallback_model_equals_lme4():
     """The model that runs for a three-arm study with one reader per level is lme4's fit of that model."""
     if not glmer_available():
@@ -96,6 +97,7 @@ def test_the_fallback_model_equals_lme4():
         assert abs(ours[r["term"]]["se"] / r["se"] - 1) < 0.02, r
 
 
+@pytest.mark.r
 def test_the_separated_model_equals_blme():
     if not glmer_available("blme"):
         pytest.skip(BLME_HINT)

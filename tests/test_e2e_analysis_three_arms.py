@@ -24,6 +24,7 @@ OUT = ROOT / "test-output"
 USER, PASSWORD = "dr-analysis", "three-arms-only-pw-9K"
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"),
     pytest.mark.skipif(not real_photos(), reason="../shared/real/idrid (the real photographs) is absent"),
 ]

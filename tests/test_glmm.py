@@ -353,6 +353,7 @@ def test_penalised_gradient_matches_finite_differences():
     np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.r
 def test_penalised_fit_matches_blme_bglmer():
     """blme::bglmer(fixef.prior = normal, cov.prior = NULL): normal(sd = c(10, 2.5)) on the fixed effects."""
     if not glmer_available("blme"):
