@@ -186,6 +186,7 @@ def test_a_separated_cell_is_fitted_with_priors_and_said_so():
     assert "bglmer" in res["summary"] and "blme::bglmer" in res["methods"]
 
 
+@pytest.mark.heavy
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(shape=study_shapes(max_readers=10, max_levels=4, max_cases=30))
 @example(shape=ISSUE_SHAPES[3])
