@@ -67,7 +67,9 @@ def test_ordinal_grade_and_ungradable_through_submit_export_and_analysis(dr_stud
     # an empty form is refused, in the reader's words
     at = _submit(at)
     errors = " ".join(e.value for e in at.error)
-    assert "ICDR diabetic retinopathy grade: an answer is required" in errors and "dr_grade" not in errors
+    assert "answer the 2 required questions marked in red" in errors and "dr_grade" not in errors
+    marks = " ".join(h.proto.body for h in at.get("html") if "border-left" in h.proto.body)
+    assert "dr_grade" in marks  # the unanswered grade is the question marked on the form
     # case 1: grade 2, oedema yes, a comment
     next(r for r in at.radio if r.label == "ICDR diabetic retinopathy grade").set_value("2")
     next(r for r in at.radio if r.label.startswith("Diabetic macular oedema")).set_value("Yes")

@@ -155,13 +155,16 @@ def _viewer_data(sent: str) -> dict:
     return json.loads(json.loads(found.group(1)))
 
 
-def _map_files(sent: str) -> list[str]:
-    """The store files of every signed link the page carries that names a saliency map (``<sha256>.map.png``)."""
+def _map_files(sent: str, url: str) -> list[str]:
+    """The store files of every signed link the page carries that names a saliency map (``<sha256>.map.png``);
+    the links are checked with the servers' signing key in the database at ``url``."""
     import re
 
     from study.domain import image_links
+    from study.services.reader import link_key
 
-    names = [image_links.verify(t).file_name for t in set(re.findall(r"/case-image/([A-Za-z0-9_.-]+)", sent))]
+    key = link_key(db.session_factory(db.make_engine(url)))
+    names = [image_links.verify(key, t).file_name for t in set(re.findall(r"/case-image/([A-Za-z0-9_.-]+)", sent))]
     return [n for n in names if n.endswith(".map.png")]
 
 
@@ -175,7 +178,7 @@ def test_saliency_maps_reach_the_saliency_arm_only_named_and_preloaded_from_sali
     arms, preloads = [], []
     for _ in range(6):
         sent = rendered_text(at)
-        data, files = _viewer_data(sent), _map_files(sent)
+        data, files = _viewer_data(sent), _map_files(sent, url)
         if "Unaided reading" in sent:
             arms.append("unaided")
             assert not files and "maps" not in data and not at.get("progress")

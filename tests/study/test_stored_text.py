@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from study.domain import audit, readers
 from study.services import investigator
-from study.storage.models import (AIOutput, Answer, AnswerDraft, Assignment, AuditEvent, Base, Case, Reader,
+from study.storage.models import (AIOutput, AIOverlay, Answer, AnswerDraft, Assignment, AuditEvent, Base, Case, Reader,
                                   ReaderSession, ServerKey, SignInCounter, StoredTextInvalid, Study,
                                   WashoutOverride)
 from testsupport.studies import study_toml
@@ -49,11 +49,19 @@ def _row(session, model, study_id: int):
         AnswerDraft: lambda: AnswerDraft(reader_id=reader.id, assignment_id=assignment.id, payload={}),
         ServerKey: lambda: ServerKey(name=f"k{n}", value="00"),
         AuditEvent: lambda: AuditEvent(actor="x", action="x", entity="x"),
+        AIOverlay: lambda: AIOverlay(ai_output_id=_flushed(session, rows[AIOutput]()).id, finding=f"f{n}", rank=1,
+                                     method="x", params={}, png=b"", sha256="0" * 64, width=1, height=1),
     }
     return rows[model]()
 
 
-MODELS = {m.__tablename__: m for m in (Study, Case, Reader, Assignment, Answer, AIOutput, WashoutOverride,
+def _flushed(session, row):
+    session.add(row)
+    session.flush()
+    return row
+
+
+MODELS = {m.__tablename__: m for m in (Study, Case, Reader, Assignment, Answer, AIOutput, AIOverlay, WashoutOverride,
                                        SignInCounter, ReaderSession, AnswerDraft, ServerKey, AuditEvent)}
 
 
