@@ -4,10 +4,7 @@ Heavy imports (torch, the model) happen inside :func:`classifier` only, so reade
 pages never load the model. The model is the bundled demo by default; ``REVISION_APP_MODEL`` (an
 open_clip architecture) with ``REVISION_APP_CHECKPOINT`` selects another (the tests use a tiny one).
 """
-import io
-import math
 import re
-import warnings
 from pathlib import Path
 
 import streamlit as st
@@ -16,6 +13,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from pages._uploads import PLAYGROUND_LONGEST, DecodeBudget, decode_budget, decode_estimate, playground_upload_mb
 from study.domain import study_mode
 from study.services import signin
+from revision_core.imageio import load_image_reduced
 from study.storage import db, settings
 
 # A ``pages/`` folder next to app.py makes Streamlit treat every file in it as a page (the old
@@ -355,79 +353,18 @@ PLAYGROUND_MAX_PIXELS = 50_000_000  # header check before decoding (as an import
 
 def load_upload_reduced(data: bytes, name: str | None = None, *, longest: int = PLAYGROUND_LONGEST,
                         max_pixels: int = PLAYGROUND_MAX_PIXELS, budget: DecodeBudget | None = None):
-    """An uploaded photograph as 8-bit RGB with its longest side at most ``longest``, decoded within a
-    pixel budget (the public playground: anyone can upload, and the server is one process for everyone).
-
-    The pixel count is checked from the header before any pixels are decoded (``max_pixels``, the same
-    message as ``revision_core.imageio.load_image``). A JPEG is decoded at reduced size by the DCT itself
-    (PIL ``draft``: 1/2, 1/4 or 1/8 scale), so a 50-megapixel JPEG never exists at full size in memory.
-    PNG and TIFF have no reduced decoding: the pixels are decoded once in their stored mode (16-bit stays
-    2 bytes a pixel), shrunk in that mode (``Image.reduce``, or a box filter for 16-bit grey), and only the
-    small result is converted to RGB; a 16-bit 7000 x 7000 PNG costs about 120 MB for a moment instead of
-    1.1 GB. DICOM and anything PIL cannot open goes through ``load_image`` (same budget) and is then shrunk.
-    EXIF orientation is applied and no metadata is kept. Raises ``ImageLoadError`` with a user-facing message.
+    """An uploaded photograph as 8-bit RGB with its longest side at most ``longest``, decoded within a pixel
+    budget (:func:`revision_core.imageio.load_image_reduced`: the public playground, where anyone can upload
+    and the server is one process for everyone). Raises ``ImageLoadError`` with a user-facing message.
 
     Every decode first reserves its estimated memory from the server's :class:`DecodeBudget` (``budget``,
     default :func:`decode_budget`): at most so many bytes and so many decodes at once across every session,
     so a burst of uploads waits its turn instead of taking gigabytes; one that alone needs more is refused.
     """
-
-    from PIL import Image
-
-    from revision_core import imageio
-
-    def _shrunk(img):
-        if max(img.size) > longest:
-            img = img.copy()
-            img.thumbnail((longest, longest), Image.Resampling.LANCZOS)
-        img.info = {}
-        return img
-
     budget = decode_budget() if budget is None else budget
-    im = None
-    if not imageio._is_dicom(data):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(io.BytesIO(data))  # the header only
-        except Exception:  # noqa: BLE001 - load_image below gives the user-facing message
-            im = None
-    if im is None or im.size[0] * im.size[1] > max_pixels:
-        with budget.reserve(decode_estimate(None, len(data), longest), name):  # refuses / DICOM path
-            return _shrunk(imageio.load_image(data, max_pixels=max_pixels, name=name))
-    if im.format == "JPEG":
-        im.draft(im.mode, (longest, longest))  # DCT scaling only; the mode stays (and the size shrinks)
-    with budget.reserve(decode_estimate(im, len(data), longest), name):
-        return _decode_reduced(im, data, name, longest, max_pixels, _shrunk)
-
-
-def _decode_reduced(im, data: bytes, name: str | None, longest: int, max_pixels: int, _shrunk):
-    """The body of :func:`load_upload_reduced` once its memory is reserved."""
-    from PIL import Image
-
-    from revision_core import imageio
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im.seek(0)
-            im.load()
-            orientation = imageio._orientation(im)
-    except Exception:  # noqa: BLE001 - truncated or damaged: load_image explains it (same budget)
-        return _shrunk(imageio.load_image(data, max_pixels=max_pixels, name=name))
-    factor = math.ceil(max(im.size) / longest)
-    if factor > 1:
-        size = (max(1, im.size[0] // factor), max(1, im.size[1] // factor))
-        try:
-            im = im.reduce(factor)
-        except (ValueError, NotImplementedError):  # e.g. 16-bit grey (I;16): box-average in the stored mode
-            try:
-                im = im.resize(size, Image.Resampling.BOX)
-            except (ValueError, NotImplementedError):  # any other mode: convert at full size, then shrink
-                im = imageio._to_rgb8(im, name or "upload").reduce(factor)
-    return _shrunk(imageio._fresh(imageio._to_rgb8(imageio.apply_orientation(im, orientation), name or "upload")))
-
-
+    return load_image_reduced(data, longest=longest, max_pixels=max_pixels, name=name,
+                              reserve=lambda header: budget.reserve(decode_estimate(header, len(data), longest),
+                                                                    name))
 
 
 # --- study mode (issue 11): the public demo pages only while no study has unaided readings left -------

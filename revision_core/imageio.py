@@ -14,10 +14,13 @@ orientation to apply after decoding it (:class:`OrientedFile`), or else a metada
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -26,7 +29,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 __all__ = ["ImageLoadError", "OrientedFile", "StoreEncoding", "apply_orientation", "browser_ready",
-           "encode_for_store", "image_sha256", "jpeg_bytes", "load_image", "screen_jpeg", "strip_jpeg_metadata",
+           "encode_for_store", "image_sha256", "jpeg_bytes", "load_image", "load_image_reduced", "screen_jpeg", "strip_jpeg_metadata",
            "strip_to_png_bytes"]
 
 
@@ -294,6 +297,67 @@ def load_image(source: Source, *, max_pixels: int = 50_000_000, name: str | None
     if isinstance(source, OrientedFile):
         return apply_orientation(load_image(source.path, max_pixels=max_pixels, name=name), source.orientation)
     return _decode(source, max_pixels, name)[0]
+
+
+def load_image_reduced(data: bytes, *, longest: int, max_pixels: int = 50_000_000, name: str | None = None,
+                       reserve: Callable[[Image.Image | None], contextlib.AbstractContextManager] | None = None
+                       ) -> Image.Image:
+    """Decode ``data`` to a metadata-free 8-bit RGB image whose longest side is at most ``longest``, without
+    holding the full-size RGB pixels where the format allows it (a public upload: the server is one process).
+
+    The pixel count is checked from the header before any pixels are decoded (``max_pixels``, the same
+    message as :func:`load_image`). A JPEG is decoded at reduced size by the DCT itself (PIL ``draft``: 1/2,
+    1/4 or 1/8 scale). PNG and TIFF are decoded once in their stored mode (16-bit stays 2 bytes a pixel),
+    shrunk in that mode (``Image.reduce``, or a box filter for 16-bit grey), and only the small result is
+    converted to RGB. DICOM, and anything PIL cannot open, goes through :func:`load_image` and is then shrunk.
+    EXIF orientation is applied. ``reserve(header)`` (the PIL image opened from the header, ``None`` when it
+    could not be opened or is too large) returns a context manager held while the pixels are decoded: the
+    caller's memory budget. Raises :class:`ImageLoadError` with a user-facing message.
+    """
+    reserve = reserve or (lambda _header: contextlib.nullcontext())
+    label = name or "upload"
+
+    def shrunk(img: Image.Image) -> Image.Image:
+        if max(img.size) > longest:
+            img = img.copy()
+            img.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+        img.info = {}
+        return img
+
+    header = None
+    if not _is_dicom(data):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                header = Image.open(io.BytesIO(data))  # the header only
+        except Exception:  # noqa: BLE001 - load_image below gives the user-facing message
+            header = None
+    if header is None or header.size[0] * header.size[1] > max_pixels:
+        with reserve(None):  # refuses, or the DICOM path
+            return shrunk(load_image(data, max_pixels=max_pixels, name=name))
+    if header.format == "JPEG":
+        header.draft(header.mode, (longest, longest))  # DCT scaling only; the mode stays (and the size shrinks)
+    with reserve(header):
+        im = header
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im.seek(0)
+                im.load()
+                orientation = _orientation(im)
+        except Exception:  # noqa: BLE001 - truncated or damaged: load_image explains it
+            return shrunk(load_image(data, max_pixels=max_pixels, name=name))
+        factor = math.ceil(max(im.size) / longest)
+        if factor > 1:
+            size = (max(1, im.size[0] // factor), max(1, im.size[1] // factor))
+            try:
+                im = im.reduce(factor)
+            except (ValueError, NotImplementedError):  # e.g. 16-bit grey (I;16): box-average in the stored mode
+                try:
+                    im = im.resize(size, Image.Resampling.BOX)
+                except (ValueError, NotImplementedError):  # any other mode: convert at full size, then shrink
+                    im = _to_rgb8(im, label).reduce(factor)
+        return shrunk(_fresh(_to_rgb8(apply_orientation(im, orientation), label)))
 
 
 def _decode(source: Source, max_pixels: int, name: str | None

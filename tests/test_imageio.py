@@ -473,3 +473,24 @@ def test_screen_jpeg_longest_side_and_never_enlarged():
     assert Image.open(io.BytesIO(screen_jpeg(small))).size == (300, 200)
     tall = Image.open(io.BytesIO(screen_jpeg(Image.new("RGB", (1000, 2500)))))
     assert tall.size == (819, 2048)
+
+
+def test_reduced_decoding_reserves_with_the_drafted_header_and_turns_upright():
+    """load_image_reduced hands its caller the JPEG header after DCT drafting (so a memory budget sees the
+    reduced size, not the full one), applies EXIF orientation, and keeps no metadata."""
+    from contextlib import nullcontext
+
+    from revision_core.imageio import load_image_reduced
+
+    img = Image.new("RGB", (2000, 1000), (200, 40, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: the upright image is portrait
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    seen = []
+    out = load_image_reduced(buf.getvalue(), longest=256, name="eye.jpg",
+                             reserve=lambda header: seen.append(header.size) or nullcontext())
+    assert seen and seen[0] == (1000, 500)  # drafted by the DCT (to the smallest scale keeping 256 px a side)
+    assert out.mode == "RGB" and max(out.size) <= 256 and out.size[1] > out.size[0] and not out.info
+    with pytest.raises(ImageLoadError, match="notes.txt"):
+        load_image_reduced(b"not an image", longest=256, name="notes.txt")

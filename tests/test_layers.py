@@ -182,3 +182,37 @@ def test_pages_import_only_the_shared_page_helpers():
                                                   and n.count(".") == 1 and not n.split(".")[1].startswith("_"))
                  for p in (REPO / "pages").glob("*.py")}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+def private_uses(path: Path) -> list[str]:
+    """Private names (one leading underscore) of ``study`` or ``revision_core`` that ``path`` uses: imported
+    with ``from x import _y``, or read as ``x._y`` on a module it imported."""
+    tree = ast.parse(path.read_text())
+    ours = ("study", "revision_core")
+    modules, found = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ours:
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{node.module}.{alias.name}")
+                modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in ours:
+                    modules[alias.asname or alias.name.split(".")[0]] = alias.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{modules[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_the_screen_uses_only_public_names_of_the_library(tmp_path):
+    """Pages decode, score and store through public functions: a private helper of ``revision_core`` or
+    ``study`` may change without notice (``pages/_shared.py`` once decoded uploads with four of imageio's)."""
+    screen = [p for folder in ("pages", "components") for p in (REPO / folder).rglob("*.py")] + [REPO / "app.py"]
+    offenders = {str(p.relative_to(REPO)): private_uses(p) for p in screen}
+    assert not {k: v for k, v in offenders.items() if v}
+    planted = tmp_path / "page.py"
+    planted.write_text("from revision_core import imageio\nfrom study.rules import _x\nimageio._fresh(None)\n")
+    assert sorted(private_uses(planted)) == ["revision_core.imageio._fresh", "study.rules._x"]
