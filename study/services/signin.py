@@ -362,19 +362,6 @@ def investigator_scopes(throttle: SignInThrottle, user: str) -> list[str]:
     return [*throttle.client_scopes, lockout.INVESTIGATOR]
 
 
-def audit_investigator(factory: sessionmaker[Session], user: str, ok: bool, *, now: datetime | None = None,
-                       client: str | None = None) -> None:
-    """Audit an investigator sign-in; a failed one names the user only when it is the configured one."""
-    known = _known_user(user)
-    name = user[:100] if known else lockout.UNKNOWN_USER
-    with factory() as session:
-        audit.record(session, actor=f"investigator:{name}" if ok else "anonymous",
-                     action="investigator.signed_in" if ok else "investigator.sign_in_failed",
-                     entity="investigator", entity_id=name, at=now,
-                     after={"client": client} if client else None)
-        session.commit()
-
-
 @dataclass(frozen=True)
 class InvestigatorSignInResult:
     ok: bool
