@@ -102,7 +102,15 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
             page.locator('[role="radiogroup"]').nth(0).locator("label").first.click()
             page.locator('[role="radiogroup"]').last.get_by_text("No", exact=True).click()
             page.locator('input[type="number"]').first.fill("70")  # confidence has no default
+            before = len(frames)
             page.locator('input[type="number"]').first.press("Tab")
+            # each change reruns the answer column (a draft is kept), the AI panel included on aided cases: the
+            # traffic after Submit starts once the last change's rerun has answered and ended
+            for _ in range(100):
+                if len(frames) > before:
+                    break
+                page.wait_for_timeout(100)
+            _idle(page)
             mark = len(frames)
             page.locator(SUBMIT_SELECTOR).click()
         expect(page.get_by_text("Study complete")).to_be_visible(timeout=30_000)
