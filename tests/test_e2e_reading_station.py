@@ -286,7 +286,15 @@ def test_reading_station_layout_maps_leaks_and_viewer(photo_server, our_links):
                         _check_touch_targets(page, tag)
                     if not full_walk:
                         break
+                before = len(received)
                 answer_default_protocol(page)
+                # each change reruns the answer column (a draft is kept), the AI panel included on aided cases:
+                # the next case's traffic starts once the last change's rerun has answered and ended
+                for _ in range(100):
+                    if len(received) > before:
+                        break
+                    page.wait_for_timeout(100)
+                _idle(page)
                 mark = len(received)
                 on_screen[0] = k + 1
                 submit.click()
