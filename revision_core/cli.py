@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train a CLIP model on synthetic image-report pairs (the demo model)", "revision_core.commands.train"),
     "saliency": ("saliency overlay (IG, SmoothGrad, Grad-CAM, occlusion) of one finding", "revision_core.commands.saliency"),
     "saliency-check": ("faithfulness of saliency maps on synthetic lesion masks", "revision_core.commands.saliency_check"),
+    "fit-lesions": ("fit the synthetic lesion model to expert-marked real lesions (IDRiD)", "revision_core.commands.fit_lesions"),
 }
 
 
