@@ -17,7 +17,7 @@ import pytest
 
 from study.jobs.simulate_readers import answer_all
 from study.storage import db
-from testsupport.app import CHROMIUM, launch_chromium, make_photo_study, real_photos, streamlit_server
+from testsupport.app import CHROMIUM, launch_chromium, make_photo_study, real_photos, streamlit_server, wait_script_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output"
@@ -51,10 +51,7 @@ def three_arm_server(tmp_path):
 
 
 def _idle(page) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1,
-                                                                                          timeout=180_000)
+    wait_script_idle(page, 180_000)
 
 
 def test_the_three_arm_study_with_one_reader_per_level_is_analysed_in_the_browser(three_arm_server):

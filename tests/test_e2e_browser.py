@@ -16,7 +16,7 @@ from study.storage import db
 from study.domain import workflow
 from study.storage.models import Answer, AuditEvent, Reader
 from tests.app_helpers import SUBMIT_SELECTOR, make_study
-from testsupport.app import CARD, CHROMIUM, launch_chromium, streamlit_server
+from testsupport.app import CARD, CHROMIUM, launch_chromium, settle_after_change, streamlit_server, wait_script_idle
 from testsupport.studies import committed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,13 +104,7 @@ def test_reader_completes_a_sequential_study_without_ai_leaks(server):
             page.locator('input[type="number"]').first.fill("70")  # confidence has no default
             before = len(frames)
             page.locator('input[type="number"]').first.press("Tab")
-            # each change reruns the answer column (a draft is kept), the AI panel included on aided cases: the
-            # traffic after Submit starts once the last change's rerun has answered and ended
-            for _ in range(100):
-                if len(frames) > before:
-                    break
-                page.wait_for_timeout(100)
-            _idle(page)
+            settle_after_change(page, frames, before)  # the change's rerun carries the aided panel
             mark = len(frames)
             page.locator(SUBMIT_SELECTOR).click()
         expect(page.get_by_text("Study complete")).to_be_visible(timeout=30_000)
@@ -141,10 +135,7 @@ def _settle(page, title: str) -> None:
 
 
 def _idle(page) -> None:
-    """Wait for the end of the script run (the app root's script state)."""
-    from playwright.sync_api import expect
-
-    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1, timeout=30_000)
+    wait_script_idle(page)
 
 
 def _nav(page) -> list[str]:

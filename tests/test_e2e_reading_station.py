@@ -29,7 +29,8 @@ from sqlalchemy import func, select
 from study.storage import db
 from study.storage.models import Answer
 from testsupport.app import (CARD, CHROMIUM, answer_default_protocol, launch_chromium, make_photo_study,
-                             streamlit_server, study_photos, viewer_view_changes)
+                             settle_after_change, streamlit_server, study_photos, viewer_view_changes,
+                             wait_script_idle)
 from tests.app_helpers import SUBMIT_SELECTOR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,9 +106,7 @@ def our_links(link_key):
 
 
 def _idle(page) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1, timeout=30_000)
+    wait_script_idle(page)
 
 
 def _viewer_drawn(page, frames_before: int) -> None:
@@ -288,13 +287,7 @@ def test_reading_station_layout_maps_leaks_and_viewer(photo_server, our_links):
                         break
                 before = len(received)
                 answer_default_protocol(page)
-                # each change reruns the answer column (a draft is kept), the AI panel included on aided cases:
-                # the next case's traffic starts once the last change's rerun has answered and ended
-                for _ in range(100):
-                    if len(received) > before:
-                        break
-                    page.wait_for_timeout(100)
-                _idle(page)
+                settle_after_change(page, received, before)  # the change's rerun carries the aided panel
                 mark = len(received)
                 on_screen[0] = k + 1
                 submit.click()

@@ -161,6 +161,25 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def wait_script_idle(page, timeout_ms: int = 30_000) -> None:
+    """Wait for the end of the app's script run (the app root's script state)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(
+        1, timeout=timeout_ms)
+
+
+def settle_after_change(page, frames: list, before: int) -> None:
+    """After a widget change in the answer column: wait until the rerun it causes (each change reruns the column
+    and keeps a draft; on an aided case the AI panel comes with it) has sent something past ``frames[before]``
+    (at most 10 s) and ended, so traffic counted from here on belongs to what follows."""
+    for _ in range(100):
+        if len(frames) > before:
+            break
+        page.wait_for_timeout(100)
+    wait_script_idle(page)
+
+
 def answer_default_protocol(page) -> None:
     """Answer the default protocol's form in the browser: first diagnosis, confidence 70, no referral."""
     page.locator('[role="radiogroup"]').nth(0).locator("label").first.click()

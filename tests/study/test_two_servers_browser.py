@@ -33,7 +33,7 @@ from study.storage import db
 from study.storage.models import Answer, AuditEvent, Case, Study
 from tests.app_helpers import SUBMIT_SELECTOR
 from testsupport.app import CARD, CHROMIUM, PROBS, answer_default_protocol, launch_chromium
-from testsupport.app import free_port, stop, streamlit_server
+from testsupport.app import free_port, stop, streamlit_server, wait_script_idle
 from testsupport.studies import study_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,9 +149,7 @@ def deployment(pg_server, tmp_path):
 
 
 def _idle(page) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1, timeout=60_000)
+    wait_script_idle(page, 60_000)
 
 
 def _browser_on(browser, proxy: str, route: str):
